@@ -1,0 +1,28 @@
+// Error kinds raised by the C++ core. The binding file maps each one to a
+// Python class under fastroute.FastrouteError (see python/fastroute/errors.py).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace fastroute {
+
+// The caller passed a value the core cannot use (empty, NaN, wrong shape...).
+// Python: fastroute.InvalidInput (a ValueError).
+struct InvalidInput : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// The caller passed a type the core does not handle (complex, object...).
+// Python: fastroute.UnsupportedInput (a TypeError).
+struct UnsupportedInput : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// A file's bytes claim a known format but its header is truncated,
+// inconsistent or declares absurd sizes. Python: fastroute.CorruptFile.
+struct CorruptFile : InvalidInput {
+  using InvalidInput::InvalidInput;
+};
+
+}  // namespace fastroute
