@@ -21,6 +21,7 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
+from .experiments import Canary, CanaryThresholds, Shadow, Split
 from .registry import ModelSpec, Registry
 from .router import Decision, Router
 
@@ -32,6 +33,8 @@ __all__ = [
     "SCRIPTS",
     "Analysis",
     "BatchAnalysis",
+    "Canary",
+    "CanaryThresholds",
     "ConfigError",
     "CorruptFile",
     "DeadlineExceeded",
@@ -47,6 +50,8 @@ __all__ = [
     "RegistrationError",
     "Router",
     "RouterClosed",
+    "Shadow",
+    "Split",
     "UnsupportedInput",
     "analyze",
     "analyze_batch",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any, Callable
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from .analyzer import Analysis, analyze, analyze_batch
 from .errors import ModelError
 from .policies import ByModality, Policy
-from .registry import ModelSpec, Registry
+from .registry import Lease, ModelSpec, Registry
 
 __all__ = ["Decision", "Router"]
 
@@ -52,8 +53,14 @@ class Router:
         device: str = "cpu",
         replicas: int = 1,
         tags: Sequence[str] = (),
+        warmup: Any = None,
+        aliases: Sequence[str] = (),
     ) -> ModelSpec:
-        """Register ``model`` (a callable on one input, or on a batch if ``batched``)."""
+        """Register ``model`` (a callable on one input, or on a batch if ``batched``).
+
+        ``warmup`` is a sample input run once before the model takes traffic;
+        ``aliases`` (e.g. ``["stable"]``) point at this version atomically.
+        """
         spec = ModelSpec(
             name=name,
             version=version,
@@ -65,39 +72,84 @@ class Router:
             replicas=replicas,
             tags=frozenset(tags),
         )
-        return self.models.register(spec)
+        return self.models.register(spec, warmup=warmup, aliases=aliases)
 
-    def route(self, x: Any, *, hint: str | None = None) -> Decision:
-        """Decide which model serves ``x``, without running it."""
+    @classmethod
+    def from_config(cls, path: str | PathLike[str]) -> Router:
+        """A router built from a YAML or TOML file (see :mod:`fastroute.config`)."""
+        from .config import load_router
+
+        return load_router(path, cls)
+
+    def reload(self, path: str | PathLike[str]) -> None:
+        """Apply a changed config file without dropping a request; an invalid one changes nothing."""
+        from .config import reload_router
+
+        reload_router(self, path)
+
+    def route(self, x: Any, *, hint: str | None = None, key: Any = None) -> Decision:
+        """Decide which model serves ``x``, without running it.
+
+        ``key`` (a user or session id) keeps a caller on one version of a split.
+        """
         analysis = analyze(x, hint=hint)
-        return self._decide(analysis)
+        return self._decide(analysis, key)
 
-    def infer(self, x: Any, *, hint: str | None = None) -> Any:
+    def infer(self, x: Any, *, hint: str | None = None, key: Any = None) -> Any:
         """Route ``x`` and return the chosen model's result."""
-        decision = self.route(x, hint=hint)
-        spec = self.models.get(decision.model, decision.version)
-        return spec.model([x])[0] if spec.batched else spec.model(x)
+        _, lease = self._decide_leased(analyze(x, hint=hint), key)
+        with lease:
+            result = lease.spec.run_one(x)
+        self._mirror(lease, x, result)
+        return result
 
-    def infer_batch(self, xs: Sequence[Any]) -> list[Any]:
+    def infer_batch(self, xs: Sequence[Any], *, keys: Sequence[Any] | None = None) -> list[Any]:
         """Route every input, call each chosen model once on its group, keep input order."""
         batch = analyze_batch(xs)
         choices = self.policy.select_batch(batch, self.models)
-        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for index, choice in enumerate(choices):
-            spec = self.models.get(choice.model)
-            groups[spec.key].append(index)
+        keys = keys if keys is not None else [None] * len(choices)
+        leases = [self.models.lease(choice.model, key=key) for choice, key in zip(choices, keys)]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for index, lease in enumerate(leases):
+            groups[id(lease.spec)].append(index)
         results: list[Any] = [None] * len(choices)
-        for key, indices in groups.items():
-            spec = self.models.get(*key)
-            outputs = _run_group(spec, [xs[i] for i in indices])
+        for indices in groups.values():
+            spec = leases[indices[0]].spec
+            try:
+                outputs = _run_group(spec, [xs[i] for i in indices])
+            except BaseException as error:
+                for index in indices:
+                    leases[index].release(error)
+                raise
             for index, output in zip(indices, outputs):
                 results[index] = output
+                leases[index].release()
+                self._mirror(leases[index], xs[index], output)
         return results
 
-    def _decide(self, analysis: Analysis) -> Decision:
+    def _decide(self, analysis: Analysis, key: Any = None) -> Decision:
+        decision, lease = self._decide_leased(analysis, key)
+        lease.release()
+        return decision
+
+    def _decide_leased(self, analysis: Analysis, key: Any = None) -> tuple[Decision, Lease]:
+        """The decision plus a lease on its model version, held until the request completes."""
         choice = self.policy.select(analysis, self.models)
-        spec = self.models.get(choice.model)
-        return Decision(spec.name, spec.version, analysis.modality, choice.reason, choice.score)
+        lease = self.models.lease(choice.model, key=key)
+        spec = lease.spec
+        reason = f"{choice.reason}; {lease.reason}"
+        return Decision(spec.name, spec.version, analysis.modality, reason, choice.score), lease
+
+    def _mirror(self, lease: Lease, x: Any, result: Any) -> None:
+        """Offer a served request to its model's shadow, if any (never raises for it)."""
+        if lease.shadow is not None:
+            name, shadow = lease.spec.name, lease.shadow
+
+            def run_shadow(sample: Any) -> Any:
+                with self.models.lease(name, shadow.version) as shadow_lease:
+                    return shadow_lease.spec.run_one(sample)
+
+            shadow.offer(x, result, lease.spec.version, run_shadow)
 
 
 def _run_group(spec: ModelSpec, inputs: list[Any]) -> list[Any]:
