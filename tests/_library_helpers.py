@@ -1,0 +1,63 @@
+"""Shared helpers for the model-library tests (registry, experiments, config)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import fastroute.router
+
+
+@dataclass(frozen=True)
+class FixedAnalysis:
+    """Stands in for the analyzer: these tests are about which *version* serves."""
+
+    modality: str
+
+
+def route_everything_as(monkeypatch: pytest.MonkeyPatch, modality: str = "tabular") -> None:
+    """Make the router see every input as ``modality`` so tests can use plain ints."""
+    monkeypatch.setattr(fastroute.router, "analyze", lambda x, hint=None: FixedAnalysis(modality))
+    monkeypatch.setattr(fastroute.router, "analyze_batch", lambda xs: [FixedAnalysis(modality) for _ in xs])
+
+
+class FakeClock:
+    """A manual clock; models advance it to fake their latency."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Versioned:
+    """A model version that proves it was warmed before traffic and never used after retiring."""
+
+    WARMUP = "warm-up sample"
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.warmed = False
+        self.retired = False
+        self.violations: list[str] = []
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, x: Any) -> tuple[str, Any]:
+        if x == self.WARMUP:
+            self.warmed = True
+            return (self.version, x)
+        with self._lock:
+            self.calls += 1
+            if not self.warmed:
+                self.violations.append(f"v{self.version} served {x!r} before warm-up")
+            if self.retired:
+                self.violations.append(f"v{self.version} served {x!r} after retiring")
+        return (self.version, x)
