@@ -221,7 +221,7 @@ def test_a_hanging_shadow_drops_mirrors_instead_of_blocking(monkeypatch: pytest.
 
 
 def test_shadow_share_samples_with_the_injected_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    shadow = Shadow("2", share=0.25, rng=random.Random(3))
+    shadow = Shadow("2", share=0.25, rng=random.Random(3), queue_size=400)
     router = shadow_router(monkeypatch, lambda x: x, shadow)
     for i in range(400):
         router.infer(i)
