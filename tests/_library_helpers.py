@@ -61,3 +61,26 @@ class Versioned:
             if self.retired:
                 self.violations.append(f"v{self.version} served {x!r} after retiring")
         return (self.version, x)
+
+
+def make_scaler(factor: float = 2.0):
+    """A model factory for config tests."""
+    return lambda x: x * factor
+
+
+def failing_factory(**kwargs: Any):
+    raise RuntimeError(f"cannot build with {kwargs}")
+
+
+def refuses_warmup(x: Any) -> Any:
+    if x == "boom":
+        raise ValueError("warm-up input rejected")
+    return x
+
+
+def same(served: Any, mirrored: Any) -> bool:
+    return served == mirrored
+
+
+def double(x: Any) -> Any:
+    return x * 2
