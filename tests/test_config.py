@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 import threading
@@ -247,3 +248,22 @@ def test_reload_under_load_drops_no_request(tmp_path: Path, monkeypatch: pytest.
     assert router.models.versions("m") == ["2", "3"]
     assert router.models.aliases("m") == {"stable": "2", "next": "3"}
     assert {router.infer(2.0, key=f"k{i}") for i in range(100)} == {6.0, 8.0}
+
+
+def test_fastroute_imports_without_the_config_extra(tmp_path: Path) -> None:
+    """pydantic and PyYAML are optional: blocked, `import fastroute` still works and
+    from_config explains what to install."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["pydantic"] = None
+        sys.modules["yaml"] = None
+        import fastroute
+        try:
+            fastroute.Router.from_config({str(write(tmp_path, GOOD))!r})
+        except fastroute.ConfigError as error:
+            print(error)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "config files need the 'config' extra (pip install fastroute[config])" in result.stdout

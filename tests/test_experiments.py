@@ -126,6 +126,14 @@ def test_canary_steps_up_and_promotes_a_healthy_candidate(monkeypatch: pytest.Mo
     assert decision.version == "2" and "canary 'canary' -> version '2' (promoted)" in decision.reason
 
 
+def test_routing_decisions_alone_record_no_canary_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    router, canary = canary_router(monkeypatch, Degrading(clock, 0.010), Degrading(clock, 0.009), clock)
+    versions = Counter(router.route(i, key=f"user-{i}").version for i in range(2000))
+    assert set(versions) == {"1", "2"}
+    assert [e.action for e in canary.history] == ["start"] and canary.share == 0.1
+
+
 def test_canary_rolls_back_at_once_when_errors_rise(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     candidate = Degrading(clock, 0.010, failing_after=60)

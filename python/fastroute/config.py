@@ -268,15 +268,20 @@ def _read(path: Path) -> Any:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
     if suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
 
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: invalid TOML: {error}") from None
     else:
-        import yaml
-
+        try:
+            import yaml
+        except ImportError as error:
+            raise ConfigError(f"YAML config files need the 'config' extra (pip install fastroute[config]): {error}") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:

@@ -101,13 +101,22 @@ class Lease:
 
     def release(self, error: BaseException | None = None) -> None:
         """End the request: record its outcome and let a retiring version drain."""
+        latency = self._clock() - self._started
+        if self._end() and self._experiment is not None:
+            self._experiment.observe(self.spec.version, error is None, latency)
+
+    def discard(self) -> None:
+        """End a lease whose request never ran (a decision only): no outcome is recorded."""
+        self._end()
+
+    def _end(self) -> bool:
+        """Give the claim back; True only the first time."""
         with self._registry._lock:
             if self._released:
-                return
+                return False
             self._released = True
-        if self._experiment is not None:
-            self._experiment.observe(self.spec.version, error is None, self._clock() - self._started)
         self._registry._release(self.spec)
+        return True
 
     def __enter__(self) -> Lease:
         return self

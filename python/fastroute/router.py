@@ -129,7 +129,7 @@ class Router:
 
     def _decide(self, analysis: Analysis, key: Any = None) -> Decision:
         decision, lease = self._decide_leased(analysis, key)
-        lease.release()
+        lease.discard()
         return decision
 
     def _decide_leased(self, analysis: Analysis, key: Any = None) -> tuple[Decision, Lease]:
