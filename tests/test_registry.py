@@ -228,3 +228,37 @@ def test_swap_refuses_a_version_still_in_an_experiment(registry: Registry) -> No
     with pytest.raises(RegistrationError, match=r"swap out model 'm' version '1': the experiment"):
         registry.swap(spec("3"))
     assert registry.versions("m") == ["1", "2"], "a refused swap registers nothing"
+
+
+def test_alias_moves_under_load_serve_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads call router.infer while `stable` flips between versions: every request is
+    served exactly once, by one of the two versions, with its own input."""
+    route_everything_as(monkeypatch)
+    router = Router()
+    router.register("m", lambda x: ("1", x), modality="tabular", version="1", aliases=["stable"])
+    router.register("m", lambda x: ("2", x), modality="tabular", version="2")
+    threads, per_thread = 4, 1500
+    outcomes: Counter[str] = Counter()
+    outcome_lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        for i in range(per_thread):
+            try:
+                version, echoed = router.infer((worker, i))
+                outcome = f"v{version}" if echoed == (worker, i) else "wrong result"
+            except Exception as error:  # counted, then asserted absent
+                outcome = type(error).__name__
+            with outcome_lock:
+                outcomes[outcome] += 1
+
+    clients = [threading.Thread(target=client, args=(w,)) for w in range(threads)]
+    for thread in clients:
+        thread.start()
+    flips = 0
+    while any(thread.is_alive() for thread in clients):
+        router.models.set_alias("m", "stable", "2" if flips % 2 == 0 else "1")
+        flips += 1
+    for thread in clients:
+        thread.join()
+    assert sum(outcomes.values()) == threads * per_thread
+    assert set(outcomes) <= {"v1", "v2"} and flips > 1, (outcomes, flips)
