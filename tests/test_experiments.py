@@ -148,6 +148,16 @@ def test_canary_rolls_back_at_once_when_errors_rise(monkeypatch: pytest.MonkeyPa
     assert candidate.calls == calls_at_rollback
 
 
+def test_canary_rolls_back_before_min_samples_once_errors_are_conclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    candidate = Degrading(clock, 0.010, failing_after=0)  # every 4th call fails from the start
+    router, canary = canary_router(monkeypatch, Degrading(clock, 0.010), candidate, clock)
+    drive(router, 1000)
+    assert [e.action for e in canary.history] == ["start", "rollback"]
+    assert candidate.calls < canary.thresholds.min_samples, "rolled back without waiting for a full step"
+    assert re.fullmatch(r"error rate 0\.0\d+ after \d+ requests > stable 0\.0000 \+ 0\.02", canary.history[-1].reason)
+
+
 def test_canary_rolls_back_when_latency_rises(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     router, canary = canary_router(
@@ -237,3 +247,27 @@ def test_shadow_share_samples_with_the_injected_generator(monkeypatch: pytest.Mo
     draws = random.Random(3)
     expected = sum(draws.random() < 0.25 for _ in range(400))
     assert len(shadow.records()) == expected
+
+
+def test_infer_batch_applies_the_split_per_key_and_keeps_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    route_everything_as(monkeypatch)
+    router = Router()
+    calls: Counter[str] = Counter()
+
+    def version(tag: str):
+        def model(batch):
+            calls[tag] += 1
+            return [(tag, x) for x in batch]
+
+        return model
+
+    router.register("m", version("1"), modality="tabular", version="1", batched=True)
+    router.register("m", version("2"), modality="tabular", version="2", batched=True)
+    split = Split({"1": 0.5, "2": 0.5}, name="ab")
+    router.models.set_experiment("m", split)
+    keys = [f"user-{i}" for i in range(64)]
+    results = router.infer_batch(list(range(64)), keys=keys)
+    assert [x for _, x in results] == list(range(64))
+    assert [tag for tag, _ in results] == [split.choose(key).version for key in keys]
+    assert calls == {"1": 1, "2": 1}, "one call per version group"
+    assert all(router.models.in_flight(spec) == 0 for spec in router.models.list())

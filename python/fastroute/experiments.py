@@ -261,12 +261,14 @@ class Canary(Experiment):
     def _judge(self) -> CanaryEvent | None:
         stable, candidate = self._arms[self.stable], self._arms[self.candidate]
         needed = self.thresholds.min_samples
-        if stable.requests < needed or candidate.requests < needed:
+        if stable.requests < needed or candidate.requests == 0:
             return None
         worse = self._worse(stable, candidate)
         if worse:
             self._state = "rolled_back"
             return self._move("rollback", 0.0, worse)
+        if candidate.requests < needed:
+            return None
         measured = self._measured(stable, candidate)
         if self._step + 1 == len(self.thresholds.steps):
             self._state = "promoted"
@@ -275,12 +277,18 @@ class Canary(Experiment):
         return self._move("step", self.thresholds.steps[self._step], f"no worse than stable: {measured}")
 
     def _worse(self, stable: _Arm, candidate: _Arm) -> str | None:
+        """Why the candidate is worse, or None. Errors are judged as soon as they are
+        conclusive: the candidate's rate over ``min_samples`` can only end up at least
+        ``errors / max(requests, min_samples)``; latency waits for ``min_samples``."""
         limits = self.thresholds
-        if candidate.error_rate > stable.error_rate + limits.max_error_increase:
+        error_floor = candidate.errors / max(candidate.requests, limits.min_samples)
+        if error_floor > stable.error_rate + limits.max_error_increase:
             return (
-                f"error rate {candidate.error_rate:.4f} > stable {stable.error_rate:.4f} "
-                f"+ {limits.max_error_increase:g}"
+                f"error rate {error_floor:.4f} after {candidate.requests} requests > "
+                f"stable {stable.error_rate:.4f} + {limits.max_error_increase:g}"
             )
+        if candidate.requests < limits.min_samples:
+            return None
         q = limits.latency_quantile
         if candidate.latency(q) > stable.latency(q) * limits.max_latency_ratio:
             return (
