@@ -12,7 +12,7 @@ import pytest
 from _library_helpers import FakeClock, route_everything_as
 from scipy.stats import chisquare
 
-from fastroute import PolicyError, Router
+from fastroute import PolicyError, RegistrationError, Router
 from fastroute.experiments import Canary, CanaryThresholds, Shadow, Split
 
 WEIGHTS = {"a": 0.2, "b": 0.3, "c": 0.5}
@@ -124,6 +124,9 @@ def test_canary_steps_up_and_promotes_a_healthy_candidate(monkeypatch: pytest.Mo
     assert "no worse than stable: errors 0.0000 vs 0.0000" in canary.history[1].reason
     decision = router.route(0, key="anyone")
     assert decision.version == "2" and "canary 'canary' -> version '2' (promoted)" in decision.reason
+    assert router.models.conclude_canary("m") == "2"
+    assert router.models.versions("m") == ["2"] and router.models.aliases("m") == {"stable": "2"}
+    assert router.models.experiment("m") is None
 
 
 def test_routing_decisions_alone_record_no_canary_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,6 +149,10 @@ def test_canary_rolls_back_at_once_when_errors_rise(monkeypatch: pytest.MonkeyPa
     calls_at_rollback = candidate.calls
     assert drive(router, 500) == {"ok": 500}, "after rollback the stable version serves everything"
     assert candidate.calls == calls_at_rollback
+    assert router.models.conclude_canary("m", retire=False) == "1"
+    assert router.models.versions("m") == ["1", "2"] and router.models.get("m").version == "1"
+    with pytest.raises(RegistrationError, match=r"no finished canary to conclude \(no canary\)"):
+        router.models.conclude_canary("m")
 
 
 def test_canary_rolls_back_before_min_samples_once_errors_are_conclusive(monkeypatch: pytest.MonkeyPatch) -> None:

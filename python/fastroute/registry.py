@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .analyzer import MODALITIES
 from .errors import NoRoute, RegistrationError
-from .experiments import Experiment, Shadow
+from .experiments import Canary, Experiment, Shadow
 
 __all__ = ["DEFAULT_ALIAS", "Lease", "ModelPlan", "ModelSpec", "Registry"]
 
@@ -286,6 +286,29 @@ class Registry:
                 for version in experiment.versions():
                     self._version(entry, name, version)
             entry.experiment = experiment
+
+    def conclude_canary(self, name: str, *, retire: bool = True, timeout: float | None = None) -> str:
+        """End ``name``'s finished canary in one atomic step and return the winning version.
+
+        Promoted: the ``stable`` alias moves to the candidate. Rolled back:
+        stable stays. Either way the experiment is removed; with ``retire``
+        the losing version is then unregistered once its requests drain
+        (unless an alias or shadow still routes to it).
+        """
+        with self._lock:
+            entry = self._entry(name)
+            canary = entry.experiment
+            if not isinstance(canary, Canary) or canary.state == "running":
+                state = canary.state if isinstance(canary, Canary) else "no canary"
+                raise RegistrationError(f"model {name!r}: no finished canary to conclude ({state})")
+            promoted = canary.state == "promoted"
+            winner, loser = (canary.candidate, canary.stable) if promoted else (canary.stable, canary.candidate)
+            entry.aliases[DEFAULT_ALIAS] = winner
+            entry.experiment = None
+            retire = retire and not entry.references(loser)
+        if retire:
+            self.unregister(name, loser, timeout=timeout)
+        return winner
 
     def experiment(self, name: str) -> Experiment | None:
         with self._lock:
