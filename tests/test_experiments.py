@@ -12,7 +12,7 @@ import pytest
 from _library_helpers import FakeClock, route_everything_as
 from scipy.stats import chisquare
 
-from fastroute import PolicyError, RegistrationError, Router
+from fastroute import InvalidInput, PolicyError, RegistrationError, Router
 from fastroute.experiments import Canary, CanaryThresholds, Shadow, Split
 
 WEIGHTS = {"a": 0.2, "b": 0.3, "c": 0.5}
@@ -278,3 +278,20 @@ def test_infer_batch_applies_the_split_per_key_and_keeps_order(monkeypatch: pyte
     assert [tag for tag, _ in results] == [split.choose(key).version for key in keys]
     assert calls == {"1": 1, "2": 1}, "one call per version group"
     assert all(router.models.in_flight(spec) == 0 for spec in router.models.list())
+
+
+def test_infer_batch_frees_every_lease_when_a_group_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    route_everything_as(monkeypatch)
+    router = Router()
+
+    def broken(batch):
+        raise ValueError("version 2 is broken")
+
+    router.register("m", lambda batch: list(batch), modality="tabular", version="1", batched=True)
+    router.register("m", broken, modality="tabular", version="2", batched=True)
+    router.models.set_experiment("m", Split({"1": 0.5, "2": 0.5}, rng=random.Random(0)))
+    with pytest.raises(ValueError, match="version 2 is broken"):
+        router.infer_batch(list(range(32)))
+    assert [router.models.in_flight(spec) for spec in router.models.list()] == [0, 0]
+    with pytest.raises(InvalidInput, match="got 2 keys for 3 inputs"):
+        router.infer_batch([1, 2, 3], keys=["a", "b"])

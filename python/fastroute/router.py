@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .analyzer import Analysis, analyze, analyze_batch
-from .errors import ModelError
+from .errors import InvalidInput, ModelError
 from .policies import ByModality, Policy
 from .registry import Lease, ModelSpec, Registry
 
@@ -107,16 +107,26 @@ class Router:
         """Route every input, call each chosen model once on its group, keep input order."""
         batch = analyze_batch(xs)
         choices = self.policy.select_batch(batch, self.models)
-        keys = keys if keys is not None else [None] * len(choices)
-        leases = [self.models.lease(choice.model, key=key) for choice, key in zip(choices, keys)]
+        if keys is not None and len(keys) != len(choices):
+            raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(choices)} inputs")
+        leases: list[Lease] = []
+        try:
+            for index, choice in enumerate(choices):
+                leases.append(self.models.lease(choice.model, key=None if keys is None else keys[index]))
+            return self._run_leased(xs, leases)
+        finally:
+            for lease in leases:
+                lease.discard()  # frees leases of groups that never ran; no-op for finished ones
+
+    def _run_leased(self, xs: Sequence[Any], leases: list[Lease]) -> list[Any]:
+        """Call each leased model version once on its group of inputs, keep input order."""
         groups: dict[int, list[int]] = defaultdict(list)
         for index, lease in enumerate(leases):
             groups[id(lease.spec)].append(index)
-        results: list[Any] = [None] * len(choices)
+        results: list[Any] = [None] * len(leases)
         for indices in groups.values():
-            spec = leases[indices[0]].spec
             try:
-                outputs = _run_group(spec, [xs[i] for i in indices])
+                outputs = _run_group(leases[indices[0]].spec, [xs[i] for i in indices])
             except BaseException as error:
                 for index in indices:
                     leases[index].release(error)
