@@ -115,7 +115,7 @@ class Lease:
             if self._released:
                 return False
             self._released = True
-        self._registry._release(self.spec)
+            self._registry._release(self.spec)
         return True
 
     def __enter__(self) -> Lease:
@@ -450,13 +450,12 @@ class Registry:
             _check_alias(spec.name, alias, {**entry.versions, spec.version: spec})
 
     def _release(self, spec: ModelSpec) -> None:
-        with self._lock:
-            remaining = self._in_flight[id(spec)] - 1
-            if remaining:
-                self._in_flight[id(spec)] = remaining
-            else:
-                del self._in_flight[id(spec)]
-                self._drained.notify_all()
+        remaining = self._in_flight[id(spec)] - 1
+        if remaining:
+            self._in_flight[id(spec)] = remaining
+        else:
+            del self._in_flight[id(spec)]
+            self._drained.notify_all()
 
     def _wait_drained(self, specs: list[ModelSpec], timeout: float | None) -> None:
         """Block (without holding _lock on entry) until no lease holds any of ``specs``."""
