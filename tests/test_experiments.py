@@ -295,3 +295,25 @@ def test_infer_batch_frees_every_lease_when_a_group_fails(monkeypatch: pytest.Mo
     assert [router.models.in_flight(spec) for spec in router.models.list()] == [0, 0]
     with pytest.raises(InvalidInput, match="got 2 keys for 3 inputs"):
         router.infer_batch([1, 2, 3], keys=["a", "b"])
+
+
+def test_closing_a_shadow_drops_pending_mirrors_and_stops_idle_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging(x):
+        entered.set()
+        release.wait()
+        return x
+
+    hung = Shadow("2", workers=2, queue_size=8)
+    router = shadow_router(monkeypatch, hanging, hung)
+    router.infer(0)
+    assert entered.wait(timeout=30)
+    for i in range(1, 6):
+        router.infer(i)
+    assert not hung.close(timeout=0.05), "the hung worker is still inside the model"
+    assert router.infer(7) == 14 and hung.counts()["dropped"] >= 4, "nothing is mirrored after close"
+    release.set()
+    assert hung.close(timeout=30), hung.counts()
+    assert hung.wait_idle(timeout=30)
+    assert sum(hung.counts().values()) == 6

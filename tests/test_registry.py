@@ -262,3 +262,14 @@ def test_alias_moves_under_load_serve_every_request(monkeypatch: pytest.MonkeyPa
         thread.join()
     assert sum(outcomes.values()) == threads * per_thread
     assert set(outcomes) <= {"v1", "v2"} and flips > 1, (outcomes, flips)
+
+
+def test_closing_the_registry_stops_its_shadows(registry: Registry) -> None:
+    registry.register(spec("1"))
+    registry.register(spec("2"))
+    shadow = Shadow("2")
+    registry.set_shadow("m", shadow)
+    assert shadow.offer(1, 1, "1", lambda x: x)
+    registry.close()
+    assert shadow.wait_idle(timeout=30) and sum(shadow.counts().values()) == 1
+    assert not shadow.offer(2, 2, "1", lambda x: x), "a closed shadow mirrors nothing"

@@ -73,7 +73,8 @@ def load_router(path: str | Path, router_cls: type[Router]) -> Router:
     built = _build(config, Path(path), previous=None)
     router = router_cls(policy=built.policy)
     router.models.apply(built.plans)
-    _LOADED[router] = built
+    with _RELOAD_LOCK:
+        _LOADED[router] = built
     return router
 
 

@@ -374,22 +374,25 @@ class Shadow:
         self._workers = workers
         self._threads: list[threading.Thread] = []  # guarded by _lock
         self._closed = False  # guarded by _lock
+        self._pending = 0  # enqueued mirrors not yet recorded or dropped; guarded by _lock
+        self._idle = threading.Condition(self._lock)
 
     def offer(self, x: Any, served: Any, served_version: str, run: Callable[[Any], Any]) -> bool:
         """Maybe mirror ``x`` (whose served result is ``served``); True when enqueued.
 
-        ``run(x)`` executes the candidate version on a shadow worker.
+        ``run(x)`` executes the candidate version on a shadow worker. Never
+        blocks: a full queue drops the mirror and counts it.
         """
         with self._lock:
             if self._closed or self._rng.random() >= self.share:
                 return False
             self._start_workers()
-        try:
-            self._jobs.put_nowait((x, served, served_version, run))
-        except queue.Full:
-            with self._lock:
+            try:
+                self._jobs.put_nowait((x, served, served_version, run))
+            except queue.Full:
                 self._counts["dropped"] += 1
-            return False
+                return False
+            self._pending += 1
         return True
 
     def records(self) -> list[ShadowRecord]:
@@ -403,24 +406,36 @@ class Shadow:
             return dict(self._counts)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every enqueued mirror has been recorded; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._jobs.unfinished_tasks:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.001)
-        return True
+        """Wait until every enqueued mirror has been recorded or dropped; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def close(self) -> None:
-        """Stop accepting mirrors; idle workers exit (a hung one is a daemon and never blocks exit)."""
+    def close(self, timeout: float | None = 1.0) -> bool:
+        """Stop mirroring: pending mirrors are dropped (and counted), workers exit.
+
+        Returns True when every worker has exited within ``timeout``; a hung
+        shadow's worker is a daemon thread and never blocks interpreter exit.
+        """
         with self._lock:
-            self._closed = True
-            threads = len(self._threads)
-        for _ in range(threads):
+            threads = list(self._threads)
+            if not self._closed:
+                self._closed = True
+                self._drop_pending()
+                if threads:
+                    self._jobs.put_nowait(None)  # room: the queue is empty and offers have stopped
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+    def _drop_pending(self) -> None:
+        """Empty the queue, counting each mirror as dropped (caller holds _lock)."""
+        while True:
             try:
-                self._jobs.put_nowait(None)
-            except queue.Full:
-                break
+                self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            self._settle("dropped")
 
     def _start_workers(self) -> None:
         while len(self._threads) < self._workers:
@@ -430,11 +445,11 @@ class Shadow:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            try:
-                self._mirror(*job)
-            finally:
-                self._jobs.task_done()
-        self._jobs.task_done()
+            self._mirror(*job)
+        try:
+            self._jobs.put_nowait(None)  # pass the stop signal on to the next worker
+        except queue.Full:
+            pass
 
     def _mirror(self, x: Any, served: Any, served_version: str, run: Callable[[Any], Any]) -> None:
         started = self.clock()
@@ -454,7 +469,14 @@ class Shadow:
     def _add(self, record: ShadowRecord) -> None:
         with self._lock:
             self._records.append(record)
-            self._counts[record.status] += 1
+            self._settle(record.status)
+
+    def _settle(self, status: str) -> None:
+        """Count one mirror's end (caller holds _lock)."""
+        self._counts[status] += 1
+        self._pending -= 1
+        if self._pending == 0:
+            self._idle.notify_all()
 
 
 def _check_weights(name: str, weights: Mapping[str, float]) -> dict[str, float]:

@@ -326,6 +326,13 @@ class Registry:
         with self._lock:
             return self._entry(name).shadow
 
+    def close(self) -> None:
+        """Stop every shadow's workers (call when the router closes); routing is unaffected."""
+        with self._lock:
+            shadows = [entry.shadow for entry in self._entries.values() if entry.shadow is not None]
+        for shadow in shadows:
+            shadow.close()
+
     # -- lookup -------------------------------------------------------------------
 
     def lease(self, name: str, version: str | None = None, *, key: Any = None) -> Lease:
