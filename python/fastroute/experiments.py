@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import math
 import queue
 import random
@@ -88,6 +89,7 @@ class Split(Experiment):
         self._versions: list[str] = []  # guarded by _lock
         self._bounds: list[float] = []  # cumulative upper bounds; guarded by _lock
         self._weights: dict[str, float] = {}  # guarded by _lock
+        self._verdicts: list[tuple[Assignment, Assignment]] = []  # (random, sticky) per version; guarded by _lock
         self.set_weights(weights)
 
     @property
@@ -99,22 +101,28 @@ class Split(Experiment):
         """Replace the weights atomically (validated first: nothing changes on error)."""
         checked = _check_weights(self.name, weights)
         versions = [version for version, weight in checked.items() if weight > 0]
-        bounds = list(np.cumsum([checked[version] for version in versions]))
+        bounds = list(itertools.accumulate(checked[version] for version in versions))
+        verdicts = [
+            tuple(
+                Assignment(version, f"split {self.name!r} -> version {version!r} ({how}, weight {checked[version]:g})")
+                for how in ("random draw", "sticky key")
+            )
+            for version in versions
+        ]
         with self._lock:
-            self._weights, self._versions, self._bounds = checked, versions, bounds
+            self._weights, self._versions, self._bounds, self._verdicts = checked, versions, bounds, verdicts
 
     def versions(self) -> set[str]:
         with self._lock:
             return set(self._weights)
 
     def choose(self, key: Any = None) -> Assignment:
+        point = None if key is None else _unit_hash(self.name, key)
         with self._lock:
-            point = self._rng.random() if key is None else _unit_hash(self.name, key)
+            if point is None:
+                point = self._rng.random()
             index = min(bisect.bisect_right(self._bounds, point), len(self._versions) - 1)
-            version = self._versions[index]
-            weight = self._weights[version]
-        how = "random draw" if key is None else "sticky key"
-        return Assignment(version, f"split {self.name!r} -> version {version!r} ({how}, weight {weight:g})")
+            return self._verdicts[index][key is not None]
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,7 @@ class Canary(Experiment):
         self._history: list[CanaryEvent] = []  # guarded by _lock
         self._split = Split(self._weights(self.thresholds.steps[0]), name=name, rng=rng)
         self._arms = self._fresh_arms()  # guarded by _lock
+        self._verdicts = self._describe()  # version -> Assignment for the current step; guarded by _lock
         self._record("start", self.thresholds.steps[0], f"candidate {candidate!r} starts beside stable {stable!r}")
 
     @property
@@ -237,15 +246,9 @@ class Canary(Experiment):
         return {self.stable, self.candidate}
 
     def choose(self, key: Any = None) -> Assignment:
+        version = self._split.choose(key).version
         with self._lock:
-            state, step = self._state, self._step
-        assignment = self._split.choose(key)
-        if state == "running":
-            share = self.thresholds.steps[step]
-            detail = f"step {step + 1}/{len(self.thresholds.steps)}, candidate share {share:g}"
-        else:
-            detail = state.replace("_", " ")
-        return Assignment(assignment.version, f"canary {self.name!r} -> version {assignment.version!r} ({detail})")
+            return self._verdicts[version]
 
     def observe(self, version: str, ok: bool, latency: float) -> None:
         with self._lock:
@@ -307,7 +310,19 @@ class Canary(Experiment):
     def _move(self, action: str, share: float, reason: str) -> CanaryEvent:
         self._split.set_weights(self._weights(share))
         self._arms = self._fresh_arms()
+        self._verdicts = self._describe()
         return self._record(action, share, reason)
+
+    def _describe(self) -> dict[str, Assignment]:
+        if self._state == "running":
+            share = self.thresholds.steps[self._step]
+            detail = f"step {self._step + 1}/{len(self.thresholds.steps)}, candidate share {share:g}"
+        else:
+            detail = self._state.replace("_", " ")
+        return {
+            version: Assignment(version, f"canary {self.name!r} -> version {version!r} ({detail})")
+            for version in (self.stable, self.candidate)
+        }
 
     def _record(self, action: str, share: float, reason: str) -> CanaryEvent:
         event = CanaryEvent(self.clock(), action, share, reason)
