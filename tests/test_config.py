@@ -25,8 +25,6 @@ models:
     aliases: {stable: "1"}
     canary: {stable: "1", candidate: "2", steps: [0.1, 0.5], min_samples: 20, seed: 4}
     shadow: {version: "2", share: 0.5, compare: "_library_helpers:same", seed: 1}
-executors:
-  cpu: {threads: 2, max_batch: 16, max_delay_us: 200}
 policy: {use: ByModality, args: {preferred: {tabular: m}}}
 """
 
@@ -57,11 +55,6 @@ version = "2"
 share = 0.5
 compare = "_library_helpers:same"
 seed = 1
-
-[executors.cpu]
-threads = 2
-max_batch = 16
-max_delay_us = 200
 
 [policy]
 use = "ByModality"
@@ -119,7 +112,8 @@ MISTAKES = {
         r"models\.m\.versions\.1: Value error, give exactly one of 'model'",
     ),
     "unknown modality": (GOOD.replace("modality: tabular", "modality: smell"), r"models\.m\.modality: unknown modality 'smell'"),
-    "unknown executor": (GOOD.replace("tags: [baseline]", "executor: gpu"), r"models\.m\.versions\.1\.executor: unknown executor 'gpu'; executors: \['cpu'\]"),
+    "bad executor settings": (GOOD + "executor: {threads: 0}\n", r"executor\.threads: Input should be greater than or equal to 1"),
+    "executor setting from the future": (GOOD + "executor: {gpus: 2}\n", r"executor\.gpus: Extra inputs are not permitted"),
     "bad canary thresholds": (GOOD.replace("steps: [0.1, 0.5]", "steps: [0.5, 0.1]"), r"models\.m\.canary: canary steps must be increasing shares"),
     "unknown policy": (GOOD.replace("use: ByModality", "use: Psychic"), r"policy\.use: unknown policy 'Psychic'"),
     "failing factory": (GOOD.replace('"_library_helpers:make_scaler", kwargs', '"_library_helpers:failing_factory", kwargs'), r"models\.m\.versions\.2\.factory: RuntimeError\(\"cannot build with \{'factor': 3\.0\}\"\)"),
@@ -199,6 +193,8 @@ def test_invalid_reload_leaves_the_running_config_untouched(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match=r"versions\.3\.factory: RuntimeError"):
         router.reload(write(tmp_path, failing, "next.yaml"))
+    with pytest.raises(ConfigError, match=r"next\.yaml: executor: executor settings cannot change on a running router"):
+        router.reload(write(tmp_path, RELOADED + "executor: {threads: 4}\n", "next.yaml"))
     after = (router.models.list(), router.models.aliases("m"), router.models.experiment("m"), router.policy)
     assert after == before and all(a is b for a, b in zip(after[0], before[0]))
 
@@ -267,3 +263,16 @@ def test_fastroute_imports_without_the_config_extra(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "config files need the 'config' extra (pip install fastroute[config])" in result.stdout
+
+
+def test_executor_section_builds_the_routers_executor(tmp_path: Path) -> None:
+    """Runs once the dispatch runtime (fastroute.executors, Router(executor=...)) is merged."""
+    executors = pytest.importorskip("fastroute.executors", reason="the dispatch runtime is on its own branch")
+    router = Router.from_config(write(tmp_path, GOOD + "executor: {threads: 1, max_batch: 8, max_delay_us: 100}\n"))
+    try:
+        assert isinstance(router.executor, executors.CPUExecutor)
+        assert (router.executor.config.threads, router.executor.config.max_batch) == (1, 8)
+        with pytest.raises(ConfigError, match="executor settings cannot change"):
+            router.reload(write(tmp_path, GOOD + "executor: {threads: 2}\n", "next.yaml"))
+    finally:
+        router.close()

@@ -2,9 +2,8 @@
 
 The file is parsed (YAML through ``yaml.safe_load`` only, TOML through
 ``tomllib``), validated as a whole (pydantic models with unknown keys
-forbidden, then cross-references: aliases, splits, canaries, shadows and
-executors must name versions and executors that exist, weights must sum to
-1), and only then are the named import paths imported, models built and
+forbidden, then cross-references: aliases, splits, canaries and shadows
+must name versions that exist, weights must sum to 1), and only then are the named import paths imported, models built and
 warmed. Any mistake raises :class:`fastroute.ConfigError` naming the file,
 the field and the problem, before anything is applied. Nothing is imported or
 executed but the ``package.module:object`` paths the file names; no pickle.
@@ -71,7 +70,10 @@ def load_router(path: str | Path, router_cls: type[Router]) -> Router:
     """A new router built from ``path``: fully validated and warmed before it exists."""
     config = load_config(path)
     built = _build(config, Path(path), previous=None)
-    router = router_cls(policy=built.policy)
+    if config.executor is None:
+        router = router_cls(policy=built.policy)
+    else:
+        router = router_cls(policy=built.policy, executor=_build_executor(config.executor, Path(path)))
     router.models.apply(built.plans)
     with _RELOAD_LOCK:
         _LOADED[router] = built
@@ -89,6 +91,12 @@ def reload_router(router: Router, path: str | Path) -> None:
     with _RELOAD_LOCK:
         previous = _LOADED.get(router)
         config = load_config(path)
+        old_executor = previous.config.executor if previous is not None else None
+        if config.executor is not None and config.executor != old_executor:
+            raise ConfigError(
+                f"{path}: executor: executor settings cannot change on a running router "
+                f"(running: {old_executor}); build a new router with Router.from_config"
+            )
         built = _build(config, Path(path), previous)
         router.models.apply(built.plans)
         router.policy = built.policy
@@ -228,6 +236,14 @@ def _build_policy(policy: Any, path: Path) -> policies.Policy:
     return built
 
 
+def _build_executor(executor: Any, path: Path) -> Any:
+    try:
+        from .executors import CPUExecutor
+    except ImportError as error:
+        raise ConfigError(f"{path}: executor: this build has no dispatch runtime: {error}") from None
+    return _call(path, "executor", CPUExecutor, **executor.model_dump())
+
+
 def _rng(seed: int | None) -> random.Random | None:
     return random.Random(seed) if seed is not None else None
 
@@ -306,11 +322,6 @@ def _check_references(config: Any, path: Path) -> None:
         for version, definition in model.versions.items():
             if definition.modality is not None:
                 _check_modality(path, f"{where}.versions.{version}.modality", definition.modality)
-            if definition.executor is not None and definition.executor not in config.executors:
-                raise ConfigError(
-                    f"{path}: {where}.versions.{version}.executor: unknown executor {definition.executor!r}; "
-                    f"executors: {list(config.executors)}"
-                )
         for alias, version in model.aliases.items():
             if alias in model.versions:
                 raise ConfigError(f"{path}: {where}.aliases.{alias}: alias {alias!r} is also a version name")
@@ -354,7 +365,7 @@ def _schema() -> Any:
 
 def _define_schema() -> Any:
     from types import SimpleNamespace
-    from typing import Annotated, Literal
+    from typing import Annotated
 
     from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -382,7 +393,6 @@ def _define_schema() -> Any:
         device: Name = "cpu"
         replicas: int = Field(1, ge=1)
         tags: list[str] = []
-        executor: Name | None = None
         warmup: Any = None
 
         @model_validator(mode="after")
@@ -424,10 +434,13 @@ def _define_schema() -> Any:
         shadow: ShadowConfig | None = None
 
     class ExecutorConfig(Strict):
-        kind: Literal["cpu"] = "cpu"
-        threads: int = Field(1, ge=1)
-        max_batch: int = Field(1, ge=1)
-        max_delay_us: int = Field(0, ge=0)
+        """Keyword arguments of ``fastroute.executors.CPUExecutor`` (it checks upper bounds)."""
+
+        threads: int = Field(2, ge=1)
+        max_batch: int = Field(32, ge=1)
+        max_delay_us: int = Field(200, ge=0)
+        queue_capacity: int = Field(4096, ge=1)
+        spin_us: int = Field(20, ge=0)
 
     class PolicyConfig(Strict):
         use: Name = "ByModality"
@@ -435,7 +448,7 @@ def _define_schema() -> Any:
 
     class RouterConfig(Strict):
         models: dict[Name, ModelConfig] = Field(min_length=1)
-        executors: dict[Name, ExecutorConfig] = {}
+        executor: ExecutorConfig | None = None
         policy: PolicyConfig = PolicyConfig()
 
     return SimpleNamespace(RouterConfig=RouterConfig, ValidationError=ValidationError)
