@@ -140,6 +140,22 @@ def test_unregister_waits_for_in_flight_requests(registry: Registry) -> None:
     assert finished.is_set() and registry.in_flight(first) == 0
 
 
+def test_retire_hooks_run_after_each_retired_version_drains(registry: Registry) -> None:
+    retired: list[tuple[str, int]] = []
+    registry.add_retire_hook(lambda spec: retired.append((spec.version, registry.in_flight(spec))))
+    registry.register(spec("1"), aliases=["stable"])
+    lease = registry.lease("m")
+    swapper = threading.Thread(target=registry.swap, args=(spec("2"),))
+    swapper.start()
+    while registry.aliases("m")["stable"] != "2":
+        pass  # wait until the alias moved
+    assert retired == []
+    lease.release()
+    swapper.join()
+    registry.apply({"m": ModelPlan({"3": spec("3")})})
+    assert retired == [("1", 0), ("2", 0)]
+
+
 def test_unregister_timeout_and_references(registry: Registry) -> None:
     registry.register(spec("1"), aliases=["stable"])
     registry.register(spec("2"))

@@ -157,6 +157,7 @@ class Registry:
         self._drained = threading.Condition(self._lock)
         self._entries: dict[str, _Entry] = {}  # guarded by _lock
         self._in_flight: dict[int, int] = {}  # id(spec) -> held leases; guarded by _lock
+        self._retire_hooks: list[Callable[[ModelSpec], None]] = []  # guarded by _lock
 
     # -- registration -------------------------------------------------------------
 
@@ -251,6 +252,11 @@ class Registry:
             if entry.shadow is not None and id(entry.shadow) not in live_shadows:
                 entry.shadow.close()
         self._wait_drained(retired, timeout)
+
+    def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
+        """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues)."""
+        with self._lock:
+            self._retire_hooks.append(hook)
 
     # -- aliases, experiments, shadows ---------------------------------------------
 
@@ -476,6 +482,10 @@ class Registry:
                     f"retired models still have requests in flight after {timeout}s: {busy}; "
                     "they take no new requests and are released when these finish"
                 )
+            hooks = list(self._retire_hooks)
+        for spec in specs:
+            for hook in hooks:
+                hook(spec)
 
 
 def _validate(spec: ModelSpec) -> None:
