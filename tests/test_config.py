@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -136,8 +137,6 @@ def test_each_class_of_mistake_names_file_field_and_problem(tmp_path: Path, mist
 
 
 def re_escape_path(path: Path) -> str:
-    import re
-
     return re.escape(str(path))
 
 
@@ -276,3 +275,25 @@ def test_executor_section_builds_the_routers_executor(tmp_path: Path) -> None:
             router.reload(write(tmp_path, GOOD + "executor: {threads: 2}\n", "next.yaml"))
     finally:
         router.close()
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_example_config_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    router = Router.from_config(EXAMPLES / "library.yaml")
+    assert router.models.versions("sentiment") == ["1", "2"] and router.models.versions("risk") == ["1", "2"]
+    assert isinstance(router.models.experiment("sentiment"), Canary)
+    assert router.models.shadow("risk").version == "2"
+    assert router.models.get("sentiment", "2").model("not bad") == "positive"
+    assert router.models.get("sentiment", "1").model("not bad") == "negative"
+
+
+def test_example_script_runs_end_to_end() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_library.py")], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "requests served per model version:" in result.stdout
+    assert "sentiment canary:" in result.stdout and "start -> share 0.1" in result.stdout
+    assert re.search(r"risk shadow \(v2\): \{.*'ok': \d+", result.stdout), result.stdout
