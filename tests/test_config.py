@@ -132,12 +132,8 @@ MISTAKES = {
 def test_each_class_of_mistake_names_file_field_and_problem(tmp_path: Path, mistake: str) -> None:
     text, problem = MISTAKES[mistake]
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=re_escape_path(path) + ".*" + problem):
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*" + problem):
         Router.from_config(path)
-
-
-def re_escape_path(path: Path) -> str:
-    return re.escape(str(path))
 
 
 def test_invalid_toml_and_unknown_file_types(tmp_path: Path) -> None:
