@@ -254,7 +254,10 @@ class Registry:
         self._wait_drained(retired, timeout)
 
     def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
-        """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues)."""
+        """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues).
+
+        Not called when a replacement took over the same name and version.
+        """
         with self._lock:
             self._retire_hooks.append(hook)
 
@@ -446,6 +449,10 @@ class Registry:
         spec = next(reversed(entry.versions.values()))
         return spec, f"latest version {spec.version!r}"
 
+    def _has_version(self, name: str, version: str) -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and version in entry.versions
+
     def _swap_target(self, entry: _Entry | None, alias: str) -> str | None:
         if entry is None:
             return None
@@ -483,7 +490,8 @@ class Registry:
                     "they take no new requests and are released when these finish"
                 )
             hooks = list(self._retire_hooks)
-        for spec in specs:
+            gone = [spec for spec in specs if not self._has_version(spec.name, spec.version)]
+        for spec in gone:
             for hook in hooks:
                 hook(spec)
 
