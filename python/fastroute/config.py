@@ -59,9 +59,10 @@ def load_config(path: str | Path) -> Any:
     try:
         config = schema.RouterConfig.model_validate(raw)
     except schema.ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        problems = error.errors()
+        where = ".".join(str(part) for part in problems[0]["loc"]) or "(top level)"
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ConfigError(f"{path}: {where}: {problems[0]['msg']}{more}") from None
     _check_references(config, path)
     return config
 
