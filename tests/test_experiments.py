@@ -10,6 +10,8 @@ from collections import Counter
 import numpy as np
 import pytest
 from _library_helpers import FakeClock, route_everything_as
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from fastroute import InvalidInput, PolicyError, RegistrationError, Router
@@ -35,6 +37,19 @@ def test_split_proportions_match_weights(keyed: bool) -> None:
     observed = [counts[v] for v in WEIGHTS]
     expected = [w * n for w in WEIGHTS.values()]
     assert chisquare(observed, expected).pvalue > 0.001, observed
+
+
+@given(
+    raw=st.lists(st.floats(0, 10), min_size=1, max_size=6).filter(lambda ws: sum(ws) > 0),
+    keys=st.lists(st.one_of(st.text(), st.integers(), st.binary()), max_size=20),
+)
+def test_split_only_picks_versions_with_weight_and_is_deterministic(raw: list[float], keys: list) -> None:
+    total = sum(raw)
+    weights = {f"v{i}": w / total for i, w in enumerate(raw)}
+    split = Split(weights)
+    for key in keys:
+        version = split.choose(key).version
+        assert weights[version] > 0 and split.choose(key).version == version
 
 
 def test_split_uses_the_injected_generator() -> None:
