@@ -239,6 +239,7 @@ def test_reload_under_load_drops_no_request(tmp_path: Path, monkeypatch: pytest.
     assert router.models.versions("m") == ["2", "3"]
     assert router.models.aliases("m") == {"stable": "2", "next": "3"}
     assert {router.infer(2.0, key=f"k{i}") for i in range(100)} == {6.0, 8.0}
+    router.models.close()
 
 
 def test_fastroute_imports_without_the_config_extra(tmp_path: Path) -> None:

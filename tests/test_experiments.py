@@ -204,18 +204,29 @@ def test_decision_says_which_split_version_served(monkeypatch: pytest.MonkeyPatc
         assert f"split 'ab' -> version '{decision.version}' (sticky key, weight 0.5)" in decision.reason
 
 
-def shadow_router(monkeypatch, shadow_model, shadow: Shadow) -> Router:
+@pytest.fixture
+def shadow_router(monkeypatch: pytest.MonkeyPatch):
+    """Builds routers serving version 1 (x * 2) with ``shadow`` mirroring to version 2;
+    at teardown every shadow's workers must have exited."""
     route_everything_as(monkeypatch)
-    router = Router()
-    router.register("m", lambda x: x * 2, modality="tabular", version="1", aliases=["stable"])
-    router.register("m", shadow_model, modality="tabular", version="2")
-    router.models.set_shadow("m", shadow)
-    return router
+    routers: list[Router] = []
+
+    def build(shadow_model, shadow: Shadow) -> Router:
+        router = Router()
+        router.register("m", lambda x: x * 2, modality="tabular", version="1", aliases=["stable"])
+        router.register("m", shadow_model, modality="tabular", version="2")
+        router.models.set_shadow("m", shadow)
+        routers.append(router)
+        return router
+
+    yield build
+    for router in routers:
+        assert router.models.shadow("m").close(timeout=30), "shadow workers still running"
 
 
-def test_shadow_results_are_compared_and_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shadow_results_are_compared_and_never_returned(shadow_router) -> None:
     shadow = Shadow("2", compare=lambda served, mirrored: served == mirrored)
-    router = shadow_router(monkeypatch, lambda x: x * 2 if x % 3 else -1, shadow)
+    router = shadow_router(lambda x: x * 2 if x % 3 else -1, shadow)
     assert [router.infer(i) for i in range(30)] == [i * 2 for i in range(30)]
     assert shadow.wait_idle(timeout=30)
     records = shadow.records()
@@ -224,7 +235,7 @@ def test_shadow_results_are_compared_and_never_returned(monkeypatch: pytest.Monk
     assert shadow.counts() == {"ok": 30}
 
 
-def test_shadow_failures_never_reach_the_served_request(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shadow_failures_never_reach_the_served_request(shadow_router) -> None:
     def broken(x):
         raise RuntimeError(f"shadow blew up on {x}")
 
@@ -232,14 +243,14 @@ def test_shadow_failures_never_reach_the_served_request(monkeypatch: pytest.Monk
         raise KeyError("compare bug")
 
     shadow = Shadow("2", compare=bad_compare)
-    router = shadow_router(monkeypatch, lambda x: broken(x) if x % 2 else x, shadow)
+    router = shadow_router(lambda x: broken(x) if x % 2 else x, shadow)
     assert [router.infer(i) for i in range(20)] == [i * 2 for i in range(20)]
     assert shadow.wait_idle(timeout=30)
     assert shadow.counts() == {"error": 10, "compare_error": 10}
     assert {r.error for r in shadow.records() if r.status == "error"} >= {"RuntimeError('shadow blew up on 1')"}
 
 
-def test_a_hanging_shadow_drops_mirrors_instead_of_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hanging_shadow_drops_mirrors_instead_of_blocking(shadow_router) -> None:
     entered, release = threading.Event(), threading.Event()
 
     def hanging(x):
@@ -248,7 +259,7 @@ def test_a_hanging_shadow_drops_mirrors_instead_of_blocking(monkeypatch: pytest.
         return x
 
     shadow = Shadow("2", queue_size=4)
-    router = shadow_router(monkeypatch, hanging, shadow)
+    router = shadow_router(hanging, shadow)
     assert router.infer(0) == 0
     assert entered.wait(timeout=30)
     assert [router.infer(i) for i in range(1, 100)] == [i * 2 for i in range(1, 100)]
@@ -260,9 +271,9 @@ def test_a_hanging_shadow_drops_mirrors_instead_of_blocking(monkeypatch: pytest.
     shadow.close()
 
 
-def test_shadow_share_samples_with_the_injected_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shadow_share_samples_with_the_injected_generator(shadow_router) -> None:
     shadow = Shadow("2", share=0.25, rng=random.Random(3), queue_size=400)
-    router = shadow_router(monkeypatch, lambda x: x, shadow)
+    router = shadow_router(lambda x: x, shadow)
     for i in range(400):
         router.infer(i)
     assert shadow.wait_idle(timeout=30)
@@ -312,7 +323,7 @@ def test_infer_batch_frees_every_lease_when_a_group_fails(monkeypatch: pytest.Mo
         router.infer_batch([1, 2, 3], keys=["a", "b"])
 
 
-def test_closing_a_shadow_drops_pending_mirrors_and_stops_idle_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closing_a_shadow_drops_pending_mirrors_and_stops_idle_workers(shadow_router) -> None:
     entered, release = threading.Event(), threading.Event()
 
     def hanging(x):
@@ -321,7 +332,7 @@ def test_closing_a_shadow_drops_pending_mirrors_and_stops_idle_workers(monkeypat
         return x
 
     hung = Shadow("2", workers=2, queue_size=8)
-    router = shadow_router(monkeypatch, hanging, hung)
+    router = shadow_router(hanging, hung)
     router.infer(0)
     assert entered.wait(timeout=30)
     for i in range(1, 6):
