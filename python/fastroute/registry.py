@@ -250,7 +250,7 @@ class Registry:
         retired = [spec for entry in old_entries.values() for spec in entry.versions.values() if id(spec) not in kept]
         for entry in old_entries.values():
             if entry.shadow is not None and id(entry.shadow) not in live_shadows:
-                entry.shadow.close()
+                entry.shadow.close(timeout=0)  # signal only: a hung shadow must not hold up the swap
         self._wait_drained(retired, timeout)
 
     def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
