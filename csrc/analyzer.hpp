@@ -29,8 +29,8 @@ struct ArrayView {
   int itemsize = 0;
   bool byteswapped = false;
   int ndim = 0;
-  std::array<std::int64_t, kMaxDims> shape{};
-  std::array<std::int64_t, kMaxDims> strides{};  // in bytes
+  std::array<std::int64_t, kMaxDims> shape;    // first ndim entries used
+  std::array<std::int64_t, kMaxDims> strides;  // in bytes
 };
 
 // How to read an array whose shape is ambiguous; kAuto applies the documented

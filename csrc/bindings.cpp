@@ -136,12 +136,14 @@ Input to_input(py::handle x, std::vector<std::unique_ptr<HeldBuffer>>& held) {
                          "' (pass a numpy array, str, bytes, bytearray or memoryview)");
 }
 
+std::int64_t input_work(const ArrayView& a) {
+  std::int64_t count = 1;
+  for (int d = 0; d < a.ndim && count < kReleaseGilFrom; ++d) count *= a.shape[d];
+  return count;
+}
+
 std::int64_t input_work(const Input& input) {
-  if (const auto* a = std::get_if<ArrayView>(&input)) {
-    std::int64_t count = 1;
-    for (int d = 0; d < a->ndim && count < kReleaseGilFrom; ++d) count *= a->shape[d];
-    return count;
-  }
+  if (const auto* a = std::get_if<ArrayView>(&input)) return input_work(*a);
   if (const auto* t = std::get_if<TextInput>(&input)) return static_cast<std::int64_t>(t->utf8.size());
   return static_cast<std::int64_t>(std::get<BytesInput>(input).bytes.size());
 }
@@ -151,6 +153,12 @@ Analysis analyze_py(py::handle x, py::handle hint_arg) {
   if (!hint_arg.is_none()) {
     if (!PyUnicode_Check(hint_arg.ptr())) throw InvalidInput("hint must be a str or None, not " + std::string(py::repr(hint_arg)));
     hint = parse_hint(str_utf8(hint_arg));
+  }
+  if (py::isinstance<py::array>(x)) {  // the hot path: no variant, no copies
+    const ArrayView view = array_view(py::reinterpret_borrow<py::array>(x));
+    if (input_work(view) < kReleaseGilFrom) return analyze_array(view, hint);
+    py::gil_scoped_release release;
+    return analyze_array(view, hint);
   }
   std::vector<std::unique_ptr<HeldBuffer>> held;
   const Input input = to_input(x, held);

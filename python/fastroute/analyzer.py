@@ -59,7 +59,7 @@ into ``SOURCES`` (array, str, bytes), ``mime`` into ``MIMES``,
   Latin-1, Greek and Cyrillic capitals; punctuation: Python's
   ``string.punctuation`` plus the Latin-1, general, CJK and fullwidth
   punctuation blocks; whitespace: Python's ``str.isspace`` set.
-- Files: mime, size_bytes, byte_entropy (of the first 4 KiB), and what the
+- Files: mime, size_bytes, byte_entropy (of the first 1 KiB), and what the
   header states without decoding: height/width/channels/aspect_ratio for PNG,
   JPEG, GIF, BMP, WebP and TIFF; sample_rate/channels/duration_s for WAV and
   FLAC (WAV duration counts the data bytes present), sample_rate/channels for
