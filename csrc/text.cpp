@@ -54,7 +54,7 @@ bool is_digit(char32_t cp) {
 
 bool is_upper(char32_t cp) {
   return (cp >= 'A' && cp <= 'Z') || (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) ||
-         (cp >= 0x0391 && cp <= 0x03A9 && cp != 0x03A2) || (cp >= 0x0400 && cp <= 0x042F);
+         (cp >= 0x0386 && cp <= 0x03AB && cp != 0x0387 && cp != 0x038B && cp != 0x038D && cp != 0x03A2) || (cp >= 0x0400 && cp <= 0x042F);
 }
 
 // ASCII punctuation as in Python's string.punctuation, plus the Latin-1,
@@ -149,11 +149,16 @@ float byte_entropy(std::span<const std::byte> bytes) {
     ++counts[0][data[i]], ++counts[1][data[i + 1]], ++counts[2][data[i + 2]], ++counts[3][data[i + 3]];
   }
   for (; i < n; ++i) ++counts[0][data[i]];
-  // H = log2(n) - sum(c log2 c) / n
+  // H = log2(n) - sum(c log2 c) / n, with c log2 c tabulated for small counts.
+  static const auto kCLogC = [] {
+    std::array<double, 1025> table{};
+    for (std::size_t c = 2; c < table.size(); ++c) table[c] = c * std::log2(static_cast<double>(c));
+    return table;
+  }();
   double sum_c_log_c = 0.0;
   for (std::size_t b = 0; b < 256; ++b) {
     const std::uint32_t c = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
-    if (c > 1) sum_c_log_c += c * std::log2(static_cast<double>(c));
+    sum_c_log_c += c < kCLogC.size() ? kCLogC[c] : c * std::log2(static_cast<double>(c));
   }
   return n ? static_cast<float>(std::log2(static_cast<double>(n)) - sum_c_log_c / static_cast<double>(n)) : 0.0f;
 }
