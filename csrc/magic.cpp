@@ -240,12 +240,15 @@ void parse_ogg(const Header& h, FileFacts& facts) {
 }
 
 // MPEG audio frame header at `pos`: returns false when the bits are not one.
-bool parse_mpeg_frame(const Header& h, std::size_t pos, FileFacts& facts) {
+// Without an ID3 tag the 11-bit sync is weak evidence (UTF-16's BOM has it),
+// so `strict` also rejects layer I and free-format bitrates, both rare.
+bool parse_mpeg_frame(const Header& h, std::size_t pos, bool strict, FileFacts& facts) {
   if (!h.has(pos, 4) || h.u8(pos, "frame sync") != 0xFF) return false;
   const std::uint32_t b1 = h.u8(pos + 1, "frame header"), b2 = h.u8(pos + 2, "frame header");
   const std::uint32_t version = (b1 >> 3) & 3, layer = (b1 >> 1) & 3;
   const std::uint32_t bitrate = b2 >> 4, rate_index = (b2 >> 2) & 3;
   if ((b1 & 0xE0) != 0xE0 || version == 1 || layer == 0 || bitrate == 15 || rate_index == 3) return false;
+  if (strict && (layer == 3 || bitrate == 0)) return false;  // layer bits 3 = layer I
   constexpr std::array<std::array<std::int64_t, 3>, 4> kRates = {{
       {11025, 12000, 8000}, {0, 0, 0}, {22050, 24000, 16000}, {44100, 48000, 32000}}};
   facts.sample_rate = kRates[version][rate_index];
@@ -261,7 +264,7 @@ void parse_id3(const Header& h, FileFacts& facts) {
     tag_size = (tag_size << 7) | b;
   }
   const bool footer = h.u8(5, "ID3 flags") & 0x10;
-  parse_mpeg_frame(h, static_cast<std::size_t>(10 + tag_size + (footer ? 10 : 0)), facts);
+  parse_mpeg_frame(h, static_cast<std::size_t>(10 + tag_size + (footer ? 10 : 0)), false, facts);
 }
 
 // NPY header: a Python dict literal such as
@@ -392,7 +395,7 @@ FileFacts detect_file(std::span<const std::byte> file) {
   if (is_bmp(bmp)) {
     facts.kind = FileKind::kBmp;
     parse_bmp(bmp, facts);
-  } else if (parse_mpeg_frame(Header(file, "MP3"), 0, facts)) {
+  } else if (parse_mpeg_frame(Header(file, "MP3"), 0, true, facts)) {
     facts.kind = FileKind::kMp3;
   }
   return facts;

@@ -132,5 +132,5 @@ def samples() -> dict[str, Sample]:
         "json": Sample(json.dumps({"model": "a", "scores": [1, 2.5, None]}).encode(), "application/json", "text"),
         "text": Sample("Route this request to the best model.\nThanks!\n".encode(), "text/plain", "text"),
         "utf8_text": Sample("Привет, мир! Маршрутизация запросов.\n".encode(), "text/plain", "text"),
-        "binary": Sample(bytes(range(256)) * 4 + b"\x00\x01", "application/octet-stream", "binary"),
+        "binary": Sample(np.random.default_rng(7).bytes(1024), "application/octet-stream", "binary"),
     }
