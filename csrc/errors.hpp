@@ -25,4 +25,10 @@ struct CorruptFile : InvalidInput {
   using InvalidInput::InvalidInput;
 };
 
+// The dispatcher (or one of its lanes) was closed: the request was not
+// accepted. Python: fastroute.RouterClosed.
+struct Closed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace fastroute

@@ -21,6 +21,7 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
+from .executors import CPUExecutor
 from .registry import ModelSpec, Registry
 from .router import Decision, Router
 
@@ -32,6 +33,7 @@ __all__ = [
     "SCRIPTS",
     "Analysis",
     "BatchAnalysis",
+    "CPUExecutor",
     "ConfigError",
     "CorruptFile",
     "DeadlineExceeded",

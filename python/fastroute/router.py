@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .analyzer import Analysis, analyze, analyze_batch
-from .errors import ModelError
+from .errors import ModelError, RouterClosed
 from .policies import ByModality, Policy
 from .registry import ModelSpec, Registry
+
+if TYPE_CHECKING:
+    from .executors import CPUExecutor
 
 __all__ = ["Decision", "Router"]
 
@@ -36,9 +42,12 @@ class Router:
     >>> router.infer(np.ones(4))
     """
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, *, executor: CPUExecutor | None = None) -> None:
         self.models = Registry()
         self.policy: Policy = policy if policy is not None else ByModality()
+        self._executor = executor  # the router owns it: close() closes it
+        self._executor_lock = threading.Lock()
+        self._closed = False  # guarded by _executor_lock
 
     def register(
         self,
@@ -93,6 +102,67 @@ class Router:
             for index, output in zip(indices, outputs):
                 results[index] = output
         return results
+
+    @property
+    def executor(self) -> CPUExecutor:
+        """The executor behind ``submit``/``ainfer``: a default CPUExecutor, created on first use."""
+        with self._executor_lock:
+            if self._closed:
+                raise RouterClosed("the router is closed")
+            if self._executor is None:
+                from .executors import CPUExecutor  # executors imports this module
+
+                self._executor = CPUExecutor()
+            return self._executor
+
+    def submit(
+        self,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        hint: str | None = None,
+    ) -> Future:
+        """Route ``x`` now and queue it for its model; returns a Future of the result.
+
+        ``priority`` ("high" or "normal"), ``deadline`` (seconds the model may
+        take to start it) and ``timeout`` (seconds to wait for queue room, else
+        ``Overloaded``): see :meth:`fastroute.executors.CPUExecutor.submit`.
+        """
+        decision = self.route(x, hint=hint)
+        spec = self.models.get(decision.model, decision.version)
+        return self.executor.submit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
+
+    async def ainfer(
+        self,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        hint: str | None = None,
+    ) -> Any:
+        """``submit`` for asyncio: resolved on the caller's loop (call_soon_threadsafe), no polling."""
+        future = self.submit(x, priority=priority, deadline=deadline, timeout=timeout, hint=hint)
+        return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+
+    def close(self, drain: bool = True) -> None:
+        """Stop accepting requests; run (``drain``) or fail the queued ones; join the workers.
+
+        Idempotent. Requests refused afterwards raise ``RouterClosed``.
+        """
+        with self._executor_lock:
+            self._closed = True
+            executor = self._executor
+        if executor is not None:
+            executor.close(drain=drain)
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _decide(self, analysis: Analysis) -> Decision:
         choice = self.policy.select(analysis, self.models)
