@@ -4,11 +4,12 @@
 // Requests whose deadline has passed are set aside as expired, never run.
 //
 // Memory ordering: producers publish a request through the lock-free queue
-// (release/acquire on the slot, see queue.hpp). Lane::scheduled and a
-// Parker's sleeper count are read after a seq_cst fence that follows the
-// write they race with (store-buffering pattern), so either the producer sees
-// the consumer's flag or the consumer sees the producer's request: no lost
-// wake-ups.
+// (release/acquire on the slot, see queue.hpp). A Parker's sleeper count is
+// only touched with read-modify-writes (acq_rel): a waiter's increment and a
+// notifier's fetch_add(0) are ordered one way or the other, so either the
+// notifier sees the sleeper or the sleeper, synchronised with the notifier,
+// sees the condition it made true: no lost wake-ups (and no fences, which
+// ThreadSanitizer does not model).
 #pragma once
 
 #include <atomic>
@@ -63,7 +64,7 @@ struct Batch {
 };
 
 // A wait point for one condition: spin (bounded), then park on a condition
-// variable. notify_*() is a fence and a load when nobody is parked.
+// variable. notify_*() is one uncontended read-modify-write when nobody is parked.
 // Thread-safe; wait_until blocks; nothing allocates.
 class Parker {
  public:
@@ -76,8 +77,7 @@ class Parker {
       if (i % 64 == 0 && now_ns() >= spin_end) break;
       cpu_relax();
     }
-    sleepers_.fetch_add(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_acq_rel);
     bool result;
     {
       std::unique_lock lock(mu_);
@@ -89,7 +89,7 @@ class Parker {
         result = cv_.wait_until(lock, until, ready);
       }
     }
-    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    sleepers_.fetch_sub(1, std::memory_order_acq_rel);
     return result;
   }
 
@@ -106,8 +106,7 @@ class Parker {
 #endif
   }
   void notify(bool all) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) == 0) return;
+    if (sleepers_.fetch_add(0, std::memory_order_acq_rel) == 0) return;
     std::lock_guard lock(mu_);  // a waiter between its check and its wait holds mu_
     if (all) {
       cv_.notify_all();

@@ -26,8 +26,7 @@ struct Dispatcher::Core {
   // A producer that finds the lane unscheduled schedules it; otherwise the
   // worker owning it may be waiting for more requests to fill a batch.
   void schedule(std::size_t id, Lane& lane) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (lane.scheduled.exchange(true, std::memory_order_seq_cst)) {
+    if (lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
       lane.arrivals.notify_one();
       return;
     }
@@ -79,9 +78,8 @@ struct Dispatcher::Core {
       sink(batch);
       lane.in_flight.fetch_sub(static_cast<std::int64_t>(batch.size()), std::memory_order_release);
     }
-    lane.scheduled.store(false, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (lane.queued() > 0 && !lane.scheduled.exchange(true, std::memory_order_seq_cst)) {
+    lane.scheduled.exchange(false, std::memory_order_acq_rel);
+    if (lane.queued() > 0 && !lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
       ready.try_push(id);
     }
     lane.progress.notify_all();

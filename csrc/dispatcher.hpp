@@ -8,11 +8,14 @@
 // sink that hangs on one lane stalls only the worker serving it.
 // Idle workers spin for spin_us, then park: an idle worker burns no core.
 //
-// Memory ordering: a producer's push, then a seq_cst fence, then its read of
-// Lane::scheduled; a worker's release of the lane (seq_cst store), then a
-// fence, then its read of the queue sizes. One of the two always sees the
-// other, so a request is never left in an unscheduled lane. close() and
-// retire() wait for in-progress pushes through the seq_cst counter pushers_.
+// Memory ordering: a producer pushes, then exchanges Lane::scheduled to true;
+// a worker done with a lane exchanges it to false, then reads the queue
+// sizes. Both are acq_rel read-modify-writes of one atomic, so one follows the
+// other: either the producer reads false and schedules the lane, or the
+// worker's exchange synchronises with the producer's and it sees the request
+// and reschedules. A request is never left in an unscheduled lane. close()
+// and retire() wait for in-progress pushes through the seq_cst counter
+// pushers_ (checked against the seq_cst closed flags).
 #pragma once
 
 #include <cstddef>
