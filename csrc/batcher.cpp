@@ -22,7 +22,7 @@ void sort_into(const Lane& lane, const Request& request, std::int64_t now, Batch
 
 }  // namespace
 
-bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch) {
+bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wait) {
   Request request;
   if (!pop_next(lane, request)) return false;
   const std::int64_t send_by = request.enqueued_ns + limits.max_delay_ns;
@@ -33,7 +33,7 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch) {
       sort_into(lane, request, now_ns(), batch);
       continue;
     }
-    if (now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
+    if (!wait || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
     if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
   }
   // Counted before the sink runs; the dispatcher subtracts after it returns.

@@ -144,7 +144,8 @@ struct BatchLimits {
 
 // Fills `batch` from `lane` (the caller owns the lane: one batcher at a time
 // per lane, which keeps each priority class FIFO). Returns false if the lane
-// was empty. Blocks at most max_delay after the first request was queued.
-bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch);
+// was empty. With `wait`, blocks at most max_delay after the first request
+// was queued for the batch to fill; without, takes only what is queued.
+bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wait = true);
 
 }  // namespace fastroute

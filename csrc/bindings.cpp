@@ -62,18 +62,22 @@ struct PythonBatchSink {
   PythonBatchSink(const PythonBatchSink&) = delete;
   PythonBatchSink& operator=(const PythonBatchSink&) = delete;
 
-  // The single place a worker takes the GIL: once per batch. Each payload's
-  // reference (taken in dispatch_push) moves into a list here.
-  void operator()(const Batch& batch) const {
+  // The single place a worker takes the GIL: once per call, for the batch
+  // and any further ones already queued on its lane (BatchStream::next).
+  // Each payload's reference (taken in dispatch_push) moves into a list here.
+  void operator()(BatchStream& stream) const {
     py::gil_scoped_acquire gil;
-    py::list ready = steal_into_list(batch.ready);
-    py::list expired = steal_into_list(batch.expired);
-    py::list aborted = steal_into_list(batch.aborted);
-    try {
-      callback(batch.lane, ready, expired, aborted);
-    } catch (py::error_already_set& e) {
-      e.discard_as_unraisable("fastroute dispatch batch callback");
-    }
+    do {
+      const Batch& batch = stream.batch();
+      py::list ready = steal_into_list(batch.ready);
+      py::list expired = steal_into_list(batch.expired);
+      py::list aborted = steal_into_list(batch.aborted);
+      try {
+        callback(batch.lane, ready, expired, aborted);
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("fastroute dispatch batch callback");
+      }
+    } while (stream.next());
   }
 
   static py::list steal_into_list(const std::vector<Payload>& payloads) {
@@ -107,12 +111,10 @@ int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, 
   const Priority priority = high ? Priority::kHigh : Priority::kNormal;
   const std::int64_t deadline = deadline_s == INFINITY ? kNoDeadline : now_ns() + seconds_to_ns(deadline_s);
   const auto handle = reinterpret_cast<Payload>(payload.release().ptr());
-  PushStatus status;
-  if (timeout_s > 0) {
+  PushStatus status = dispatcher.try_push(lane, handle, priority, deadline);
+  if (status == PushStatus::kFull && timeout_s > 0) {  // only a full queue costs a GIL release
     py::gil_scoped_release release;
     status = dispatcher.push_wait(lane, handle, priority, deadline, seconds_to_ns(timeout_s));
-  } else {
-    status = dispatcher.try_push(lane, handle, priority, deadline);
   }
   if (status != PushStatus::kAccepted) py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(handle));
   return static_cast<int>(status);
@@ -125,7 +127,7 @@ void bind_dispatch(py::module_& m) {
              auto owned = std::make_shared<PythonBatchSink>(std::move(sink));
              DispatchConfig config{threads, max_batch, max_delay_us, queue_capacity, max_lanes, spin_us};
              auto dispatcher =
-                 std::make_unique<Dispatcher>(config, [owned](const Batch& batch) { (*owned)(batch); });
+                 std::make_unique<Dispatcher>(config, [owned](BatchStream& stream) { (*owned)(stream); });
              return std::unique_ptr<Dispatcher, ReleaseGilDelete>(dispatcher.release());
            }),
            py::arg("threads"), py::arg("max_batch"), py::arg("max_delay_us"), py::arg("queue_capacity"),

@@ -75,8 +75,9 @@ struct Dispatcher::Core {
     batch.clear();
     batch.lane = id;
     if (collect_batch(lane, limits, batch)) {
-      sink(batch);
-      lane.in_flight.fetch_sub(static_cast<std::int64_t>(batch.size()), std::memory_order_release);
+      BatchStream stream(lane, limits, batch);
+      sink(stream);
+      stream.finish_current();
     }
     lane.scheduled.exchange(false, std::memory_order_acq_rel);
     if (lane.queued() > 0 && !lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
@@ -104,6 +105,20 @@ struct Dispatcher::Core {
   std::condition_variable exited;
   std::size_t running_workers = 0;  // guarded by exit_mu
 };
+
+void BatchStream::finish_current() noexcept {
+  lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
+  const std::size_t lane = batch_.lane;
+  batch_.clear();
+  batch_.lane = lane;
+}
+
+bool BatchStream::next() {
+  finish_current();
+  if (batches_ >= kMaxBatchesPerCall) return false;
+  ++batches_;
+  return collect_batch(lane_, limits_, batch_, /*wait=*/false);
+}
 
 namespace {
 

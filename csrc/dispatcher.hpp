@@ -46,9 +46,44 @@ struct LaneStats {
   bool closed = false;
 };
 
+// The batches one worker hands to the sink in one call: the first one, then
+// (through next()) any further batches already queued on the same lane, so a
+// sink with a fixed cost per call (taking the GIL) pays it once for all of
+// them. Used only by the worker thread the sink runs on.
+class BatchStream {
+ public:
+  Batch& batch() noexcept { return batch_; }
+  // Marks the current batch done and takes the next one from the lane without
+  // waiting. False (and an empty batch) when the lane has nothing queued or
+  // after kMaxBatchesPerCall batches, so other lanes get their turn.
+  bool next();
+
+  static constexpr int kMaxBatchesPerCall = 16;
+
+ private:
+  friend class Dispatcher;
+  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch) : lane_(lane), limits_(limits), batch_(batch) {}
+  void finish_current() noexcept;
+
+  Lane& lane_;
+  const BatchLimits& limits_;
+  Batch& batch_;
+  int batches_ = 1;
+};
+
 // Receives every accepted payload exactly once, grouped by lane. Called from
 // worker threads (never concurrently for one lane) and must not throw.
-using BatchSink = std::function<void(const Batch&)>;
+using BatchSink = std::function<void(BatchStream&)>;
+
+// A sink calling `on_batch` for each batch of the stream (for sinks with no
+// per-call cost to amortise).
+inline BatchSink for_each_batch(std::function<void(const Batch&)> on_batch) {
+  return [on_batch = std::move(on_batch)](BatchStream& stream) {
+    do {
+      on_batch(stream.batch());
+    } while (stream.next());
+  };
+}
 
 class Dispatcher {
  public:

@@ -77,7 +77,7 @@ void every_payload_exactly_once() {
   constexpr std::size_t kProducers = 8, kPerProducer = 5000, kLanes = 3, kMaxBatch = 16;
   Recorder recorder(kProducers * kPerProducer);
   {
-    Dispatcher dispatcher(config(3, kMaxBatch, 50, 256), std::ref(recorder));
+    Dispatcher dispatcher(config(3, kMaxBatch, 50, 256), for_each_batch(std::ref(recorder)));
     for (std::size_t i = 0; i < kLanes; ++i) CHECK(dispatcher.add_lane() == i);
     std::vector<std::thread> producers;
     for (std::size_t p = 0; p < kProducers; ++p) {
@@ -107,13 +107,13 @@ void every_payload_exactly_once() {
 void blocked_lane_does_not_stall_others() {
   std::atomic<bool> release{false};
   std::atomic<int> served_on_lane1{0};
-  Dispatcher dispatcher(config(2, 4, 0), [&](const Batch& batch) {
+  Dispatcher dispatcher(config(2, 4, 0), for_each_batch([&](const Batch& batch) {
     if (batch.lane == 0) {
       while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     } else {
       served_on_lane1 += static_cast<int>(batch.ready.size());
     }
-  });
+  }));
   dispatcher.add_lane();
   dispatcher.add_lane();
   push_until_accepted(dispatcher, 0, 1);
@@ -135,7 +135,7 @@ void priorities_deadlines_and_abort() {
   std::mutex first_mu;
   std::vector<Payload> second_batch;  // guarded by first_mu
   std::atomic<int> batches{0};
-  Dispatcher dispatcher(config(1, 64, 0), [&](const Batch& batch) {
+  Dispatcher dispatcher(config(1, 64, 0), for_each_batch([&](const Batch& batch) {
     if (batches++ == 0) {
       while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     } else if (second_batch.empty()) {
@@ -143,7 +143,7 @@ void priorities_deadlines_and_abort() {
       second_batch = batch.ready;
     }
     recorder(batch);
-  });
+  }));
   dispatcher.add_lane();
   push_until_accepted(dispatcher, 0, 0);  // occupies the worker
   while (dispatcher.stats(0).in_flight == 0) std::this_thread::yield();
@@ -173,12 +173,12 @@ void close_without_drain_aborts_queued() {
   Recorder recorder(200);
   std::atomic<bool> release{false};
   std::atomic<int> batches{0};
-  Dispatcher dispatcher(config(1, 8, 0), [&](const Batch& batch) {
+  Dispatcher dispatcher(config(1, 8, 0), for_each_batch([&](const Batch& batch) {
     if (batches++ == 0) {
       while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     recorder(batch);
-  });
+  }));
   dispatcher.add_lane();
   push_until_accepted(dispatcher, 0, 0);
   while (dispatcher.stats(0).in_flight == 0) std::this_thread::yield();
@@ -194,9 +194,9 @@ void close_without_drain_aborts_queued() {
 
 void full_queue_and_push_wait() {
   std::atomic<bool> release{false};
-  Dispatcher dispatcher(config(1, 1, 0, 2), [&](const Batch&) {
+  Dispatcher dispatcher(config(1, 1, 0, 2), for_each_batch([&](const Batch&) {
     while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  });
+  }));
   dispatcher.add_lane();
   push_until_accepted(dispatcher, 0, 0);
   while (dispatcher.stats(0).in_flight == 0) std::this_thread::yield();
@@ -216,10 +216,10 @@ void full_queue_and_push_wait() {
 
 void retire_drains_one_lane() {
   std::atomic<int> ran{0};
-  Dispatcher dispatcher(config(2, 4, 100), [&](const Batch& batch) {
+  Dispatcher dispatcher(config(2, 4, 100), for_each_batch([&](const Batch& batch) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     ran += static_cast<int>(batch.ready.size());
-  });
+  }));
   const std::size_t lane = dispatcher.add_lane();
   for (Payload p = 0; p < 100; ++p) push_until_accepted(dispatcher, lane, p);
   dispatcher.retire(lane, /*drain=*/true);
@@ -233,12 +233,12 @@ void retire_drains_one_lane() {
 void bad_config_and_lane() {
   bool threw = false;
   try {
-    Dispatcher bad(config(0, 1, 0), [](const Batch&) {});
+    Dispatcher bad(config(0, 1, 0), for_each_batch([](const Batch&) {}));
   } catch (const InvalidInput&) {
     threw = true;
   }
   CHECK(threw);
-  Dispatcher dispatcher(config(1, 1, 0), [](const Batch&) {});
+  Dispatcher dispatcher(config(1, 1, 0), for_each_batch([](const Batch&) {}));
   threw = false;
   try {
     dispatcher.stats(3);
