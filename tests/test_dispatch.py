@@ -83,6 +83,18 @@ def make_executor():
     assert thread_count() == threads_before, "worker threads left after close"
 
 
+def test_idle_workers_park_instead_of_spinning(make_executor):
+    model = spec("m", lambda x: x)
+    executor = make_executor(model, threads=2, spin_us=20)
+    assert executor.submit(model, 1).result(WAIT_S) == 1
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    cpu_used = time.process_time() - cpu_before
+    wall = time.perf_counter() - wall_before
+    # Two spinning workers would burn about 2 * wall seconds of CPU.
+    assert cpu_used < 0.25 * wall
+
+
 def test_submit_returns_each_result(make_executor):
     double = spec("double", lambda x: 2 * x)
     executor = make_executor(double, threads=2)
