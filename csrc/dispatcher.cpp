@@ -189,12 +189,12 @@ std::size_t Dispatcher::lane_count() const { return core_->lane_count.load(std::
 
 void Dispatcher::retire(std::size_t lane, bool drain) {
   Lane& target = core_->lane(lane);
+  // Aborting first: once closed is visible, so is aborting. A push racing
+  // with this is then accepted and aborted, never run.
+  if (!drain) target.aborting.store(true, std::memory_order_seq_cst);
   target.closed.store(true, std::memory_order_seq_cst);
+  target.arrivals.notify_all();
   core_->wait_for_pushers();
-  if (!drain) {
-    target.aborting.store(true, std::memory_order_release);
-    target.arrivals.notify_all();
-  }
   const auto drained = [&] {
     return target.queued() == 0 && !target.scheduled.load(std::memory_order_seq_cst) &&
            target.in_flight.load(std::memory_order_acquire) == 0;

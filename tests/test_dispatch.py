@@ -304,8 +304,11 @@ def test_retire_without_drain_fails_queued_requests(make_executor):
     executor = make_executor(model, blocker.spec, threads=1)
     blocker.occupy(executor)
     futures = [executor.submit(model, i) for i in range(5)]
+    (lane,) = executor._lanes[model.key]
     retiring = threading.Thread(target=executor.retire, args=(model,), kwargs={"drain": False})
     retiring.start()
+    while not executor._core.stats(lane)[2]:  # closed, hence aborting: nothing of it may run now
+        time.sleep(0.001)
     blocker.release.set()
     retiring.join(WAIT_S)
     for future in futures:
