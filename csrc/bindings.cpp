@@ -366,6 +366,7 @@ void bind_dispatch(py::module_& m) {
              const LaneStats s = d.stats(lane);
              return py::make_tuple(s.queued, s.in_flight, s.closed);
            })
+      .def_property_readonly("closed", &Dispatcher::closed)
       .def("retire", &Dispatcher::retire, py::arg("lane"), py::arg("drain"), py::call_guard<py::gil_scoped_release>())
       .def(
           "close",

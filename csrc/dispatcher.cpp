@@ -187,6 +187,8 @@ LaneStats Dispatcher::stats(std::size_t lane) const {
 
 std::size_t Dispatcher::lane_count() const { return core_->lane_count.load(std::memory_order_acquire); }
 
+bool Dispatcher::closed() const noexcept { return core_->closed.load(std::memory_order_seq_cst); }
+
 void Dispatcher::retire(std::size_t lane, bool drain) {
   Lane& target = core_->lane(lane);
   // Aborting first: once closed is visible, so is aborting. A push racing
@@ -205,15 +207,15 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
 bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
   if (workers_.empty()) return true;
   {
-    std::lock_guard lock(core_->lanes_mu);
+    std::lock_guard lock(core_->lanes_mu);  // no lane is added meanwhile
+    const std::size_t lanes = core_->lane_count.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < lanes && !drain; ++i) {  // before closed, as in retire()
+      core_->lanes[i]->aborting.store(true, std::memory_order_seq_cst);
+      core_->lanes[i]->arrivals.notify_all();
+    }
     core_->closed.store(true, std::memory_order_seq_cst);
   }
   core_->wait_for_pushers();
-  const std::size_t lanes = core_->lane_count.load(std::memory_order_acquire);
-  for (std::size_t i = 0; i < lanes && !drain; ++i) {
-    core_->lanes[i]->aborting.store(true, std::memory_order_release);
-    core_->lanes[i]->arrivals.notify_all();
-  }
   core_->stopping.store(true, std::memory_order_seq_cst);
   core_->idle.notify_all();
 

@@ -111,6 +111,8 @@ class Dispatcher {
   // Thread-safe, non-blocking. Throws InvalidInput for an unknown lane.
   LaneStats stats(std::size_t lane) const;
   std::size_t lane_count() const;
+  // True once close() has begun (requests are refused from then on).
+  bool closed() const noexcept;
 
   // Thread-safe, blocking. Closes one lane to new requests, then waits until
   // every request it accepted went through the sink: run (drain) or aborted.

@@ -336,8 +336,12 @@ def test_close_without_drain_fails_pending_requests():
     executor = CPUExecutor(threads=1)
     running = blocker.occupy(executor)
     futures = [executor.submit(model, i) for i in range(10)]
-    threading.Timer(0.05, blocker.release.set).start()
-    executor.close(drain=False)
+    closing = threading.Thread(target=executor.close, kwargs={"drain": False})
+    closing.start()
+    while not executor._core.closed:  # set after the queues are marked aborting
+        time.sleep(0.001)
+    blocker.release.set()
+    closing.join(WAIT_S)
     assert running.result(0) == "block"
     for future in futures:
         with pytest.raises(RouterClosed, match="closed before model 'pending' ran"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -86,15 +87,20 @@ def test_close_without_drain_fails_pending_and_overload_is_reported():
         release.wait(WAIT_S)
         return x
 
-    router = Router(executor=CPUExecutor(threads=1, queue_capacity=2))
+    executor = CPUExecutor(threads=1, queue_capacity=2)
+    router = Router(executor=executor)
     router.register("slow", slow, modality="tabular")
     running = router.submit(np.ones(2))
     assert started.wait(WAIT_S)
     pending = [router.submit(np.ones(2)) for _ in range(2)]
     with pytest.raises(Overloaded):
         router.submit(np.ones(2))
-    threading.Timer(0.05, release.set).start()
-    router.close(drain=False)
+    closing = threading.Thread(target=router.close, kwargs={"drain": False})
+    closing.start()
+    while not executor._core.closed:  # set after the queues are marked aborting
+        time.sleep(0.001)
+    release.set()
+    closing.join(WAIT_S)
     assert running.result(0).tolist() == [1.0, 1.0]
     for future in pending:
         with pytest.raises(RouterClosed):

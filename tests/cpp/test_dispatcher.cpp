@@ -184,7 +184,8 @@ void close_without_drain_aborts_queued() {
   while (dispatcher.stats(0).in_flight == 0) std::this_thread::yield();
   for (Payload p = 1; p < 200; ++p) push_until_accepted(dispatcher, 0, p);
   std::thread closer([&] { CHECK(dispatcher.close(false)); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Closed is set after aborting: from here nothing queued may run.
+  while (!dispatcher.closed()) std::this_thread::yield();
   release = true;
   closer.join();
   CHECK(recorder.each_delivered_once());
