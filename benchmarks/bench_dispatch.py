@@ -113,7 +113,8 @@ def costly_model(xs):
 
 def run_submitters(executor: CPUExecutor, spec: ModelSpec, closed_loop: bool, latencies: list[float]) -> None:
     """8 threads submit BATCH_REQUESTS in all: all at once (open loop), or each
-    waiting for its previous result (closed loop, 8 requests in flight)."""
+    waiting for its previous result (closed loop, 8 requests in flight; each
+    latency, submit to result, is appended to ``latencies``)."""
     per_thread = BATCH_REQUESTS // SUBMITTERS // (8 if closed_loop else 1)
 
     def submit_all():
@@ -121,9 +122,9 @@ def run_submitters(executor: CPUExecutor, spec: ModelSpec, closed_loop: bool, la
         for i in range(per_thread):
             started = time.perf_counter()
             future = executor.submit(spec, i, timeout=60)
-            future.add_done_callback(lambda _, s=started: latencies.append(time.perf_counter() - s))
             if closed_loop:
                 future.result()
+                latencies.append(time.perf_counter() - started)
             futures.append(future)
         for future in futures:
             future.result()
