@@ -7,12 +7,14 @@ checks that its queues are empty and its worker threads are gone.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import CancelledError, wait
 
 import numpy as np
@@ -375,6 +377,26 @@ def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     finally:
         stuck.set()
     assert slow.result(WAIT_S) == "slow"
+
+
+def test_no_reference_to_inputs_outlives_their_requests(make_executor):
+    class Payload:
+        pass
+
+    model = spec("identity", lambda x: None)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    inputs = [Payload() for _ in range(30)]
+    refs = [weakref.ref(x) for x in inputs]
+    futures = [executor.submit(model, x, deadline=0.01 if i % 3 == 0 else None) for i, x in enumerate(inputs)]
+    futures[1].cancel()
+    time.sleep(0.02)
+    blocker.release.set()
+    wait(futures, timeout=WAIT_S)
+    del inputs, futures
+    gc.collect()
+    assert [r() for r in refs] == [None] * 30  # run, expired and cancelled alike
 
 
 @pytest.mark.parametrize(
