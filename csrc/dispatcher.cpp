@@ -205,6 +205,7 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
 }
 
 bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
+  std::lock_guard close_lock(close_mu_);
   if (workers_.empty()) return true;
   {
     std::lock_guard lock(core_->lanes_mu);  // no lane is added meanwhile

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -99,8 +100,10 @@ class Dispatcher {
   // and Closed after close().
   std::size_t add_lane();
 
-  // Thread-safe, lock-free, never allocates, never blocks. kFull: the lane's
-  // ring for `priority` is full; kClosed: the dispatcher or lane is closed.
+  // Thread-safe, never allocates, never waits for room: a lock-free push,
+  // plus a brief mutex hand-off only when it must wake a parked worker.
+  // kFull: the lane's ring for `priority` is full; kClosed: the dispatcher or
+  // lane is closed.
   // On anything but kAccepted the caller still owns `payload`.
   PushStatus try_push(std::size_t lane, Payload payload, Priority priority,
                       std::int64_t deadline_ns = kNoDeadline);
@@ -127,7 +130,8 @@ class Dispatcher {
  private:
   struct Core;
   std::shared_ptr<Core> core_;
-  std::vector<std::thread> workers_;
+  std::mutex close_mu_;                // serialises close()
+  std::vector<std::thread> workers_;   // guarded by close_mu_
 };
 
 }  // namespace fastroute
