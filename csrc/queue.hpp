@@ -4,8 +4,9 @@
 //
 // Memory ordering: a producer reads head_, checks that the ticket's slot has
 // turn == 2*round (acquire: the previous consumer has finished destroying the
-// old element), claims the ticket with a CAS on head_, constructs the element in place, then stores turn = 2*round+1 with release.
-// A consumer mirrors this: it checks for turn 2*round+1 (acquire: the element
+// old element), claims the ticket with a CAS on head_, constructs the
+// element in place, then stores turn = 2*round+1 with release. A consumer
+// mirrors this: it checks for turn 2*round+1 (acquire: the element
 // is fully constructed), moves it out, destroys it, then stores turn =
 // 2*round+2 (release). The slot's turn is the only synchronisation between a
 // producer and a consumer; head_ and tail_ only hand out tickets. Every slot
@@ -32,8 +33,8 @@ inline constexpr std::size_t kCacheLine = 64;
 template <typename T>
 class MpmcQueue {
   static_assert(std::is_nothrow_destructible_v<T>, "T must be nothrow destructible");
-  static_assert(std::is_nothrow_move_constructible_v<T>,
-                "T must be nothrow move constructible: a pop cannot be undone");
+  static_assert(std::is_nothrow_move_constructible_v<T> && std::is_nothrow_move_assignable_v<T>,
+                "T must move without throwing: a claimed ticket cannot be given back");
 
  public:
   // Allocates the slots once: `capacity` rounded up to a power of two (so a
@@ -58,7 +59,9 @@ class MpmcQueue {
   // Thread-safe, non-blocking, never allocates. Returns false (and leaves
   // the arguments untouched) when the queue is full.
   template <typename... Args>
-  bool try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args&&...>) {
+  bool try_emplace(Args&&... args) noexcept {
+    static_assert(std::is_nothrow_constructible_v<T, Args&&...>,
+                  "the element is built after its ticket is claimed: construction must not throw");
     std::size_t head = head_.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[index(head)];
@@ -76,13 +79,13 @@ class MpmcQueue {
     }
   }
 
-  bool try_push(const T& value) noexcept(std::is_nothrow_copy_constructible_v<T>) {
+  bool try_push(const T& value) noexcept {
     return try_emplace(value);
   }
   bool try_push(T&& value) noexcept { return try_emplace(std::move(value)); }
 
   // Thread-safe, non-blocking, never allocates. Returns false when empty.
-  bool try_pop(T& out) noexcept(std::is_nothrow_move_assignable_v<T>) {
+  bool try_pop(T& out) noexcept {
     std::size_t tail = tail_.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[index(tail)];

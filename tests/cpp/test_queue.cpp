@@ -17,8 +17,8 @@ struct Counted {
   static inline std::atomic<long> constructed{0};
 
   std::uint64_t value = 0;
-  Counted() { ++alive, ++constructed; }
-  explicit Counted(std::uint64_t v) : value(v) { ++alive, ++constructed; }
+  Counted() noexcept { ++alive, ++constructed; }
+  explicit Counted(std::uint64_t v) noexcept : value(v) { ++alive, ++constructed; }
   Counted(const Counted& other) noexcept : value(other.value) { ++alive, ++constructed; }
   Counted(Counted&& other) noexcept : value(other.value) { ++alive, ++constructed; }
   Counted& operator=(const Counted&) = default;
