@@ -26,6 +26,12 @@ struct CorruptFile : InvalidInput {
   using InvalidInput::InvalidInput;
 };
 
+// The dispatcher (or one of its lanes) was closed: the request was not
+// accepted. Python: fastroute.RouterClosed.
+struct Closed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Rethrows `error` as the same kind with `context` prefixed to its message
 // ("item 3: "); other exceptions propagate unchanged.
 [[noreturn]] inline void rethrow_with_context(std::exception_ptr error, const std::string& context) {

@@ -32,6 +32,7 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
+from .executors import CPUExecutor
 from .experiments import Canary, CanaryThresholds, Shadow, Split
 from .registry import ModelSpec, Registry
 from .router import Decision, Router
@@ -47,6 +48,7 @@ __all__ = [
     "SOURCES",
     "Analysis",
     "BatchAnalysis",
+    "CPUExecutor",
     "Canary",
     "CanaryThresholds",
     "ConfigError",

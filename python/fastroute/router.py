@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .analyzer import Analysis, analyze, analyze_batch
-from .errors import InvalidInput, ModelError
+from .errors import InvalidInput, ModelError, RouterClosed
 from .policies import ByModality, Policy
 from .registry import Lease, ModelSpec, Registry
+
+if TYPE_CHECKING:
+    from .executors import CPUExecutor
 
 __all__ = ["Decision", "Router"]
 
@@ -37,9 +43,13 @@ class Router:
     >>> router.infer(np.ones(4))
     """
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, *, executor: CPUExecutor | None = None) -> None:
         self.models = Registry()
         self.policy: Policy = policy if policy is not None else ByModality()
+        self._executor = executor  # the router owns it: close() closes it
+        self._executor_lock = threading.Lock()
+        self._closed = False  # guarded by _executor_lock
+        self.models.add_retire_hook(self._retire_queues)
 
     def register(
         self,
@@ -136,6 +146,97 @@ class Router:
                 leases[index].release()
                 self._mirror(leases[index], xs[index], output)
         return results
+
+    @property
+    def executor(self) -> CPUExecutor:
+        """The executor behind ``submit``/``ainfer``: a default CPUExecutor, created on first use."""
+        with self._executor_lock:
+            if self._closed:
+                raise RouterClosed("the router is closed")
+            if self._executor is None:
+                from .executors import CPUExecutor  # executors imports this module
+
+                self._executor = CPUExecutor()
+            return self._executor
+
+    def submit(
+        self,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        hint: str | None = None,
+        key: Any = None,
+    ) -> Future:
+        """Route ``x`` now and queue it for its model; returns a Future of the result.
+
+        ``priority`` ("high" or "normal"), ``deadline`` (seconds the model may
+        take to start it) and ``timeout`` (seconds to wait for queue room, else
+        ``Overloaded``): see :meth:`fastroute.executors.CPUExecutor.submit`.
+        The request holds a lease on its model version until it completes, so
+        a hot swap retires the old version only after this request ends.
+        """
+        executor = self.executor
+        _, lease = self._decide_leased(analyze(x, hint=hint), key)
+        try:
+            future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+        except BaseException:
+            lease.discard()
+            raise
+        future.add_done_callback(lambda done: self._complete(lease, x, done))
+        return future
+
+    async def ainfer(
+        self,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        hint: str | None = None,
+        key: Any = None,
+    ) -> Any:
+        """``submit`` for asyncio: resolved on the caller's loop (call_soon_threadsafe), no polling."""
+        future = self.submit(
+            x, priority=priority, deadline=deadline, timeout=timeout, hint=hint, key=key
+        )
+        return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+
+    def close(self, drain: bool = True) -> None:
+        """Stop accepting requests; run (``drain``) or fail the queued ones; join the workers.
+
+        Idempotent. Requests refused afterwards raise ``RouterClosed``.
+        """
+        with self._executor_lock:
+            self._closed = True
+            executor = self._executor
+        if executor is not None:
+            executor.close(drain=drain)
+        self.models.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _complete(self, lease: Lease, x: Any, done: Future) -> None:
+        """Ends a submitted request's lease and offers its result to the shadow."""
+        if done.cancelled():
+            lease.discard()
+        elif done.exception() is not None:
+            lease.release(done.exception())
+        else:
+            lease.release()
+            self._mirror(lease, x, done.result())
+
+    def _retire_queues(self, spec: ModelSpec) -> None:
+        """Registry hook: a retired version's executor queues drain and close."""
+        with self._executor_lock:
+            executor = self._executor
+        if executor is not None:
+            executor.retire(spec)
 
     def _decide(self, analysis: Analysis, key: Any = None) -> Decision:
         decision, lease = self._decide_leased(analysis, key)

@@ -1,0 +1,189 @@
+"""Dispatch benchmarks, each beside its baseline (pytest-benchmark groups).
+
+- ``noop submit->result``: N requests to a no-op model, submitted from one
+  Python thread then awaited: CPUExecutor vs ThreadPoolExecutor.submit vs a
+  queue.Queue worker loop resolving Futures.
+- ``micro-batching``: a model costing 50 us per call + 1 us per row (busy
+  wait, GIL held, as pure-Python models do), 8 submitting threads: throughput
+  with batching (max_batch=64) vs one request per call (max_batch=1), all
+  requests submitted at once; and, in a closed loop (each thread waits for
+  its result before the next submit), p50/p99 latency from submit to result,
+  stored in extra_info and printed beside the bound max_delay + one call + 20%.
+- ``queue 1P1C`` / ``queue 2P2C``: the C++ queue alone (benchmarks/cpp/bench_queue.cpp,
+  8-byte items) vs moodycamel::ConcurrentQueue and a mutex+deque, built here
+  with the system compiler; skipped if the compiler or libconcurrentqueue-dev
+  is missing.
+
+Run: python -m pytest benchmarks/bench_dispatch.py --benchmark-only -p no:randomly
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastroute import ModelSpec
+from fastroute.executors import CPUExecutor
+
+ROOT = Path(__file__).resolve().parents[1]
+NOOP_REQUESTS = 20_000
+BATCH_REQUESTS = 16_000
+SUBMITTERS = 8
+MAX_DELAY_US = 500
+MAX_BATCH = 64
+QUEUE_ITEMS = 4_000_000
+
+
+def noop(x):
+    return x
+
+
+def run_noop_fastroute(executor: CPUExecutor, spec: ModelSpec) -> None:
+    futures = [executor.submit(spec, i) for i in range(NOOP_REQUESTS)]
+    for future in futures:
+        future.result()
+
+
+def test_noop_fastroute(benchmark):
+    benchmark.group = "noop submit->result"
+    spec = ModelSpec("noop", "1", noop, "tabular")
+    with CPUExecutor(threads=1, max_batch=256, max_delay_us=0, queue_capacity=1 << 15) as executor:
+        benchmark.pedantic(run_noop_fastroute, args=(executor, spec), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["requests_per_s"] = NOOP_REQUESTS / benchmark.stats["mean"]
+
+
+def test_noop_threadpool(benchmark):
+    benchmark.group = "noop submit->result"
+
+    def run(pool):
+        futures = [pool.submit(noop, i) for i in range(NOOP_REQUESTS)]
+        for future in futures:
+            future.result()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        benchmark.pedantic(run, args=(pool,), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["requests_per_s"] = NOOP_REQUESTS / benchmark.stats["mean"]
+
+
+def test_noop_queue_worker_loop(benchmark):
+    benchmark.group = "noop submit->result"
+    requests: queue.Queue = queue.Queue()
+
+    def worker():
+        while (item := requests.get()) is not None:
+            future, x = item
+            if future.set_running_or_notify_cancel():
+                future.set_result(noop(x))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+
+    def run():
+        futures = []
+        for i in range(NOOP_REQUESTS):
+            future: Future = Future()
+            requests.put((future, i))
+            futures.append(future)
+        for future in futures:
+            future.result()
+
+    try:
+        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    finally:
+        requests.put(None)
+        thread.join()
+    benchmark.extra_info["requests_per_s"] = NOOP_REQUESTS / benchmark.stats["mean"]
+
+
+def costly_model(xs):
+    """50 us per call + 1 us per row, spent holding the GIL like Python model code."""
+    end = time.perf_counter() + (50 + len(xs)) * 1e-6
+    while time.perf_counter() < end:
+        pass
+    return xs
+
+
+def run_submitters(executor: CPUExecutor, spec: ModelSpec, closed_loop: bool, latencies: list[float]) -> None:
+    """8 threads submit BATCH_REQUESTS in all: all at once (open loop), or each
+    waiting for its previous result (closed loop, 8 requests in flight; each
+    latency, submit to result, is appended to ``latencies``)."""
+    per_thread = BATCH_REQUESTS // SUBMITTERS // (8 if closed_loop else 1)
+
+    def submit_all():
+        futures = []
+        for i in range(per_thread):
+            started = time.perf_counter()
+            future = executor.submit(spec, i, timeout=60)
+            if closed_loop:
+                future.result()
+                latencies.append(time.perf_counter() - started)
+            futures.append(future)
+        for future in futures:
+            future.result()
+
+    threads = [threading.Thread(target=submit_all) for _ in range(SUBMITTERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.parametrize("max_batch", [MAX_BATCH, 1], ids=["batching", "no-batching"])
+def test_micro_batching_throughput(benchmark, max_batch):
+    benchmark.group = "micro-batching 50us+1us/row, 8 submitters, open loop"
+    spec = ModelSpec("costly", "1", costly_model, "tabular", batched=True)
+    with CPUExecutor(threads=2, max_batch=max_batch, max_delay_us=MAX_DELAY_US) as executor:
+        benchmark.pedantic(run_submitters, args=(executor, spec, False, []), rounds=3)
+    benchmark.extra_info["requests_per_s"] = BATCH_REQUESTS / benchmark.stats["mean"]
+
+
+def test_micro_batching_latency(benchmark):
+    """Closed loop (8 in flight, below capacity): p99 vs max_delay + one model call + 20%."""
+    benchmark.group = "micro-batching latency, 8 submitters, closed loop"
+    spec = ModelSpec("costly", "1", costly_model, "tabular", batched=True)
+    latencies: list[float] = []
+    with CPUExecutor(threads=2, max_batch=MAX_BATCH, max_delay_us=MAX_DELAY_US) as executor:
+        benchmark.pedantic(run_submitters, args=(executor, spec, True, latencies), rounds=3)
+    p50, p99 = np.percentile(np.array(latencies) * 1e6, [50, 99])
+    bound_us = (MAX_DELAY_US + 50 + SUBMITTERS) * 1.2  # one call on at most 8 rows
+    benchmark.extra_info.update(p50_us=p50, p99_us=p99, p99_bound_us=bound_us)
+    print(f"\nclosed loop: p50 {p50:.0f} us, p99 {p99:.0f} us (bound {bound_us:.0f} us)")
+
+
+@pytest.fixture(scope="module")
+def queue_bench_binary(tmp_path_factory) -> Path:
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None or not Path("/usr/include/concurrentqueue/concurrentqueue.h").exists():
+        pytest.skip("needs a C++ compiler and libconcurrentqueue-dev (/usr/include/concurrentqueue)")
+    binary = tmp_path_factory.mktemp("bench") / "bench_queue"
+    subprocess.run(
+        [compiler, "-O2", "-std=c++20", "-pthread", f"-I{ROOT / 'csrc'}", str(ROOT / "benchmarks/cpp/bench_queue.cpp"),
+         "-o", str(binary)],
+        check=True,
+    )
+    return binary
+
+
+@pytest.mark.parametrize("threads", [(1, 1), (2, 2)], ids=["1P1C", "2P2C"])
+@pytest.mark.parametrize("impl", ["fastroute", "moodycamel", "mutex"])
+def test_queue_cpp(benchmark, queue_bench_binary, impl, threads):
+    benchmark.group = f"queue {threads[0]}P{threads[1]}C, 8-byte items"
+    rates: list[float] = []
+
+    def run():
+        out = subprocess.run(
+            [str(queue_bench_binary), impl, str(threads[0]), str(threads[1]), str(QUEUE_ITEMS)],
+            check=True, capture_output=True, text=True,
+        )
+        rates.append(float(out.stdout))
+
+    benchmark.pedantic(run, rounds=5)
+    benchmark.extra_info["items_per_s_median"] = float(np.median(rates))

@@ -1,0 +1,44 @@
+#include "batcher.hpp"
+
+namespace fastroute {
+namespace {
+
+bool pop_next(Lane& lane, Request& out) noexcept {
+  for (auto& queue : lane.queues) {
+    if (queue.try_pop(out)) return true;
+  }
+  return false;
+}
+
+void sort_into(const Lane& lane, const Request& request, std::int64_t now, Batch& batch) {
+  if (lane.aborting.load(std::memory_order_acquire)) {
+    batch.aborted.push_back(request.payload);
+  } else if (request.deadline_ns <= now) {
+    batch.expired.push_back(request.payload);
+  } else {
+    batch.ready.push_back(request.payload);
+  }
+}
+
+}  // namespace
+
+bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wait) {
+  Request request;
+  if (!pop_next(lane, request)) return false;
+  const std::int64_t send_by = request.enqueued_ns + limits.max_delay_ns;
+  sort_into(lane, request, now_ns(), batch);
+  const auto more = [&] { return lane.queued() > 0 || lane.aborting.load(std::memory_order_acquire); };
+  while (batch.ready.size() < limits.max_batch) {
+    if (pop_next(lane, request)) {
+      sort_into(lane, request, now_ns(), batch);
+      continue;
+    }
+    if (!wait || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
+    if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
+  }
+  // Counted before the sink runs; the dispatcher subtracts after it returns.
+  lane.in_flight.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace fastroute

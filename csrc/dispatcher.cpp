@@ -1,0 +1,245 @@
+#include "dispatcher.hpp"
+
+#include <mutex>
+#include <string>
+
+#include "errors.hpp"
+
+namespace fastroute {
+
+struct Dispatcher::Core {
+  Core(const DispatchConfig& config, BatchSink batch_sink)
+      : limits{config.max_batch, config.max_delay_us * 1000, config.spin_us * 1000},
+        queue_capacity(config.queue_capacity),
+        max_lanes(config.max_lanes),
+        sink(std::move(batch_sink)),
+        lanes(std::make_unique<std::unique_ptr<Lane>[]>(config.max_lanes)),
+        ready(config.max_lanes) {}
+
+  Lane& lane(std::size_t id) const {
+    if (id >= lane_count.load(std::memory_order_acquire)) {
+      throw InvalidInput("unknown lane " + std::to_string(id));
+    }
+    return *lanes[id];
+  }
+
+  // A producer that finds the lane unscheduled schedules it; otherwise the
+  // worker owning it may be waiting for more requests to fill a batch.
+  void schedule(std::size_t id, Lane& lane) {
+    if (lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
+      lane.arrivals.notify_one();
+      return;
+    }
+    ready.try_push(id);  // cannot fail: each lane is in the ring at most once
+    idle.notify_one();
+  }
+
+  PushStatus try_push(std::size_t id, const Request& request, Priority priority) {
+    Lane& target = lane(id);
+    pushers.fetch_add(1, std::memory_order_seq_cst);
+    PushStatus status = PushStatus::kClosed;
+    if (!closed.load(std::memory_order_seq_cst) && !target.closed.load(std::memory_order_seq_cst)) {
+      status = target.queues[static_cast<std::size_t>(priority)].try_push(request) ? PushStatus::kAccepted
+                                                                                  : PushStatus::kFull;
+      if (status == PushStatus::kAccepted) schedule(id, target);
+    }
+    pushers.fetch_sub(1, std::memory_order_seq_cst);
+    return status;
+  }
+
+  void wait_for_pushers() const {
+    while (pushers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  }
+
+  void work() {
+    Batch batch;
+    const auto has_work = [&] { return !ready.empty() || stopping.load(std::memory_order_acquire); };
+    for (;;) {
+      std::size_t id;
+      if (ready.try_pop(id)) {
+        serve(id, *lanes[id], batch);
+      } else if (stopping.load(std::memory_order_acquire)) {
+        break;  // nothing can be queued any more (see close)
+      } else {
+        idle.wait_until(has_work, kNoDeadline, limits.spin_ns);
+      }
+    }
+    std::lock_guard lock(exit_mu);
+    --running_workers;
+    exited.notify_all();
+  }
+
+  // One batch from the lane, then the lane goes back to the ready ring if
+  // it still holds requests, behind the other lanes waiting there.
+  void serve(std::size_t id, Lane& lane, Batch& batch) {
+    batch.clear();
+    batch.lane = id;
+    if (collect_batch(lane, limits, batch)) {
+      BatchStream stream(lane, limits, batch);
+      sink(stream);
+      stream.finish_current();
+    }
+    lane.scheduled.exchange(false, std::memory_order_acq_rel);
+    if (lane.queued() > 0 && !lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
+      ready.try_push(id);
+    }
+    lane.progress.notify_all();
+  }
+
+  const BatchLimits limits;
+  const std::size_t queue_capacity;
+  const std::size_t max_lanes;
+  const BatchSink sink;
+
+  std::mutex lanes_mu;  // serialises add_lane
+  const std::unique_ptr<std::unique_ptr<Lane>[]> lanes;  // slot i written once, before lane_count > i
+  std::atomic<std::size_t> lane_count{0};
+  MpmcQueue<std::size_t> ready;  // ids of scheduled lanes not owned by a worker
+  Parker idle;                   // workers with nothing to do
+
+  std::atomic<bool> closed{false};    // rejects new requests
+  std::atomic<bool> stopping{false};  // workers exit once the ready ring is empty
+  std::atomic<int> pushers{0};        // try_push calls in progress
+
+  std::mutex exit_mu;
+  std::condition_variable exited;
+  std::size_t running_workers = 0;  // guarded by exit_mu
+};
+
+void BatchStream::finish_current() noexcept {
+  lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
+  const std::size_t lane = batch_.lane;
+  batch_.clear();
+  batch_.lane = lane;
+}
+
+bool BatchStream::next() {
+  finish_current();
+  if (batches_ >= kMaxBatchesPerCall) return false;
+  ++batches_;
+  return collect_batch(lane_, limits_, batch_, /*wait=*/false);
+}
+
+namespace {
+
+void validate(const DispatchConfig& c) {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw InvalidInput("invalid dispatcher config: " + what);
+  };
+  require(c.threads >= 1 && c.threads <= 1024, "threads=" + std::to_string(c.threads) + " (1..1024)");
+  require(c.max_batch >= 1, "max_batch=" + std::to_string(c.max_batch) + " (>= 1)");
+  require(c.max_delay_us >= 0, "max_delay_us=" + std::to_string(c.max_delay_us) + " (>= 0)");
+  require(c.queue_capacity >= 1 && c.queue_capacity <= (1u << 24),
+          "queue_capacity=" + std::to_string(c.queue_capacity) + " (1..16777216)");
+  require(c.max_lanes >= 1 && c.max_lanes <= (1u << 16), "max_lanes=" + std::to_string(c.max_lanes) + " (1..65536)");
+  require(c.spin_us >= 0, "spin_us=" + std::to_string(c.spin_us) + " (>= 0)");
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(const DispatchConfig& config, BatchSink sink) {
+  validate(config);
+  core_ = std::make_shared<Core>(config, std::move(sink));
+  core_->running_workers = config.threads;
+  workers_.reserve(config.threads);
+  for (std::size_t i = 0; i < config.threads; ++i) {
+    workers_.emplace_back([core = core_] { core->work(); });
+  }
+}
+
+Dispatcher::~Dispatcher() { close(false); }
+
+std::size_t Dispatcher::add_lane() {
+  std::lock_guard lock(core_->lanes_mu);
+  if (core_->closed.load()) throw Closed("the dispatcher is closed");
+  const std::size_t id = core_->lane_count.load(std::memory_order_relaxed);
+  if (id >= core_->max_lanes) {
+    throw InvalidInput("too many lanes: max_lanes=" + std::to_string(core_->max_lanes));
+  }
+  core_->lanes[id] = std::make_unique<Lane>(core_->queue_capacity);
+  core_->lane_count.store(id + 1, std::memory_order_release);
+  return id;
+}
+
+PushStatus Dispatcher::try_push(std::size_t lane, Payload payload, Priority priority, std::int64_t deadline_ns) {
+  return core_->try_push(lane, Request{payload, now_ns(), deadline_ns}, priority);
+}
+
+PushStatus Dispatcher::push_wait(std::size_t lane, Payload payload, Priority priority, std::int64_t deadline_ns,
+                                 std::int64_t timeout_ns) {
+  const std::int64_t give_up = timeout_ns >= kNoDeadline - now_ns() ? kNoDeadline : now_ns() + timeout_ns;
+  Lane& target = core_->lane(lane);
+  const auto& ring = target.queues[static_cast<std::size_t>(priority)];
+  const auto has_room = [&] {
+    return ring.size() < ring.capacity() || target.closed.load() || core_->closed.load();
+  };
+  for (;;) {
+    const PushStatus status = try_push(lane, payload, priority, deadline_ns);
+    if (status != PushStatus::kFull) return status;
+    if (!target.progress.wait_until(has_room, give_up, core_->limits.spin_ns)) return PushStatus::kFull;
+  }
+}
+
+LaneStats Dispatcher::stats(std::size_t lane) const {
+  const Lane& target = core_->lane(lane);
+  return {target.queued(), target.in_flight.load(std::memory_order_acquire), target.closed.load()};
+}
+
+std::size_t Dispatcher::lane_count() const { return core_->lane_count.load(std::memory_order_acquire); }
+
+bool Dispatcher::closed() const noexcept { return core_->closed.load(std::memory_order_seq_cst); }
+
+void Dispatcher::retire(std::size_t lane, bool drain) {
+  Lane& target = core_->lane(lane);
+  // Aborting first: once closed is visible, so is aborting. A push racing
+  // with this is then accepted and aborted, never run.
+  if (!drain) target.aborting.store(true, std::memory_order_seq_cst);
+  target.closed.store(true, std::memory_order_seq_cst);
+  target.arrivals.notify_all();
+  core_->wait_for_pushers();
+  const auto drained = [&] {
+    return target.queued() == 0 && !target.scheduled.load(std::memory_order_seq_cst) &&
+           target.in_flight.load(std::memory_order_acquire) == 0;
+  };
+  target.progress.wait_until(drained, kNoDeadline, core_->limits.spin_ns);
+}
+
+bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
+  std::lock_guard close_lock(close_mu_);
+  if (workers_.empty()) return true;
+  {
+    std::lock_guard lock(core_->lanes_mu);  // no lane is added meanwhile
+    const std::size_t lanes = core_->lane_count.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < lanes && !drain; ++i) {  // before closed, as in retire()
+      core_->lanes[i]->aborting.store(true, std::memory_order_seq_cst);
+      core_->lanes[i]->arrivals.notify_all();
+    }
+    core_->closed.store(true, std::memory_order_seq_cst);
+  }
+  core_->wait_for_pushers();
+  core_->stopping.store(true, std::memory_order_seq_cst);
+  core_->idle.notify_all();
+
+  bool finished;
+  {
+    std::unique_lock lock(core_->exit_mu);
+    const auto all_exited = [&] { return core_->running_workers == 0; };
+    if (timeout_ns >= kNoDeadline - now_ns()) {
+      core_->exited.wait(lock, all_exited);
+      finished = true;
+    } else {
+      finished = core_->exited.wait_for(lock, std::chrono::nanoseconds(timeout_ns), all_exited);
+    }
+  }
+  for (auto& worker : workers_) {
+    if (finished) {
+      worker.join();
+    } else {
+      worker.detach();  // still inside the sink; owns a reference to core_
+    }
+  }
+  workers_.clear();
+  return finished;
+}
+
+}  // namespace fastroute

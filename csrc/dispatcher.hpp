@@ -1,0 +1,137 @@
+// Dispatcher: worker threads that take whole batches from model replicas'
+// lanes (see batcher.hpp) and hand them to one sink callback.
+//
+// Scheduling: a lane holding requests is "scheduled": its id sits in the
+// ready ring or a worker owns it. A producer that finds the lane unscheduled
+// puts its id in the ready ring and wakes a worker. A worker owns one lane at
+// a time, so one lane's batches run in order (FIFO per priority class) and a
+// sink that hangs on one lane stalls only the worker serving it.
+// Idle workers spin for spin_us, then park: an idle worker burns no core.
+//
+// Memory ordering: a producer pushes, then exchanges Lane::scheduled to true;
+// a worker done with a lane exchanges it to false, then reads the queue
+// sizes. Both are acq_rel read-modify-writes of one atomic, so one follows the
+// other: either the producer reads false and schedules the lane, or the
+// worker's exchange synchronises with the producer's and it sees the request
+// and reschedules. A request is never left in an unscheduled lane. close()
+// and retire() wait for in-progress pushes through the seq_cst counter
+// pushers_ (checked against the seq_cst closed flags).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "batcher.hpp"
+
+namespace fastroute {
+
+struct DispatchConfig {
+  std::size_t threads = 2;
+  std::size_t max_batch = 32;
+  std::int64_t max_delay_us = 200;
+  std::size_t queue_capacity = 4096;  // per lane and priority, rounded up to a power of two
+  std::size_t max_lanes = 1024;
+  std::int64_t spin_us = 20;
+};
+
+enum class PushStatus : std::uint8_t { kAccepted, kFull, kClosed };
+
+struct LaneStats {
+  std::size_t queued = 0;       // approximate under concurrency
+  std::int64_t in_flight = 0;   // taken by a worker, not yet returned by the sink
+  bool closed = false;
+};
+
+// The batches one worker hands to the sink in one call: the first one, then
+// (through next()) any further batches already queued on the same lane, so a
+// sink with a fixed cost per call (taking the GIL) pays it once for all of
+// them. Used only by the worker thread the sink runs on.
+class BatchStream {
+ public:
+  Batch& batch() noexcept { return batch_; }
+  // Marks the current batch done and takes the next one from the lane without
+  // waiting. False (and an empty batch) when the lane has nothing queued or
+  // after kMaxBatchesPerCall batches, so other lanes get their turn.
+  bool next();
+
+  static constexpr int kMaxBatchesPerCall = 16;
+
+ private:
+  friend class Dispatcher;
+  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch) : lane_(lane), limits_(limits), batch_(batch) {}
+  void finish_current() noexcept;
+
+  Lane& lane_;
+  const BatchLimits& limits_;
+  Batch& batch_;
+  int batches_ = 1;
+};
+
+// Receives every accepted payload exactly once, grouped by lane. Called from
+// worker threads (never concurrently for one lane) and must not throw.
+using BatchSink = std::function<void(BatchStream&)>;
+
+// A sink calling `on_batch` for each batch of the stream (for sinks with no
+// per-call cost to amortise).
+inline BatchSink for_each_batch(std::function<void(const Batch&)> on_batch) {
+  return [on_batch = std::move(on_batch)](BatchStream& stream) {
+    do {
+      on_batch(stream.batch());
+    } while (stream.next());
+  };
+}
+
+class Dispatcher {
+ public:
+  // Starts config.threads workers. Throws InvalidInput on a bad config.
+  Dispatcher(const DispatchConfig& config, BatchSink sink);
+  // Closes without draining (aborts what is queued) if close() was not called.
+  ~Dispatcher();
+
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Thread-safe, allocates the lane's rings. Throws InvalidInput past max_lanes
+  // and Closed after close().
+  std::size_t add_lane();
+
+  // Thread-safe, never allocates, never waits for room: a lock-free push,
+  // plus a brief mutex hand-off only when it must wake a parked worker.
+  // kFull: the lane's ring for `priority` is full; kClosed: the dispatcher or
+  // lane is closed.
+  // On anything but kAccepted the caller still owns `payload`.
+  PushStatus try_push(std::size_t lane, Payload payload, Priority priority,
+                      std::int64_t deadline_ns = kNoDeadline);
+  // As try_push, but waits up to timeout_ns for room (spins, then parks).
+  PushStatus push_wait(std::size_t lane, Payload payload, Priority priority,
+                       std::int64_t deadline_ns, std::int64_t timeout_ns);
+
+  // Thread-safe, non-blocking. Throws InvalidInput for an unknown lane.
+  LaneStats stats(std::size_t lane) const;
+  std::size_t lane_count() const;
+  // True once close() has begun (requests are refused from then on).
+  bool closed() const noexcept;
+
+  // Thread-safe, blocking. Closes one lane to new requests, then waits until
+  // every request it accepted went through the sink: run (drain) or aborted.
+  void retire(std::size_t lane, bool drain);
+
+  // Thread-safe, blocking, idempotent. Rejects new requests, runs (drain) or
+  // aborts what is queued, then joins the workers. Returns false if they did
+  // not all finish within timeout_ns (a sink still running): those are
+  // detached and keep the shared state alive until they return.
+  bool close(bool drain, std::int64_t timeout_ns = kNoDeadline);
+
+ private:
+  struct Core;
+  std::shared_ptr<Core> core_;
+  std::mutex close_mu_;                // serialises close()
+  std::vector<std::thread> workers_;   // guarded by close_mu_
+};
+
+}  // namespace fastroute

@@ -1,0 +1,297 @@
+"""Executors: run routed requests on worker threads, in micro-batches.
+
+A :class:`CPUExecutor` owns a C++ dispatcher (``fastroute._core.Dispatcher``):
+one bounded lock-free queue pair (high/normal priority) per model replica,
+a batcher that gathers up to ``max_batch`` requests or waits ``max_delay_us``
+after the first one, and ``threads`` workers that take the GIL once per batch
+to call the model and resolve each request's :class:`concurrent.futures.Future`.
+
+Guarantees: every accepted request ends with exactly one result or one
+exception; a model's exception fails only its own batch (each request gets a
+:class:`~fastroute.ModelError` whose ``__cause__`` is the model's exception);
+one replica runs its batches one at a time, in queue order, so requests of one
+priority class start FIFO; a model that hangs holds only the worker serving it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from . import _core
+from .errors import ConfigError, DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
+from .registry import ModelSpec
+from .router import _stack_if_possible
+
+__all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
+
+PRIORITIES = ("high", "normal")
+_PUSH_FULL, _PUSH_CLOSED = 1, 2
+_EXIT_JOIN_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Tuning knobs of a :class:`CPUExecutor`, validated once at construction.
+
+    - ``threads``: worker threads shared by every model (a hanging model holds one).
+    - ``max_batch``: most requests handed to a model in one call.
+    - ``max_delay_us``: longest wait after a batch's first request for more to arrive.
+    - ``queue_capacity``: bound of each replica's queue, per priority (rounded up to
+      a power of two); a full queue makes ``submit`` raise :class:`~fastroute.Overloaded`.
+    - ``spin_us``: how long an idle worker spins before parking (a park/wake costs
+      tens of microseconds; spinning is bounded so idle workers burn no core).
+    - ``max_lanes``: most model replicas one executor can serve over its lifetime.
+    """
+
+    threads: int = 2
+    max_batch: int = 32
+    max_delay_us: int = 200
+    queue_capacity: int = 4096
+    spin_us: int = 20
+    max_lanes: int = 1024
+
+    def __post_init__(self) -> None:
+        limits = {
+            "threads": (1, 1024),
+            "max_batch": (1, 1 << 20),
+            "max_delay_us": (0, 60_000_000),
+            "queue_capacity": (1, 1 << 24),
+            "spin_us": (0, 1_000_000),
+            "max_lanes": (1, 1 << 16),
+        }
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"executor {name} must be an int in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A model's load, summed over its replicas (approximate while requests flow)."""
+
+    queued: int
+    in_flight: int
+    replicas: int
+
+
+class _BatchRunner:
+    """The dispatcher's callback: runs one batch with the GIL held (taken once).
+
+    Kept apart from the executor so that the C++ dispatcher, which holds this
+    object, holds no reference back to the executor (no uncollectable cycle).
+    """
+
+    def __init__(self) -> None:
+        self.specs: list[ModelSpec] = []  # by lane id; append-only, published before any push
+
+    def __call__(self, lane: int, ready: list, expired: list, aborted: list) -> None:
+        spec = self.specs[lane]
+        for future, _ in expired:
+            _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
+        for future, _ in aborted:
+            _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
+        live = [(future, x) for future, x in ready if future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        if spec.batched:
+            _run_batched(spec, live)
+        else:
+            _run_each(spec, live)
+
+
+def _fail(future: Future, error: BaseException) -> None:
+    if future.set_running_or_notify_cancel():
+        future.set_exception(error)
+
+
+def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = None) -> ModelError:
+    error = ModelError(spec.name, message)
+    error.__cause__ = cause
+    return error
+
+
+def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+    try:
+        outputs = list(spec.model(_stack_if_possible([x for _, x in live])))
+    except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
+        for future, _ in live:
+            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+        return
+    if len(outputs) != len(live):
+        for future, _ in live:
+            future.set_exception(
+                _model_error(spec, f"returned {len(outputs)} results for a batch of {len(live)}")
+            )
+        return
+    for (future, _), output in zip(live, outputs):
+        future.set_result(output)
+
+
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+    model = spec.model
+    for future, x in live:
+        try:
+            output = model(x)
+        except BaseException as error:  # noqa: BLE001 - delivered to this request
+            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+        else:
+            future.set_result(output)
+
+
+def _close_at_exit(core: Any) -> None:
+    core.close(drain=False, timeout_s=_EXIT_JOIN_TIMEOUT_S)
+
+
+class CPUExecutor:
+    """Runs models on a pool of C++ worker threads with dynamic micro-batching.
+
+    >>> executor = CPUExecutor(threads=2, max_batch=32, max_delay_us=200)
+    >>> executor.submit(spec, x).result()
+    >>> executor.close()
+
+    Models are served by name and version (``spec.key``); a spec's replicas
+    get one queue each, and each request goes to the less loaded of two
+    replicas drawn at random (power of two choices). ``rng`` draws them.
+    Thread-safe. Close it (or use ``with``); at interpreter exit an open
+    executor fails its pending requests and stops its workers.
+    """
+
+    def __init__(
+        self,
+        threads: int = 2,
+        max_batch: int = 32,
+        max_delay_us: int = 200,
+        *,
+        queue_capacity: int = 4096,
+        spin_us: int = 20,
+        max_lanes: int = 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = ExecutorConfig(threads, max_batch, max_delay_us, queue_capacity, spin_us, max_lanes)
+        self._rng = rng if rng is not None else random.Random()
+        self._runner = _BatchRunner()
+        self._lock = threading.Lock()
+        self._lanes: dict[tuple[str, str], tuple[int, ...]] = {}  # guarded by _lock for writes
+        # id(spec) -> (spec, lanes): submit's fast path; hashing a frozen dataclass is slow.
+        self._by_spec_id: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
+        self._closed = False  # guarded by _lock
+        c = self.config
+        self._core = _core.Dispatcher(
+            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, self._runner
+        )
+        self._finalizer = weakref.finalize(self, _close_at_exit, self._core)
+
+    def submit(
+        self,
+        spec: ModelSpec,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """Queue ``x`` for ``spec``'s model; the future resolves with its result.
+
+        ``priority``: "high" requests are batched before "normal" ones.
+        ``deadline``: seconds from now by which the model must start on the
+        request, else the future fails with :class:`~fastroute.DeadlineExceeded`.
+        ``timeout``: seconds to wait for room when the queue is full; without
+        it a full queue raises :class:`~fastroute.Overloaded` at once.
+        Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
+        to drop the request before it runs.
+        """
+        known = self._by_spec_id.get(id(spec))
+        lanes = known[1] if known is not None and known[0] is spec else self._add_model(spec)
+        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
+        high = _is_high(priority)
+        deadline_s = math.inf if deadline is None else _positive_seconds("deadline", deadline)
+        timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
+        future: Future = Future()
+        status = self._core.push(lane, (future, x), high, deadline_s, timeout_s)
+        if status == _PUSH_FULL:
+            raise Overloaded(
+                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
+                + (f", waited {timeout}s)" if timeout else ")")
+            )
+        if status == _PUSH_CLOSED:
+            raise RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+        return future
+
+    def stats(self, spec: ModelSpec) -> QueueStats:
+        """Queued and in-flight requests of ``spec``'s model (zeros if never used)."""
+        lanes = self._lanes.get(spec.key, ())
+        counts = [self._core.stats(lane) for lane in lanes]
+        return QueueStats(sum(c[0] for c in counts), sum(c[1] for c in counts), len(lanes))
+
+    def retire(self, spec: ModelSpec, *, drain: bool = True) -> None:
+        """Stop accepting requests for ``spec`` and wait until its queues are empty.
+
+        With ``drain`` every accepted request runs first; otherwise the queued
+        ones fail with :class:`~fastroute.RouterClosed`. Blocks until the
+        model's last batch has returned. A later ``submit`` for the same
+        name and version starts fresh queues.
+        """
+        with self._lock:
+            lanes = self._lanes.pop(spec.key, ())
+            self._by_spec_id = {k: v for k, v in self._by_spec_id.items() if v[1] != lanes}
+        for lane in lanes:
+            self._core.retire(lane, drain)
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting requests, finish (``drain``) or fail the queued ones, join the workers.
+
+        Idempotent. With ``timeout`` (seconds), workers still inside a model
+        call after it are left to finish on their own; a ``RouterClosed``
+        error reports it.
+        """
+        with self._lock:
+            self._closed = True
+        self._finalizer.detach()
+        timeout_s = math.inf if timeout is None else _positive_seconds("timeout", timeout)
+        if not self._core.close(drain, timeout_s):
+            raise RouterClosed(f"workers still running a model after {timeout}s; they were detached")
+
+    def __enter__(self) -> CPUExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
+        with self._lock:
+            if self._closed:
+                raise RouterClosed(f"executor closed; model {spec.name!r} not started")
+            lanes = self._lanes.get(spec.key)
+            if lanes is None:
+                lanes = []
+                for _ in range(spec.replicas):
+                    lanes.append(self._core.add_lane())  # ids count up from 0 under _lock
+                    self._runner.specs.append(spec)
+                lanes = self._lanes[spec.key] = tuple(lanes)
+            self._by_spec_id[id(spec)] = (spec, lanes)
+            return lanes
+
+    def _pick_replica(self, lanes: tuple[int, ...]) -> int:
+        first, second = self._rng.sample(lanes, 2)
+        load_first, load_second = self._core.stats(first), self._core.stats(second)
+        return first if load_first[0] + load_first[1] <= load_second[0] + load_second[1] else second
+
+
+def _is_high(priority: str) -> bool:
+    if priority == "normal":
+        return False
+    if priority == "high":
+        return True
+    raise InvalidInput(f"priority must be one of {PRIORITIES}, got {priority!r}")
+
+
+def _positive_seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInput(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
