@@ -138,29 +138,49 @@ struct Counts {
 
 }  // namespace
 
-float byte_entropy(std::span<const std::byte> bytes) {
-  // Four interleaved histograms break the store-to-load dependency on runs of
-  // equal bytes (e.g. zero padding).
-  std::array<std::array<std::uint32_t, 256>, 4> counts{};
-  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
-  const std::size_t n = bytes.size();
+namespace {
+
+// Byte counts from four interleaved histograms, which break the
+// store-to-load dependency on runs of equal bytes (e.g. zero padding).
+// `Count` is uint16 for short inputs: half the memory to clear.
+template <class Count>
+std::array<std::uint32_t, 256> byte_counts(const std::uint8_t* data, std::size_t n) {
+  std::array<std::array<Count, 256>, 4> counts{};
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4) {
     ++counts[0][data[i]], ++counts[1][data[i + 1]], ++counts[2][data[i + 2]], ++counts[3][data[i + 3]];
   }
   for (; i < n; ++i) ++counts[0][data[i]];
-  // H = log2(n) - sum(c log2 c) / n, with c log2 c tabulated for small counts.
+  std::array<std::uint32_t, 256> total;
+  for (std::size_t b = 0; b < 256; ++b) total[b] = std::uint32_t{counts[0][b]} + counts[1][b] + counts[2][b] + counts[3][b];
+  return total;
+}
+
+}  // namespace
+
+float byte_entropy(std::span<const std::byte> bytes) {
+  const std::size_t n = bytes.size();
+  if (n == 0) return 0.0f;
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  const std::array<std::uint32_t, 256> counts =
+      n < 4 * 65000 ? byte_counts<std::uint16_t>(data, n) : byte_counts<std::uint32_t>(data, n);
+  // H = log2(n) - sum(c log2 c) / n, with c log2 c tabulated for the counts of
+  // short inputs; four partial sums keep the additions independent.
   static const auto kCLogC = [] {
-    std::array<double, 1025> table{};
-    for (std::size_t c = 2; c < table.size(); ++c) table[c] = c * std::log2(static_cast<double>(c));
+    std::array<double, 4097> table{};
+    for (std::size_t c = 2; c < table.size(); ++c) table[c] = static_cast<double>(c) * std::log2(static_cast<double>(c));
     return table;
   }();
-  double sum_c_log_c = 0.0;
-  for (std::size_t b = 0; b < 256; ++b) {
-    const std::uint32_t c = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
-    sum_c_log_c += c < kCLogC.size() ? kCLogC[c] : c * std::log2(static_cast<double>(c));
+  const auto c_log_c = [&](std::uint32_t c) {
+    if (n < kCLogC.size()) return kCLogC[c];
+    return c > 1 ? c * std::log2(static_cast<double>(c)) : 0.0;
+  };
+  std::array<double, 4> partial{};
+  for (std::size_t b = 0; b < 256; b += 4) {
+    for (std::size_t k = 0; k < 4; ++k) partial[k] += c_log_c(counts[b + k]);
   }
-  return n ? static_cast<float>(std::log2(static_cast<double>(n)) - sum_c_log_c / static_cast<double>(n)) : 0.0f;
+  const double sum_c_log_c = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+  return static_cast<float>(std::log2(static_cast<double>(n)) - sum_c_log_c / static_cast<double>(n));
 }
 
 bool measure_text(std::string_view utf8, TextCheck check, FeatureVector& f) {
