@@ -296,7 +296,22 @@ py::object analyze_py(py::handle x, py::handle hint_arg) {
   return wrap(without_gil([&] { return analyze(input, hint); }));
 }
 
-py::tuple analyze_batch_py(py::handle xs) {
+// The (n, F) float32 output: `out` when given (checked), else a new array.
+py::array_t<float> feature_matrix(py::ssize_t rows, py::handle out) {
+  const auto columns = static_cast<py::ssize_t>(kNumFeatures);
+  if (out.is_none()) return py::array_t<float>({rows, columns});
+  const bool fits = py::isinstance<py::array_t<float>>(out) &&
+                    (py::reinterpret_borrow<py::array>(out).flags() & py::array::c_style) &&
+                    py::reinterpret_borrow<py::array>(out).writeable();
+  auto matrix = py::reinterpret_borrow<py::array_t<float>>(out);
+  if (!fits || matrix.ndim() != 2 || matrix.shape(0) != rows || matrix.shape(1) != columns) {
+    throw InvalidInput("out must be a writeable C-contiguous float32 array of shape (" + std::to_string(rows) + ", " +
+                       std::to_string(columns) + "), got " + std::string(py::repr(out)).substr(0, 80));
+  }
+  return matrix;
+}
+
+py::tuple analyze_batch_py(py::handle xs, py::handle out) {
   if (PyUnicode_Check(xs.ptr()) || PyBytes_Check(xs.ptr()) || PyByteArray_Check(xs.ptr())) {
     throw UnsupportedInput("analyze_batch takes a 2-D array or a sequence of inputs, not a single " +
                            std::string(py::str(py::type::of(xs).attr("__name__"))));
@@ -304,7 +319,7 @@ py::tuple analyze_batch_py(py::handle xs) {
   if (py::isinstance<py::array>(xs)) {
     const ArrayView matrix = array_view(py::reinterpret_borrow<py::array>(xs));
     const py::ssize_t rows = matrix.ndim == 2 ? matrix.shape[0] : 0;
-    py::array_t<float> features({rows, static_cast<py::ssize_t>(kNumFeatures)});
+    py::array_t<float> features = feature_matrix(rows, out);
     py::array_t<std::uint8_t> codes(rows);
     {
       py::gil_scoped_release release;
@@ -328,7 +343,7 @@ py::tuple analyze_batch_py(py::handle xs) {
     }
   }
   const auto n = static_cast<py::ssize_t>(inputs.size());
-  py::array_t<float> features({n, static_cast<py::ssize_t>(kNumFeatures)});
+  py::array_t<float> features = feature_matrix(n, out);
   py::array_t<std::uint8_t> codes(n);
   {
     py::gil_scoped_release release;
@@ -353,8 +368,9 @@ void bind_analyzer(py::module_& m) {
         "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
         "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
         "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring.");
-  m.def("analyze_batch", &analyze_batch_py, py::arg("xs"),
-        "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).");
+  m.def("analyze_batch", &analyze_batch_py, py::arg("xs"), py::arg("out") = py::none(),
+        "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).\n"
+        "`out`, a writeable C-contiguous float32 (n, F) array, receives the features instead of a new array.");
 }
 
 }  // namespace

@@ -127,3 +127,37 @@ def test_analysis_from_a_bad_row():
     row = np.full(len(fr.FEATURE_NAMES), np.nan, np.float32)
     with pytest.raises(fr.InvalidInput, match="modality code nan"):
         fr.Analysis(row)
+
+
+def test_out_receives_the_features():
+    matrix = np.random.default_rng(3).random((50, 16), dtype=np.float32)
+    out = np.full((50, len(fr.FEATURE_NAMES)), -1.0, np.float32)
+    batch = fr.analyze_batch(matrix, out=out)
+    assert batch.features is out
+    np.testing.assert_array_equal(out, fr.analyze_batch(matrix).features)
+    items = ["a", b"%PDF-1.4"]
+    out2 = np.zeros((2, len(fr.FEATURE_NAMES)), np.float32)
+    np.testing.assert_array_equal(fr.analyze_batch(items, out=out2).features, fr.analyze_batch(items).features)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.zeros((50, 29), np.float32),
+        np.zeros((49, 30), np.float32),
+        np.zeros((50, 30), np.float64),
+        np.zeros((30, 50), np.float32).T,
+        np.zeros(1500, np.float32),
+        [[0.0] * 30] * 50,
+    ],
+)
+def test_bad_out(out):
+    with pytest.raises(fr.InvalidInput, match=r"out must be a writeable C-contiguous float32 array of shape \(50, 30\)"):
+        fr.analyze_batch(np.zeros((50, 16), np.float32), out=out)
+
+
+def test_read_only_out():
+    out = np.zeros((2, len(fr.FEATURE_NAMES)), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(fr.InvalidInput, match="out must be a writeable"):
+        fr.analyze_batch(["a", "b"], out=out)

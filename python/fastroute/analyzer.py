@@ -132,7 +132,7 @@ class BatchAnalysis:
         return f"BatchAnalysis(n={len(self)}{', ' + summary if summary else ''})"
 
 
-def analyze_batch(xs: np.ndarray | Sequence[Any]) -> BatchAnalysis:
+def analyze_batch(xs: np.ndarray | Sequence[Any], *, out: np.ndarray | None = None) -> BatchAnalysis:
     """Analyse many inputs at once, with the GIL released and several threads on large batches.
 
     ``xs`` is a 2-D numeric array (each row analysed as a 1-D array: a
@@ -140,6 +140,11 @@ def analyze_batch(xs: np.ndarray | Sequence[Any]) -> BatchAnalysis:
     sequence of numpy arrays, str and bytes-like objects (heuristics as in
     :func:`analyze`, no hint). The first failing input raises its error with
     its index ("row 3: ..." / "item 3: ...").
+
+    ``out``: a writeable C-contiguous float32 array of shape (n, F) to write
+    the features into (it becomes ``.features``). Serving loops that reuse
+    one avoid allocating, and the kernel zeroing, a fresh matrix per batch:
+    for many small rows that costs more than the analysis itself.
     """
-    features, codes = _core.analyze_batch(xs)
+    features, codes = _core.analyze_batch(xs, out)
     return BatchAnalysis(features, codes)
