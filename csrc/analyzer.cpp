@@ -354,14 +354,14 @@ std::int64_t element_count(const ArrayView& a) {
   if (a.ndim < 0 || a.ndim > kMaxDims) throw InvalidInput("array rank " + std::to_string(a.ndim) + " is out of range");
   std::int64_t count = 1;
   const std::span<const std::int64_t> shape(a.shape.data(), static_cast<std::size_t>(a.ndim));
-  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
   for (int d = 0; d < a.ndim; ++d) {
     const std::int64_t extent = a.shape[d], stride = a.strides[d];
     if (extent < 0) throw InvalidInput("array shape " + shape_text(shape) + " has a negative dimension");
-    if (extent > 1 && (stride == std::numeric_limits<std::int64_t>::min() || std::abs(stride) > kMax / (extent - 1))) {
+    std::int64_t span = 0;  // bytes between the axis' first and last element
+    if (extent > 1 && (__builtin_mul_overflow(stride, extent - 1, &span) || span == std::numeric_limits<std::int64_t>::min())) {
       throw InvalidInput("array stride " + std::to_string(stride) + " of axis " + std::to_string(d) + " overflows");
     }
-    count = extent == 0 || count <= kMax / extent ? count * extent : kMax;
+    if (__builtin_mul_overflow(count, extent, &count)) throw InvalidInput("array shape " + shape_text(shape) + " overflows");
   }
   if (count == 0) throw InvalidInput("empty array of shape " + shape_text(shape));
   return count;
@@ -513,14 +513,12 @@ Hint parse_hint(std::string_view hint) {
 }
 
 Analysis analyze_array(const ArrayView& a, Hint hint) {
-  Analysis out;
-  out.features = array_template(a, hint);
-  out.modality = static_cast<Modality>(out.features[kModality]);
+  FeatureVector f = array_template(a, hint);
   visit_dtype(a.kind, a.itemsize, a.byteswapped, [&]<class T, bool Swapped>() {
     const Walk walk = plan_walk(a);
-    write_moments<T, Swapped>(scan<T, Swapped>(walk, walk.base), out.features.data(), [&] { return a; });
+    write_moments<T, Swapped>(scan<T, Swapped>(walk, walk.base), f.data(), [&] { return a; });
   });
-  return out;
+  return {static_cast<Modality>(f[kModality]), {}, f};
 }
 
 Analysis analyze_text(std::string_view utf8) {

@@ -296,6 +296,39 @@ py::object analyze_py(py::handle x, py::handle hint_arg) {
   return wrap(without_gil([&] { return analyze(input, hint); }));
 }
 
+// analyze(x, hint=None) as a METH_FASTCALL function: pybind11's generic
+// dispatcher (argument records, defaults, overloads) costs more than
+// analysing a small array.
+PyObject* analyze_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return guarded([&] {
+    if (nargs > 2) throw py::type_error("analyze() takes at most 2 positional arguments (x, hint)");
+    PyObject* x = nargs > 0 ? args[0] : nullptr;
+    PyObject* hint = nargs > 1 ? args[1] : Py_None;
+    const Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < keywords; ++k) {
+      const std::string_view name = str_utf8(PyTuple_GET_ITEM(kwnames, k));
+      if (name == "hint" && nargs < 2) {
+        hint = args[nargs + k];
+      } else if (name == "x" && x == nullptr) {
+        x = args[nargs + k];
+      } else {
+        throw py::type_error("analyze() got an unexpected or repeated keyword argument '" + std::string(name) + "'");
+      }
+    }
+    if (x == nullptr) throw py::type_error("analyze() missing required argument 'x'");
+    return analyze_py(x, hint);
+  });
+}
+
+PyMethodDef kAnalyzeDef = {
+    "analyze", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(analyze_fastcall)), METH_FASTCALL | METH_KEYWORDS,
+    "analyze(x, hint=None)\n--\n\n"
+    "Analyse one input: a numpy array, str, bytes, bytearray or memoryview.\n\n"
+    "hint ('tabular', 'image', 'audio') overrides the array modality heuristics. Returns an Analysis\n"
+    "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
+    "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
+    "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring."};
+
 // The (n, F) float32 output: `out` when given (checked), else a new array.
 py::array_t<float> feature_matrix(py::ssize_t rows, py::handle out) {
   const auto columns = static_cast<py::ssize_t>(kNumFeatures);
@@ -362,12 +395,9 @@ void bind_analyzer(py::module_& m) {
   analysis_type = reinterpret_cast<PyTypeObject*>(type.ptr());
   m.attr("Analysis") = type;
 
-  m.def("analyze", &analyze_py, py::arg("x"), py::arg("hint") = py::none(),
-        "Analyse one input: a numpy array, str, bytes, bytearray or memoryview.\n\n"
-        "hint ('tabular', 'image', 'audio') overrides the array modality heuristics. Returns an Analysis\n"
-        "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
-        "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
-        "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring.");
+  py::object analyze = py::reinterpret_steal<py::object>(PyCFunction_NewEx(&kAnalyzeDef, nullptr, m.attr("__name__").ptr()));
+  if (!analyze) throw py::error_already_set();
+  m.attr("analyze") = analyze;
   m.def("analyze_batch", &analyze_batch_py, py::arg("xs"), py::arg("out") = py::none(),
         "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).\n"
         "`out`, a writeable C-contiguous float32 (n, F) array, receives the features instead of a new array.");
