@@ -221,10 +221,16 @@ Walk plan_walk(const ArrayView& a) {
 }
 
 template <class T, bool Swapped>
-Moments scan(const Walk& w, const std::byte* base) {
+Moments start_moments(const std::byte* first) {
   Moments m;
-  m.shift = load<T, Swapped>(base);
+  m.shift = load<T, Swapped>(first);
   if (!std::isfinite(m.shift)) m.shift = 0.0;
+  return m;
+}
+
+template <class T, bool Swapped>
+Moments scan(const Walk& w, const std::byte* base) {
+  Moments m = start_moments<T, Swapped>(base);
   const int inner = w.ndim - 1;
   if (inner == 0) {
     accumulate<T, Swapped>(base, w.extent[0], w.stride[0], m);
@@ -582,13 +588,15 @@ void analyze_rows(const ArrayView& matrix, BatchOutput out) {
   if (rows == 0) return;
   const FeatureVector row_features = array_template(row, Hint::kAuto);
   const auto code = static_cast<std::uint8_t>(row_features[kModality]);
-  const Walk row_walk = plan_walk(row);
+  const std::int64_t length = row.shape[0], stride = row.strides[0];
   visit_dtype(row.kind, row.itemsize, row.byteswapped, [&]<class T, bool Swapped>() {
-    for_each_item(rows, rows * row.shape[0], "row", [&](std::int64_t i) {
+    for_each_item(rows, rows * length, "row", [&](std::int64_t i) {
       float* f = out.features + i * kNumFeatures;
       std::memcpy(f, row_features.data(), sizeof(FeatureVector));
       const std::byte* values = row.data + i * matrix.strides[0];
-      write_moments<T, Swapped>(scan<T, Swapped>(row_walk, values), f, [&] {
+      Moments m = start_moments<T, Swapped>(values);
+      accumulate<T, Swapped>(values, length, stride, m);  // any sign of stride: stats ignore order
+      write_moments<T, Swapped>(m, f, [&] {
         ArrayView this_row = row;
         this_row.data = values;
         return this_row;
