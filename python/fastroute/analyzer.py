@@ -3,6 +3,14 @@
 The work happens in C++ (``fastroute._core``); this module documents the
 contract and adds the batch container.
 
+``analyze(x, hint=None) -> Analysis``: ``.modality`` (str, one of
+``MODALITIES``), ``.modality_code``, ``.mime`` (str for bytes inputs, else
+None), ``.features`` (read-only float32 vector in ``FEATURE_NAMES`` order,
+NaN = missing), ``analysis["height"]`` (one feature by name), ``.explain()``
+(every present feature, codes decoded) and a short repr.
+``Analysis(row)`` rebuilds one from a feature row.
+``analyze_batch(xs, *, out=None) -> BatchAnalysis``: see its docstring.
+
 Inputs
 ------
 - **numpy arrays** of any bool, integer or float dtype (float16 to long
@@ -20,7 +28,9 @@ Inputs
   naming the type.
 
 The GIL is released while inputs of 16 Ki elements or bytes and more are
-analysed (below that, releasing it costs more than the work).
+analysed (below that, releasing it costs more than the work), and always by
+``analyze_batch``, which splits batches of over 2^17 elements or bytes
+across up to one thread per core.
 
 Array modality heuristics
 -------------------------
