@@ -139,6 +139,137 @@ Input to_input(py::handle x, std::vector<std::unique_ptr<HeldBuffer>>& held) {
                          "' (pass a numpy array, str, bytes, bytearray or memoryview)");
 }
 
+// ---- The Analysis Python type ----------------------------------------------------
+// A plain CPython object holding the C++ Analysis inline. A pybind11 class
+// instance costs ~300 ns to create (holder allocation, instance registry):
+// four times the analysis of a small array.
+struct AnalysisObject {
+  PyObject_HEAD
+  Analysis value;
+};
+static_assert(std::is_trivially_copyable_v<Analysis> && std::is_trivially_destructible_v<Analysis>);
+
+PyTypeObject* analysis_type = nullptr;  // created at import; the module owns it
+
+const Analysis& analysis_of(PyObject* self) { return reinterpret_cast<AnalysisObject*>(self)->value; }
+
+py::object wrap(const Analysis& analysis) {
+  PyObject* self = analysis_type->tp_alloc(analysis_type, 0);
+  if (self == nullptr) throw py::error_already_set();
+  new (&reinterpret_cast<AnalysisObject*>(self)->value) Analysis(analysis);
+  return py::reinterpret_steal<py::object>(self);
+}
+
+// Runs `body` (returning a py::object) for a CPython slot: C++ exceptions
+// become the Python errors the module's translators name.
+template <class Body>
+PyObject* guarded(Body&& body) noexcept {
+  try {
+    return body().release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (...) {
+    py::detail::try_translate_exceptions();
+  }
+  return nullptr;
+}
+
+Analysis analysis_from_row(py::handle row_arg) {
+  const auto row = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(row_arg);
+  if (!row || row.ndim() != 1 || row.shape(0) != kNumFeatures) {
+    throw InvalidInput("a feature row has " + std::to_string(kNumFeatures) + " values, got " +
+                       std::string(py::repr(row_arg)).substr(0, 80));
+  }
+  FeatureVector features;
+  std::copy_n(row.data(), kNumFeatures, features.begin());
+  return analysis_from_features(features);
+}
+
+float feature_by_name(const Analysis& analysis, std::string_view name) {
+  for (std::size_t k = 0; k < kNumFeatures; ++k) {
+    if (kFeatureNames[k] == name) return analysis.features[k];
+  }
+  throw py::key_error("no feature named '" + std::string(name) + "' (see fastroute.FEATURE_NAMES)");
+}
+
+py::str to_str(std::string_view text) { return {text.data(), text.size()}; }
+
+PyGetSetDef kAnalysisGetters[] = {
+    {"modality",
+     [](PyObject* self, void*) {
+       return guarded([&] { return to_str(kModalityNames[static_cast<std::size_t>(analysis_of(self).modality)]); });
+     },
+     nullptr, "The modality name, one of MODALITIES.", nullptr},
+    {"modality_code",
+     [](PyObject* self, void*) { return guarded([&] { return py::int_(static_cast<int>(analysis_of(self).modality)); }); },
+     nullptr, "Index into MODALITIES.", nullptr},
+    {"mime",
+     [](PyObject* self, void*) {
+       return guarded([&]() -> py::object {
+         const std::string_view mime = analysis_of(self).mime;
+         return mime.empty() ? py::object(py::none()) : py::object(to_str(mime));
+       });
+     },
+     nullptr, "The file's mime type for bytes inputs, else None.", nullptr},
+    {"features",
+     [](PyObject* self, void*) {
+       return guarded([&] {  // a read-only view kept alive by self
+         py::array_t<float> view({static_cast<py::ssize_t>(kNumFeatures)}, {static_cast<py::ssize_t>(sizeof(float))},
+                                 analysis_of(self).features.data(), py::handle(self));
+         py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+         return view;
+       });
+     },
+     nullptr, "Read-only float32 vector in FEATURE_NAMES order; NaN = missing.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMethodDef kAnalysisMethods[] = {
+    {"explain", [](PyObject* self, PyObject*) { return guarded([&] { return py::str(explain(analysis_of(self))); }); },
+     METH_NOARGS, "A multi-line listing of every present feature, codes decoded."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot kAnalysisSlots[] = {
+    {Py_tp_doc, const_cast<char*>("Analysis(features)\n--\n\nOne input's modality, mime type and feature vector "
+                                  "(made by fastroute.analyze; Analysis(row) rebuilds one from a feature row).")},
+    {Py_tp_new, reinterpret_cast<void*>(+[](PyTypeObject*, PyObject* args, PyObject* kwargs) {
+       return guarded([&] {
+         PyObject* row = nullptr;
+         static const char* names[] = {"features", nullptr};
+         if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Analysis", const_cast<char**>(names), &row)) {
+           throw py::error_already_set();
+         }
+         return wrap(analysis_from_row(row));
+       });
+     })},
+    {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
+       PyTypeObject* type = Py_TYPE(self);
+       type->tp_free(self);
+       Py_DECREF(type);
+     })},
+    {Py_tp_repr, reinterpret_cast<void*>(+[](PyObject* self) {
+       return guarded([&] { return py::str("Analysis(" + summarize(analysis_of(self)) + ")"); });
+     })},
+    {Py_mp_subscript, reinterpret_cast<void*>(+[](PyObject* self, PyObject* name) {
+       return guarded([&] {
+         if (!PyUnicode_Check(name)) throw py::key_error("feature names are str, not " + std::string(py::repr(name)));
+         return py::float_(feature_by_name(analysis_of(self), str_utf8(name)));
+       });
+     })},
+    {Py_tp_getset, kAnalysisGetters},
+    {Py_tp_methods, kAnalysisMethods},
+    {0, nullptr},
+};
+
+PyType_Spec kAnalysisSpec = {"fastroute.Analysis", sizeof(AnalysisObject), 0, Py_TPFLAGS_DEFAULT, kAnalysisSlots};
+
+template <class Work>
+Analysis without_gil(Work&& work) {
+  py::gil_scoped_release release;
+  return work();
+}
+
 std::int64_t input_work(const ArrayView& a) {
   std::int64_t count = 1;
   for (int d = 0; d < a.ndim && count < kReleaseGilFrom; ++d) count *= a.shape[d];
@@ -151,7 +282,7 @@ std::int64_t input_work(const Input& input) {
   return static_cast<std::int64_t>(std::get<BytesInput>(input).bytes.size());
 }
 
-Analysis analyze_py(py::handle x, py::handle hint_arg) {
+py::object analyze_py(py::handle x, py::handle hint_arg) {
   Hint hint = Hint::kAuto;
   if (!hint_arg.is_none()) {
     if (!PyUnicode_Check(hint_arg.ptr())) throw InvalidInput("hint must be a str or None, not " + std::string(py::repr(hint_arg)));
@@ -159,18 +290,64 @@ Analysis analyze_py(py::handle x, py::handle hint_arg) {
   }
   if (py::isinstance<py::array>(x)) {  // the hot path: no variant, no copies
     const ArrayView view = array_view(py::reinterpret_borrow<py::array>(x));
-    if (input_work(view) < kReleaseGilFrom) return analyze_array(view, hint);
-    py::gil_scoped_release release;
-    return analyze_array(view, hint);
+    if (input_work(view) < kReleaseGilFrom) return wrap(analyze_array(view, hint));
+    return wrap(without_gil([&] { return analyze_array(view, hint); }));
   }
   std::vector<std::unique_ptr<HeldBuffer>> held;
   const Input input = to_input(x, held);
-  if (input_work(input) < kReleaseGilFrom) return analyze(input, hint);
-  py::gil_scoped_release release;
-  return analyze(input, hint);
+  if (input_work(input) < kReleaseGilFrom) return wrap(analyze(input, hint));
+  return wrap(without_gil([&] { return analyze(input, hint); }));
 }
 
-py::tuple analyze_batch_py(py::handle xs) {
+// analyze(x, hint=None) as a METH_FASTCALL function: pybind11's generic
+// dispatcher (argument records, defaults, overloads) costs more than
+// analysing a small array.
+PyObject* analyze_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return guarded([&] {
+    if (nargs > 2) throw py::type_error("analyze() takes at most 2 positional arguments (x, hint)");
+    PyObject* x = nargs > 0 ? args[0] : nullptr;
+    PyObject* hint = nargs > 1 ? args[1] : Py_None;
+    const Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < keywords; ++k) {
+      const std::string_view name = str_utf8(PyTuple_GET_ITEM(kwnames, k));
+      if (name == "hint" && nargs < 2) {
+        hint = args[nargs + k];
+      } else if (name == "x" && x == nullptr) {
+        x = args[nargs + k];
+      } else {
+        throw py::type_error("analyze() got an unexpected or repeated keyword argument '" + std::string(name) + "'");
+      }
+    }
+    if (x == nullptr) throw py::type_error("analyze() missing required argument 'x'");
+    return analyze_py(x, hint);
+  });
+}
+
+PyMethodDef kAnalyzeDef = {
+    "analyze", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(analyze_fastcall)), METH_FASTCALL | METH_KEYWORDS,
+    "analyze(x, hint=None)\n--\n\n"
+    "Analyse one input: a numpy array, str, bytes, bytearray or memoryview.\n\n"
+    "hint ('tabular', 'image', 'audio') overrides the array modality heuristics. Returns an Analysis\n"
+    "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
+    "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
+    "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring."};
+
+// The (n, F) float32 output: `out` when given (checked), else a new array.
+py::array_t<float> feature_matrix(py::ssize_t rows, py::handle out) {
+  const auto columns = static_cast<py::ssize_t>(kNumFeatures);
+  if (out.is_none()) return py::array_t<float>({rows, columns});
+  const bool fits = py::isinstance<py::array_t<float>>(out) &&
+                    (py::reinterpret_borrow<py::array>(out).flags() & py::array::c_style) &&
+                    py::reinterpret_borrow<py::array>(out).writeable();
+  auto matrix = py::reinterpret_borrow<py::array_t<float>>(out);
+  if (!fits || matrix.ndim() != 2 || matrix.shape(0) != rows || matrix.shape(1) != columns) {
+    throw InvalidInput("out must be a writeable C-contiguous float32 array of shape (" + std::to_string(rows) + ", " +
+                       std::to_string(columns) + "), got " + std::string(py::repr(out)).substr(0, 80));
+  }
+  return matrix;
+}
+
+py::tuple analyze_batch_py(py::handle xs, py::handle out) {
   if (PyUnicode_Check(xs.ptr()) || PyBytes_Check(xs.ptr()) || PyByteArray_Check(xs.ptr())) {
     throw UnsupportedInput("analyze_batch takes a 2-D array or a sequence of inputs, not a single " +
                            std::string(py::str(py::type::of(xs).attr("__name__"))));
@@ -178,7 +355,7 @@ py::tuple analyze_batch_py(py::handle xs) {
   if (py::isinstance<py::array>(xs)) {
     const ArrayView matrix = array_view(py::reinterpret_borrow<py::array>(xs));
     const py::ssize_t rows = matrix.ndim == 2 ? matrix.shape[0] : 0;
-    py::array_t<float> features({rows, static_cast<py::ssize_t>(kNumFeatures)});
+    py::array_t<float> features = feature_matrix(rows, out);
     py::array_t<std::uint8_t> codes(rows);
     {
       py::gil_scoped_release release;
@@ -202,7 +379,7 @@ py::tuple analyze_batch_py(py::handle xs) {
     }
   }
   const auto n = static_cast<py::ssize_t>(inputs.size());
-  py::array_t<float> features({n, static_cast<py::ssize_t>(kNumFeatures)});
+  py::array_t<float> features = feature_matrix(n, out);
   py::array_t<std::uint8_t> codes(n);
   {
     py::gil_scoped_release release;
@@ -211,64 +388,22 @@ py::tuple analyze_batch_py(py::handle xs) {
   return py::make_tuple(features, codes);
 }
 
-// A read-only float32 view of the Analysis' features, kept alive by `self`.
-py::array features_view(py::object self) {
-  const Analysis& analysis = self.cast<const Analysis&>();
-  py::array_t<float> view({static_cast<py::ssize_t>(kNumFeatures)}, {static_cast<py::ssize_t>(sizeof(float))},
-                          analysis.features.data(), self);
-  py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return view;
-}
-
-Analysis analysis_from_row(const py::array_t<float, py::array::c_style | py::array::forcecast>& row) {
-  if (row.ndim() != 1 || row.shape(0) != kNumFeatures) {
-    throw InvalidInput("a feature row has " + std::to_string(kNumFeatures) + " values, got shape " +
-                       std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(row.shape(), row.shape() + row.ndim()))))));
-  }
-  FeatureVector features;
-  std::copy_n(row.data(), kNumFeatures, features.begin());
-  return analysis_from_features(features);
-}
-
-float feature_by_name(const Analysis& analysis, std::string_view name) {
-  for (std::size_t k = 0; k < kNumFeatures; ++k) {
-    if (kFeatureNames[k] == name) return analysis.features[k];
-  }
-  throw py::key_error("no feature named '" + std::string(name) + "' (see fastroute.FEATURE_NAMES)");
-}
-
 void bind_analyzer(py::module_& m) {
   m.attr("MIMES") = names_tuple(kMimeNames);
   m.attr("SOURCES") = names_tuple(kSourceNames);
   m.attr("DTYPE_KINDS") = names_tuple(kDtypeKindNames);
 
-  py::class_<Analysis>(m, "Analysis", "One input's modality, mime type and feature vector (see fastroute.analyze).")
-      .def(py::init(&analysis_from_row), py::arg("features"),
-           "Rebuilds an Analysis from a feature row (FEATURE_NAMES order), as analyze_batch returns them.")
-      .def_property_readonly(
-          "modality", [](const Analysis& a) { return kModalityNames[static_cast<std::size_t>(a.modality)]; },
-          "The modality name, one of MODALITIES.")
-      .def_property_readonly(
-          "modality_code", [](const Analysis& a) { return static_cast<int>(a.modality); }, "Index into MODALITIES.")
-      .def_property_readonly(
-          "mime", [](const Analysis& a) -> py::object {
-            if (a.mime.empty()) return py::none();
-            return py::str(a.mime.data(), a.mime.size());
-          },
-          "The file's mime type for bytes inputs, else None.")
-      .def_property_readonly("features", &features_view, "Read-only float32 vector in FEATURE_NAMES order; NaN = missing.")
-      .def("__getitem__", &feature_by_name, py::arg("name"), "One feature by name (NaN when missing).")
-      .def("explain", &explain, "A multi-line listing of every present feature, codes decoded.")
-      .def("__repr__", [](const Analysis& a) { return "Analysis(" + summarize(a) + ")"; });
+  py::object type = py::reinterpret_steal<py::object>(PyType_FromSpec(&kAnalysisSpec));
+  if (!type) throw py::error_already_set();
+  analysis_type = reinterpret_cast<PyTypeObject*>(type.ptr());
+  m.attr("Analysis") = type;
 
-  m.def("analyze", &analyze_py, py::arg("x"), py::arg("hint") = py::none(),
-        "Analyse one input: a numpy array, str, bytes, bytearray or memoryview.\n\n"
-        "hint ('tabular', 'image', 'audio') overrides the array modality heuristics. Returns an Analysis\n"
-        "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
-        "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
-        "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring.");
-  m.def("analyze_batch", &analyze_batch_py, py::arg("xs"),
-        "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).");
+  py::object analyze = py::reinterpret_steal<py::object>(PyCFunction_NewEx(&kAnalyzeDef, nullptr, m.attr("__name__").ptr()));
+  if (!analyze) throw py::error_already_set();
+  m.attr("analyze") = analyze;
+  m.def("analyze_batch", &analyze_batch_py, py::arg("xs"), py::arg("out") = py::none(),
+        "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).\n"
+        "`out`, a writeable C-contiguous float32 (n, F) array, receives the features instead of a new array.");
 }
 
 // ---- dispatch ------------------------------------------------------------

@@ -41,25 +41,25 @@ Script script_of(char32_t cp) {
 }
 
 // Python's str.isspace() set, so `words` equals len(s.split()).
-bool is_space(char32_t cp) {
+constexpr bool is_space(char32_t cp) {
   if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20);
   return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
          cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-bool is_digit(char32_t cp) {
+constexpr bool is_digit(char32_t cp) {
   return (cp >= '0' && cp <= '9') || (cp >= 0x0660 && cp <= 0x0669) || (cp >= 0x0966 && cp <= 0x096F) ||
          (cp >= 0xFF10 && cp <= 0xFF19);
 }
 
-bool is_upper(char32_t cp) {
+constexpr bool is_upper(char32_t cp) {
   return (cp >= 'A' && cp <= 'Z') || (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) ||
          (cp >= 0x0386 && cp <= 0x03AB && cp != 0x0387 && cp != 0x038B && cp != 0x038D && cp != 0x03A2) || (cp >= 0x0400 && cp <= 0x042F);
 }
 
 // ASCII punctuation as in Python's string.punctuation, plus the Latin-1,
 // general, CJK and fullwidth punctuation blocks.
-bool is_punct(char32_t cp) {
+constexpr bool is_punct(char32_t cp) {
   if (cp < 0x80) return (cp >= 0x21 && cp <= 0x2F) || (cp >= 0x3A && cp <= 0x40) || (cp >= 0x5B && cp <= 0x60) ||
                         (cp >= 0x7B && cp <= 0x7E);
   return (cp >= 0xA1 && cp <= 0xBF) || (cp >= 0x2010 && cp <= 0x2027) || (cp >= 0x2030 && cp <= 0x205E) ||
@@ -99,16 +99,46 @@ std::size_t decode(std::string_view s, std::size_t i, char32_t& cp) {
   return (cp < min || cp > 0x10FFFF || surrogate) ? 0 : length;
 }
 
+// ASCII character classes, tabulated from the predicates above.
+enum AsciiClass : std::uint8_t { kSpace = 1, kDigit = 2, kPunct = 4, kUpper = 8, kLetter = 16 };
+constexpr std::array<std::uint8_t, 128> kAsciiClasses = [] {
+  std::array<std::uint8_t, 128> table{};
+  for (char32_t c = 0; c < 128; ++c) {
+    const bool letter = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+    table[c] = static_cast<std::uint8_t>((is_space(c) ? kSpace : 0) | (is_digit(c) ? kDigit : 0) |
+                                         (is_punct(c) ? kPunct : 0) | (is_upper(c) ? kUpper : 0) | (letter ? kLetter : 0));
+  }
+  return table;
+}();
+
 struct Counts {
   std::size_t chars = 0, ascii = 0, digits = 0, upper = 0, punct = 0, spaces = 0;
   std::size_t words = 0, word_chars = 0, newlines = 0;
   std::array<std::size_t, kScriptNames.size()> scripts{};
   bool in_word = false;
 
-  void add(char32_t cp) {
-    ++chars;
-    ascii += cp < 0x80;
+  void add_ascii(char32_t cp) {
+    const std::uint8_t cls = kAsciiClasses[cp];
+    ++chars, ++ascii;
     newlines += cp == '\n';
+    if (cls & kSpace) {
+      ++spaces;
+      in_word = false;
+      return;
+    }
+    words += !in_word;
+    in_word = true;
+    ++word_chars;
+    digits += (cls & kDigit) != 0;
+    punct += (cls & kPunct) != 0;
+    upper += (cls & kUpper) != 0;
+    scripts[static_cast<std::size_t>(Script::kLatin)] += (cls & kLetter) != 0;
+    scripts[static_cast<std::size_t>(Script::kNone)] += (cls & (kLetter | kDigit | kPunct)) == 0;
+  }
+
+  void add(char32_t cp) {
+    if (cp < 0x80) return add_ascii(cp);
+    ++chars;
     if (is_space(cp)) {
       ++spaces;
       in_word = false;
@@ -138,29 +168,49 @@ struct Counts {
 
 }  // namespace
 
-float byte_entropy(std::span<const std::byte> bytes) {
-  // Four interleaved histograms break the store-to-load dependency on runs of
-  // equal bytes (e.g. zero padding).
-  std::array<std::array<std::uint32_t, 256>, 4> counts{};
-  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
-  const std::size_t n = bytes.size();
+namespace {
+
+// Byte counts from four interleaved histograms, which break the
+// store-to-load dependency on runs of equal bytes (e.g. zero padding).
+// `Count` is uint16 for short inputs: half the memory to clear.
+template <class Count>
+std::array<std::uint32_t, 256> byte_counts(const std::uint8_t* data, std::size_t n) {
+  std::array<std::array<Count, 256>, 4> counts{};
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4) {
     ++counts[0][data[i]], ++counts[1][data[i + 1]], ++counts[2][data[i + 2]], ++counts[3][data[i + 3]];
   }
   for (; i < n; ++i) ++counts[0][data[i]];
-  // H = log2(n) - sum(c log2 c) / n, with c log2 c tabulated for small counts.
+  std::array<std::uint32_t, 256> total;
+  for (std::size_t b = 0; b < 256; ++b) total[b] = std::uint32_t{counts[0][b]} + counts[1][b] + counts[2][b] + counts[3][b];
+  return total;
+}
+
+}  // namespace
+
+float byte_entropy(std::span<const std::byte> bytes) {
+  const std::size_t n = bytes.size();
+  if (n == 0) return 0.0f;
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  const std::array<std::uint32_t, 256> counts =
+      n < 4 * 65000 ? byte_counts<std::uint16_t>(data, n) : byte_counts<std::uint32_t>(data, n);
+  // H = log2(n) - sum(c log2 c) / n, with c log2 c tabulated for the counts of
+  // short inputs; four partial sums keep the additions independent.
   static const auto kCLogC = [] {
-    std::array<double, 1025> table{};
-    for (std::size_t c = 2; c < table.size(); ++c) table[c] = c * std::log2(static_cast<double>(c));
+    std::array<double, 4097> table{};
+    for (std::size_t c = 2; c < table.size(); ++c) table[c] = static_cast<double>(c) * std::log2(static_cast<double>(c));
     return table;
   }();
-  double sum_c_log_c = 0.0;
-  for (std::size_t b = 0; b < 256; ++b) {
-    const std::uint32_t c = counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b];
-    sum_c_log_c += c < kCLogC.size() ? kCLogC[c] : c * std::log2(static_cast<double>(c));
+  const auto c_log_c = [&](std::uint32_t c) {
+    if (n < kCLogC.size()) return kCLogC[c];
+    return c > 1 ? c * std::log2(static_cast<double>(c)) : 0.0;
+  };
+  std::array<double, 4> partial{};
+  for (std::size_t b = 0; b < 256; b += 4) {
+    for (std::size_t k = 0; k < 4; ++k) partial[k] += c_log_c(counts[b + k]);
   }
-  return n ? static_cast<float>(std::log2(static_cast<double>(n)) - sum_c_log_c / static_cast<double>(n)) : 0.0f;
+  const double sum_c_log_c = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+  return static_cast<float>(std::log2(static_cast<double>(n)) - sum_c_log_c / static_cast<double>(n));
 }
 
 bool measure_text(std::string_view utf8, TextCheck check, FeatureVector& f) {
@@ -188,6 +238,13 @@ bool measure_text(std::string_view utf8, TextCheck check, FeatureVector& f) {
   f[kByteEntropy] = byte_entropy(std::as_bytes(std::span(utf8.data(), utf8.size())));
   return true;
 }
+
+// The characters JSON allows outside strings besides brackets and quotes.
+constexpr std::array<bool, 256> kJsonBareChars = [] {
+  std::array<bool, 256> table{};
+  for (char c : std::string_view("0123456789+-.eEtrufalsn,: \t\r\n")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
 
 bool looks_like_json(std::string_view s) {
   constexpr std::size_t kMaxDepth = 64;
@@ -217,7 +274,7 @@ bool looks_like_json(std::string_view s) {
       default:
         // Outside strings JSON holds only numbers, true/false/null, separators and space.
         if (!started && !is_space(static_cast<unsigned char>(ch))) return false;
-        if (std::string_view("0123456789+-.eEtrufalsn,: \t\r\n").find(ch) == std::string_view::npos) return false;
+        if (!kJsonBareChars[static_cast<unsigned char>(ch)]) return false;
     }
   }
   return started && depth == 0 && !in_string;

@@ -258,3 +258,23 @@ def test_analysis_object():
         analysis["colour"]
     rebuilt = fr.Analysis(features)
     assert rebuilt.modality == "image" and repr(rebuilt) == repr(analysis)
+
+
+def test_analyze_arguments():
+    x = np.ones((28, 28), np.float32)
+    assert fr.analyze(x=x, hint="tabular").modality == "tabular"
+    assert fr.analyze(x, "tabular").modality == "tabular"
+    assert fr.analyze(x, None).modality == "image"
+    with pytest.raises(TypeError, match="missing required argument 'x'"):
+        fr.analyze()
+    with pytest.raises(TypeError, match="at most 2 positional arguments"):
+        fr.analyze(x, None, None)
+    with pytest.raises(TypeError, match="unexpected or repeated keyword argument 'colour'"):
+        fr.analyze(x, colour=1)
+    with pytest.raises(TypeError, match="unexpected or repeated keyword argument 'hint'"):
+        fr.analyze(x, None, hint="image")
+
+
+def test_hint_is_ignored_for_str_and_bytes():
+    assert fr.analyze("some text", hint="image").modality == "text"
+    assert fr.analyze(b"%PDF-1.4", hint="audio").modality == "document"

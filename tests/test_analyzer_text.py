@@ -108,9 +108,11 @@ def test_lone_surrogate_is_invalid_input():
 
 
 def test_long_text_releases_the_gil_and_counts_everything():
-    text = "word " * 50_000
+    text = "word " * 50_000 + "zz\n" * 20_000  # over 2^18 bytes: the wide byte counters
     analysis = fr.analyze(text)
-    assert (analysis["words"], analysis["length"], analysis["lines"]) == (50_000, 250_000, 1)
+    assert (analysis["words"], analysis["length"], analysis["lines"]) == (70_000, 310_000, 20_000)
+    expected = reference_text_features(text)
+    assert analysis["byte_entropy"] == pytest.approx(expected["byte_entropy"], rel=1e-6)
 
 
 def test_repr_and_explain():

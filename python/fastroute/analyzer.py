@@ -3,6 +3,14 @@
 The work happens in C++ (``fastroute._core``); this module documents the
 contract and adds the batch container.
 
+``analyze(x, hint=None) -> Analysis``: ``.modality`` (str, one of
+``MODALITIES``), ``.modality_code``, ``.mime`` (str for bytes inputs, else
+None), ``.features`` (read-only float32 vector in ``FEATURE_NAMES`` order,
+NaN = missing), ``analysis["height"]`` (one feature by name), ``.explain()``
+(every present feature, codes decoded) and a short repr.
+``Analysis(row)`` rebuilds one from a feature row.
+``analyze_batch(xs, *, out=None) -> BatchAnalysis``: see its docstring.
+
 Inputs
 ------
 - **numpy arrays** of any bool, integer or float dtype (float16 to long
@@ -20,7 +28,9 @@ Inputs
   naming the type.
 
 The GIL is released while inputs of 16 Ki elements or bytes and more are
-analysed (below that, releasing it costs more than the work).
+analysed (below that, releasing it costs more than the work), and always by
+``analyze_batch``, which splits batches of over 2^17 elements or bytes
+across up to one thread per core.
 
 Array modality heuristics
 -------------------------
@@ -132,7 +142,7 @@ class BatchAnalysis:
         return f"BatchAnalysis(n={len(self)}{', ' + summary if summary else ''})"
 
 
-def analyze_batch(xs: np.ndarray | Sequence[Any]) -> BatchAnalysis:
+def analyze_batch(xs: np.ndarray | Sequence[Any], *, out: np.ndarray | None = None) -> BatchAnalysis:
     """Analyse many inputs at once, with the GIL released and several threads on large batches.
 
     ``xs`` is a 2-D numeric array (each row analysed as a 1-D array: a
@@ -140,6 +150,11 @@ def analyze_batch(xs: np.ndarray | Sequence[Any]) -> BatchAnalysis:
     sequence of numpy arrays, str and bytes-like objects (heuristics as in
     :func:`analyze`, no hint). The first failing input raises its error with
     its index ("row 3: ..." / "item 3: ...").
+
+    ``out``: a writeable C-contiguous float32 array of shape (n, F) to write
+    the features into (it becomes ``.features``). Serving loops that reuse
+    one avoid allocating, and the kernel zeroing, a fresh matrix per batch:
+    for many small rows that costs more than the analysis itself.
     """
-    features, codes = _core.analyze_batch(xs)
+    features, codes = _core.analyze_batch(xs, out)
     return BatchAnalysis(features, codes)
