@@ -1,0 +1,158 @@
+// Scorer: routing policies compiled to flat, immutable arrays and evaluated
+// on float32 feature rows (row-major, num_features() columns, NaN = missing).
+//
+// Three kinds: an ordered rule table (first match wins), a forest of
+// axis-aligned trees (a single tree is a forest of one) and a threshold
+// switch on one feature. Each decision is a model index, a score, a margin and
+// a reason id (rule index, leaf node or cut index).
+//
+// Thread-safety: a Scorer is immutable after construction, so any number of
+// threads may score with it at once. Scoring never allocates except the
+// per-call thread handles of score_batch. Construction validates every array
+// and throws InvalidInput naming the bad entry.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fastroute {
+
+// Destination columns of a scoring call; each points to n elements.
+struct ScoreOutput {
+  std::int32_t* model;
+  float* score;
+  float* margin;
+  std::int32_t* reason;
+
+  ScoreOutput offset(std::size_t rows) const {
+    return {model + rows, score + rows, margin + rows, reason + rows};
+  }
+};
+
+class Scorer {
+ public:
+  Scorer(std::size_t num_features, std::size_t num_models);
+  virtual ~Scorer() = default;
+  Scorer(const Scorer&) = delete;
+  Scorer& operator=(const Scorer&) = delete;
+
+  std::size_t num_features() const { return num_features_; }
+  std::size_t num_models() const { return num_models_; }
+
+  // Scores n contiguous rows on the calling thread.
+  virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out) const = 0;
+
+  // Scores n rows, splitting them over up to `threads` threads (0 = hardware
+  // concurrency) when n reaches kParallelMinRows. Blocking.
+  void score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const;
+
+  // Below this many rows one thread is faster than starting others
+  // (measured: benchmarks/README.md, "decision engine").
+  static constexpr std::size_t kParallelMinRows = 32768;
+
+ private:
+  std::size_t num_features_;
+  std::size_t num_models_;
+};
+
+// Comparison of one feature against a constant. A missing (NaN) value fails
+// every comparison, != included.
+enum class CompareOp : std::uint8_t { kLess, kLessEqual, kGreater, kGreaterEqual, kEqual, kNotEqual };
+
+struct Condition {
+  std::uint32_t feature;
+  CompareOp op;
+  float value;
+};
+
+// Ordered rules: rule r holds conditions [rule_begin[r], rule_begin[r+1]) and
+// routes to rule_model[r] when all hold. No match: default_model, reason -1.
+class RuleScorer final : public Scorer {
+ public:
+  RuleScorer(std::size_t num_features, std::size_t num_models, std::vector<Condition> conditions,
+             std::vector<std::uint32_t> rule_begin, std::vector<std::int32_t> rule_model,
+             std::int32_t default_model);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+ private:
+  std::int32_t first_match(const float* row) const;
+
+  std::vector<Condition> conditions_;
+  std::vector<std::uint32_t> rule_begin_;  // size rules + 1
+  std::vector<std::int32_t> rule_model_;
+  std::int32_t default_model_;
+};
+
+// One node of a compiled tree, 16 bytes. A value goes to child[1] when it is
+// greater than the threshold, or when it is missing and missing_right is set.
+// Leaves loop to themselves, so every row takes exactly `depth` steps and the
+// walk has no data-dependent branch.
+struct TreeNode {
+  float threshold;
+  std::uint16_t feature;
+  std::uint8_t missing_right;
+  std::uint8_t is_leaf;
+  std::uint32_t child[2];
+};
+static_assert(sizeof(TreeNode) == 16, "TreeNode must stay 16 bytes (4 per cache line)");
+
+// Input description of a forest, with sklearn's conventions: per node a
+// feature, threshold (x <= threshold goes left), children (-1 for leaves),
+// missing direction and num_models values (leaf scores; ignored on inner
+// nodes). Tree t owns nodes [tree_begin[t], tree_begin[t+1]), root first.
+// The score of model j is the sum over trees of its leaf value, divided by
+// divisor[j] (the tree count for an average).
+struct ForestArrays {
+  std::vector<std::int32_t> feature;
+  std::vector<double> threshold;
+  std::vector<std::int32_t> left;
+  std::vector<std::int32_t> right;
+  std::vector<std::uint8_t> missing_left;
+  std::vector<double> values;  // nodes x num_models
+  std::vector<std::uint32_t> tree_begin;
+  std::vector<double> divisor;  // num_models
+};
+
+class ForestScorer final : public Scorer {
+ public:
+  ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+  // Per-model scores of n rows (n x num_models), as the forest averages them.
+  void predict_scores(const float* rows, std::size_t n, double* scores) const;
+  // Node ids from the root to the leaf of `tree` for one row.
+  std::vector<std::uint32_t> path(const float* row, std::size_t tree) const;
+  std::size_t num_trees() const { return roots_.size(); }
+
+ private:
+  static constexpr std::size_t kBlock = 16;  // rows walked together through a tree
+  void walk_block(std::size_t tree, const float* rows, std::size_t n, std::uint32_t* leaf) const;
+  // Averaged scores of n <= kBlock rows into sums (n x num_models); the leaf
+  // each row reaches in tree 0 into first_leaf.
+  void accumulate_block(const float* rows, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
+
+  std::vector<TreeNode> nodes_;
+  std::vector<double> values_;  // nodes x num_models, leaf scores
+  std::vector<std::uint32_t> roots_;
+  std::vector<std::uint32_t> depths_;
+  std::vector<double> divisor_;
+};
+
+// Threshold switch on one feature: model = number of cuts the value exceeds
+// (strictly)
+// (cuts ascending), so model 0 is the default below every cut. Missing values
+// go to missing_model.
+class ThresholdScorer final : public Scorer {
+ public:
+  ThresholdScorer(std::size_t num_features, std::uint32_t feature, std::vector<float> cuts,
+                  std::int32_t missing_model);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+ private:
+  std::uint32_t feature_;
+  std::vector<float> cuts_;
+  std::int32_t missing_model_;
+};
+
+}  // namespace fastroute
