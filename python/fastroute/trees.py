@@ -1,0 +1,306 @@
+"""Decision trees and forests learned from routing logs, served by the C++ scorer.
+
+Training uses scikit-learn; the served form is fastroute's own flat arrays
+(see ``csrc/scorer.hpp``), so a fitted or imported tree scores in C++ with the
+same decisions as scikit-learn on the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .analyzer import FEATURE_NAMES
+from .errors import InvalidInput, PolicyError
+from .policies import CompiledPolicy, _FORMAT, _FORMAT_VERSION, as_feature_matrix
+
+__all__ = ["Forest", "Tree", "routing_objective"]
+
+_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "values", "tree_begin", "divisor")
+
+
+def routing_objective(
+    outcomes: Any, n_models: int, *, cost: Any = None, cost_weight: float = 0.0, loss: bool = False
+) -> np.ndarray:
+    """Per-input objective (n, k): quality (or -loss) - cost_weight * cost; NaN = not run.
+
+    Raises InvalidInput for a wrong shape, Inf, or a model never observed.
+    """
+    values = np.asarray(outcomes, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != n_models:
+        raise InvalidInput(f"outcomes must have shape (n, {n_models}) (one column per model), got {values.shape}")
+    if np.isinf(values).any():
+        raise InvalidInput(f"outcomes contain Inf at row {int(np.argwhere(np.isinf(values))[0][0])}")
+    empty = np.flatnonzero(np.isnan(values).all(axis=0))
+    if empty.size:
+        raise InvalidInput(f"outcomes column {int(empty[0])} is all NaN: that model was never observed")
+    objective = -values if loss else values
+    if cost is not None and cost_weight:
+        cost = np.broadcast_to(np.asarray(cost, dtype=np.float64), values.shape) if np.ndim(cost) else cost
+        cost = np.asarray(cost, dtype=np.float64)
+        if cost.shape not in ((n_models,), values.shape) or not np.isfinite(cost).all():
+            raise InvalidInput(f"cost must be finite with shape ({n_models},) or {values.shape}, got {cost.shape}")
+        objective = objective - cost_weight * cost
+    return objective
+
+
+def _training_features(features: Any, n_rows: int | None = None) -> np.ndarray:
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise InvalidInput(f"features must be a 2-D (n, F) matrix, got shape {array.shape}")
+    matrix = as_feature_matrix(array, array.shape[1])
+    if np.isinf(matrix).any():
+        raise InvalidInput(f"features contain Inf at row {int(np.argwhere(np.isinf(matrix))[0][0])}")
+    if n_rows is not None and len(matrix) != n_rows:
+        raise InvalidInput(f"features have {len(matrix)} rows but outcomes have {n_rows}")
+    return matrix
+
+
+def _default_names(width: int, names: Sequence[str] | None) -> tuple[str, ...]:
+    if names is not None:
+        if len(names) != width:
+            raise PolicyError(f"{len(names)} feature names for {width} feature columns")
+        return tuple(names)
+    return FEATURE_NAMES if width == len(FEATURE_NAMES) else tuple(f"x{i}" for i in range(width))
+
+
+class _TreeEnsemble(CompiledPolicy):
+    """Shared serving side of Tree and Forest: flat arrays compiled to a ForestScorer."""
+
+    _kind = ""
+
+    def _compile(self, arrays: Mapping[str, np.ndarray], models: Sequence[str], feature_names: Sequence[str]) -> None:
+        arrays = {name: np.asarray(arrays[name]) for name in _ARRAYS}
+        scorer = _core.ForestScorer(len(feature_names), *(arrays[name] for name in _ARRAYS))
+        if scorer.num_models != len(models):
+            raise PolicyError(f"leaf values have {scorer.num_models} columns for {len(models)} models")
+        self._arrays = arrays
+        self._install(scorer, models, feature_names)
+
+    def predict_scores(self, features: Any) -> np.ndarray:
+        """Per-model scores (n, k) as the policy computes them (forests: the mean over trees)."""
+        scorer = self._checked_scorer()
+        return scorer.predict_scores(as_feature_matrix(features, scorer.num_features))
+
+    def _reason(self, reason: int, index: int, margin: float) -> str:
+        return f"{self._kind} leaf {reason} -> {self.models[index]} (margin {margin:.4g})"
+
+    def explain(self, row: Any) -> str:
+        """The decision and the path through the first tree, with feature names and thresholds."""
+        scorer = self._checked_scorer()
+        vector = as_feature_matrix(row, scorer.num_features)[0]
+        steps = []
+        path = scorer.path(vector, 0)
+        for node, child in zip(path[:-1], path[1:]):
+            name = self.feature_names[self._arrays["feature"][node]]
+            side = "<=" if child == self._arrays["left"][node] else ">"
+            steps.append(f"{name}={vector[self._arrays['feature'][node]]:.6g} {side} {self._arrays['threshold'][node]:.6g}")
+        choice = self.select(_VectorRow(vector))
+        return f"{choice.reason}; path: " + " and ".join(steps or ["(root is a leaf)"])
+
+    def save(self, path: str | Path) -> None:
+        self._checked_scorer()
+        header = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "kind": self._kind,
+            "models": list(self.models),
+            "feature_names": list(self.feature_names),
+        }
+        import json
+
+        np.savez(path, header=np.array(json.dumps(header)), **self._arrays)
+
+    @classmethod
+    def _from_saved(cls, body: Mapping[str, Any]) -> Any:
+        policy = cls()
+        policy._compile(body, body["models"], body["feature_names"])
+        return policy
+
+    @classmethod
+    def from_sklearn(
+        cls,
+        estimator: Any,
+        models: Sequence[str],
+        *,
+        loss: bool = False,
+        feature_names: Sequence[str] | None = None,
+    ) -> Any:
+        """Import a fitted scikit-learn tree or forest (classifier or regressor).
+
+        Classifiers: ``classes_`` are model names, or integer indices into
+        ``models``; the policy picks the class scikit-learn predicts.
+        Regressors: one output per model predicting its quality (or its loss
+        with ``loss=True``); the policy picks the best predicted model.
+        """
+        trees = list(getattr(estimator, "estimators_", [estimator]))
+        if not trees or not all(hasattr(tree, "tree_") for tree in trees):
+            raise PolicyError(f"{type(estimator).__name__} is not a fitted scikit-learn tree or forest")
+        classes = getattr(estimator, "classes_", None)
+        columns = _class_columns(classes, models) if classes is not None else None
+        arrays = _flatten(trees, columns, len(models), loss, normalise=hasattr(estimator, "estimators_"))
+        if columns is None and trees[0].tree_.n_outputs != len(models):
+            raise PolicyError(f"regressor has {trees[0].tree_.n_outputs} outputs for {len(models)} models")
+        policy = cls()
+        policy._compile(arrays, list(models), _default_names(trees[0].tree_.n_features, feature_names))
+        return policy
+
+    def _estimator(self, n_rows: int) -> Any:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        features: Any,
+        outcomes: Any,
+        *,
+        models: Sequence[str],
+        cost: Any = None,
+        cost_weight: float = 0.0,
+        loss: bool = False,
+        feature_names: Sequence[str] | None = None,
+    ) -> Any:
+        """Learn from logs and return self.
+
+        ``outcomes`` (n, k): each model's observed quality per input (higher is
+        better, or a loss with ``loss=True``; NaN where the model was not run).
+        The objective is quality - cost_weight * cost. ``method="regression"``
+        predicts every model's objective (unobserved cells count as the worst
+        observed value of that model); ``"classification"`` learns the best
+        model per input, weighted by how much choosing wrong could cost.
+        """
+        models = list(models)
+        objective = routing_objective(outcomes, len(models), cost=cost, cost_weight=cost_weight, loss=loss)
+        matrix = _training_features(features, len(objective))
+        names = _default_names(matrix.shape[1], feature_names)
+        observed = ~np.isnan(objective).all(axis=1)
+        matrix, objective = matrix[observed], objective[observed]
+        if len(matrix) == 0:
+            raise InvalidInput("no input has an observed outcome")
+        estimator = self._estimator(len(matrix))
+        if self.method == "regression":
+            target = np.where(np.isnan(objective), np.nanmin(objective, axis=0), objective)
+            estimator.fit(matrix, target)
+            columns = None
+        else:
+            best = np.nanargmax(objective, axis=1)
+            weight = np.nanmax(objective, axis=1) - np.nanmin(objective, axis=1)
+            if not (weight > 0).any():
+                weight = np.ones_like(weight)
+            estimator.fit(matrix, best, sample_weight=weight)
+            columns = estimator.classes_.astype(np.int64)
+        trees = list(getattr(estimator, "estimators_", [estimator]))
+        arrays = _flatten(trees, columns, len(models), False, normalise=hasattr(estimator, "estimators_"))
+        self._compile(arrays, models, names)
+        return self
+
+
+class _VectorRow:
+    __slots__ = ("features",)
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features = features
+
+
+def _class_columns(classes: np.ndarray, models: Sequence[str]) -> np.ndarray:
+    if classes.dtype.kind in "iu":
+        if classes.min() < 0 or classes.max() >= len(models):
+            raise PolicyError(f"classifier classes {classes.tolist()} are not indices into {len(models)} models")
+        return classes.astype(np.int64)
+    unknown = [c for c in classes.tolist() if c not in models]
+    if unknown:
+        raise PolicyError(f"classifier classes {unknown} are not among the models {list(models)}")
+    return np.array([list(models).index(c) for c in classes.tolist()], dtype=np.int64)
+
+
+def _flatten(
+    trees: Sequence[Any], columns: np.ndarray | None, n_models: int, negate: bool, normalise: bool
+) -> dict[str, np.ndarray]:
+    """Concatenate scikit-learn trees into fastroute's flat arrays.
+
+    Classifier leaves hold class probabilities (normalised as the forest's
+    predict_proba does), regressor leaves the predicted outputs.
+    """
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS[:6]}
+    begin = [0]
+    for tree in trees:
+        t, offset = tree.tree_, begin[-1]
+        if t.n_outputs != 1 and columns is not None:
+            raise PolicyError("multi-output classifiers are not supported; use one output")
+        if columns is None:
+            leaf = t.value[:, :, 0]
+        else:
+            leaf = np.zeros((t.node_count, n_models))
+            raw = t.value[:, 0, :]
+            if normalise:
+                total = raw.sum(axis=1, keepdims=True)
+                raw = raw / np.where(total == 0, 1.0, total)
+            leaf[:, columns] = raw
+        parts["values"].append(-leaf if negate else leaf)
+        parts["feature"].append(np.where(t.children_left < 0, 0, t.feature))
+        parts["threshold"].append(np.where(t.children_left < 0, 0.0, t.threshold))
+        parts["left"].append(np.where(t.children_left < 0, -1, t.children_left + offset))
+        parts["right"].append(np.where(t.children_right < 0, -1, t.children_right + offset))
+        parts["missing_left"].append(np.asarray(t.missing_go_to_left, dtype=np.uint8))
+        begin.append(offset + t.node_count)
+    arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    arrays["tree_begin"] = np.array(begin, dtype=np.uint32)
+    arrays["divisor"] = np.full(n_models, float(len(trees)))
+    return arrays
+
+
+class Tree(_TreeEnsemble):
+    """One decision tree: axis-aligned splits, per-model scores in the leaves.
+
+    A row goes left when ``feature <= threshold``; a missing (NaN) value
+    follows the direction scikit-learn learned for the node (the larger child
+    when it saw no missing values). The chosen model is the leaf's best score.
+    """
+
+    _kind = "tree"
+
+    def __init__(self, *, max_depth: int | None = 8, min_samples_leaf: int = 1, method: str = "regression",
+                 random_state: int | None = 0) -> None:
+        if method not in ("regression", "classification"):
+            raise PolicyError(f"method must be 'regression' or 'classification', got {method!r}")
+        self.max_depth, self.min_samples_leaf, self.method, self.random_state = (
+            max_depth, min_samples_leaf, method, random_state)
+
+    def _estimator(self, n_rows: int) -> Any:
+        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+        cls = DecisionTreeRegressor if self.method == "regression" else DecisionTreeClassifier
+        return cls(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf, random_state=self.random_state)
+
+
+class Forest(_TreeEnsemble):
+    """A random forest (or extra-trees with ``extra=True``): the mean of its trees' scores.
+
+    Each row is scored by every tree; the per-model scores are averaged and
+    the best model wins, exactly as scikit-learn's forest predicts.
+    """
+
+    _kind = "forest"
+
+    def __init__(self, *, n_trees: int = 100, max_depth: int | None = None, min_samples_leaf: int = 1,
+                 max_features: Any = 1.0, method: str = "regression", extra: bool = False,
+                 random_state: int | None = 0, n_jobs: int = 1) -> None:
+        if method not in ("regression", "classification"):
+            raise PolicyError(f"method must be 'regression' or 'classification', got {method!r}")
+        if n_trees < 1:
+            raise PolicyError(f"n_trees must be >= 1, got {n_trees}")
+        self.n_trees, self.max_depth, self.min_samples_leaf, self.max_features = (
+            n_trees, max_depth, min_samples_leaf, max_features)
+        self.method, self.extra, self.random_state, self.n_jobs = method, extra, random_state, n_jobs
+
+    def _estimator(self, n_rows: int) -> Any:
+        from sklearn import ensemble
+
+        name = ("ExtraTrees" if self.extra else "RandomForest") + (
+            "Regressor" if self.method == "regression" else "Classifier")
+        return getattr(ensemble, name)(
+            n_estimators=self.n_trees, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features, random_state=self.random_state, n_jobs=self.n_jobs)
