@@ -21,6 +21,8 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
+from .evaluate import Evaluation, cross_validate, evaluate
+from .policies import BatchChoice, ByModality, Choice, Forest, Policy, Rule, Rules, Threshold, Tree
 from .registry import ModelSpec, Registry
 from .router import Decision, Router
 
@@ -32,22 +34,34 @@ __all__ = [
     "SCRIPTS",
     "Analysis",
     "BatchAnalysis",
+    "BatchChoice",
+    "ByModality",
+    "Choice",
     "ConfigError",
     "CorruptFile",
     "DeadlineExceeded",
     "Decision",
+    "Evaluation",
     "FastrouteError",
+    "Forest",
     "InvalidInput",
     "ModelError",
     "ModelSpec",
     "NoRoute",
     "Overloaded",
+    "Policy",
     "PolicyError",
     "Registry",
     "RegistrationError",
     "Router",
     "RouterClosed",
+    "Rule",
+    "Rules",
+    "Threshold",
+    "Tree",
     "UnsupportedInput",
     "analyze",
     "analyze_batch",
+    "cross_validate",
+    "evaluate",
 ]

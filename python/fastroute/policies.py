@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .analyzer import FEATURE_NAMES, MODALITIES, Analysis, BatchAnalysis
+from .analyzer import FEATURE_NAMES, MODALITIES, Analysis
+from .compiled import FORMAT, FORMAT_VERSION, BatchChoice, Choice, CompiledPolicy, Policy, build_scorer, write_json
 from .errors import InvalidInput, NoRoute, PolicyError
 from .registry import Registry
+from .trees import Forest, Tree
 
 __all__ = [
     "BatchChoice",
@@ -44,50 +46,6 @@ __all__ = [
     "Tree",
     "load",
 ]
-
-_FORMAT = "fastroute-policy"
-_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A policy's verdict for one input: a model name and why."""
-
-    model: str
-    reason: str
-    score: float | None = None
-
-
-@dataclass(frozen=True)
-class BatchChoice:
-    """A compiled policy's verdicts for a batch: ``models[index[i]]`` serves row i."""
-
-    models: tuple[str, ...]
-    index: np.ndarray  # (n,) int32
-    score: np.ndarray  # (n,) float32, NaN where the policy has no score (rules)
-    margin: np.ndarray  # (n,) float32: best score minus runner-up, or distance to the cut
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def names(self) -> list[str]:
-        """The chosen model name of every row."""
-        return [self.models[i] for i in self.index]
-
-
-class Policy:
-    """Base class: map an analysed input to a registered model name."""
-
-    #: Columns the policy reads; beyond FEATURE_NAMES they are user features.
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-
-    def select(self, analysis: Analysis, models: Registry) -> Choice:
-        raise NotImplementedError
-
-    def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
-        """One choice per row of ``batch``; subclasses override with a vectorised path."""
-        return [self.select(batch[i], models) for i in range(len(batch))]
-
 
 class ByModality(Policy):
     """Send each input to the model registered for its modality.
@@ -113,102 +71,6 @@ class ByModality(Policy):
             registered = {spec.name: spec.modality for spec in models.list()}
             raise NoRoute(f"no model serves modality {modality!r}; registered: {registered}")
         return Choice(candidates[0], f"registered for modality {modality!r}")
-
-
-# ---------------------------------------------------------------------------
-# Compiled policies
-
-
-def as_feature_matrix(features: Any, width: int, what: str = "features") -> np.ndarray:
-    """``features`` as a C-contiguous float32 (n, width) matrix, or InvalidInput naming the problem."""
-    array = np.asarray(features)
-    if array.dtype.kind not in "biuf":
-        raise InvalidInput(f"{what} must be numeric, got dtype {array.dtype}")
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != width:
-        raise InvalidInput(f"{what} must have shape (n, {width}), got {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-class CompiledPolicy(Policy):
-    """A policy scored by a ``fastroute._core.Scorer``; immutable once built.
-
-    Subclasses set ``_scorer``, ``models`` and ``feature_names`` in their
-    constructor (or ``fit``) through :meth:`_install`, never afterwards.
-    """
-
-    models: tuple[str, ...] = ()
-    _scorer: Any = None
-
-    def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str]) -> None:
-        if len(set(models)) != len(models):
-            raise PolicyError(f"model names must be unique, got {list(models)}")
-        self.models = tuple(models)
-        self.feature_names = tuple(feature_names)
-        self._scorer = scorer
-
-    @property
-    def fitted(self) -> bool:
-        return self._scorer is not None
-
-    def _checked_scorer(self) -> Any:
-        if self._scorer is None:
-            raise PolicyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-        return self._scorer
-
-    def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
-        scorer = self._checked_scorer()
-        row = np.asarray(analysis.features)
-        if row.dtype != np.float32 or not row.flags.c_contiguous:
-            row = as_feature_matrix(row, scorer.num_features)[0]
-        index, score, margin, reason = scorer.score(row)
-        return Choice(self.models[index], self._reason(reason, index, margin), _score_or_none(score))
-
-    def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:
-        """Model indices and scores for an (n, F) matrix through the batch scorer.
-
-        Uses up to ``threads`` threads (0: all cores) on large batches.
-        """
-        scorer = self._checked_scorer()
-        index, score, margin, _ = scorer.score_batch(as_feature_matrix(features, scorer.num_features), threads)
-        return BatchChoice(self.models, index, score, margin)
-
-    def predict(self, features: Any) -> np.ndarray:
-        """The chosen model index of every row of ``features``."""
-        return self.decide_batch(features).index
-
-    def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
-        scorer = self._checked_scorer()
-        index, score, margin, reason = scorer.score_batch(
-            as_feature_matrix(batch.features, scorer.num_features), 0
-        )
-        return [
-            Choice(self.models[i], self._reason(r, i, m), _score_or_none(s))
-            for i, s, m, r in zip(index.tolist(), score.tolist(), margin.tolist(), reason.tolist())
-        ]
-
-    def _reason(self, reason: int, index: int, margin: float) -> str:
-        raise NotImplementedError
-
-    def explain(self, row: Any) -> str:
-        """A readable account of the decision for one feature row."""
-        choice = self.select(_Row(as_feature_matrix(row, len(self.feature_names))[0]))
-        return choice.reason
-
-    def save(self, path: str | Path) -> None:
-        """Write the policy to ``path``: ``.json`` for rules and thresholds, ``.npz`` for trees."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _Row:
-    features: np.ndarray
-    modality: str = "tabular"
-
-
-def _score_or_none(score: float) -> float | None:
-    return None if score != score else float(score)
 
 
 # ---- rules ----------------------------------------------------------------
@@ -249,7 +111,8 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             break
         match = _TOKEN.match(text, position)
         if match is None:
-            raise PolicyError(f"unexpected character {text[position:].strip()[0]!r} at position {position} in {text!r}")
+            position += len(text[position:]) - len(text[position:].lstrip())
+            raise PolicyError(f"unexpected character {text[position]!r} at position {position} in {text!r}")
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind), match.start(kind)))
         position = match.end()
@@ -331,7 +194,8 @@ class Rules(CompiledPolicy):
             ops += [_OPS[c.op] for c in comparisons]
             values += [c.value for c in comparisons]
             begin.append(len(features))
-        scorer = _core.RuleScorer(
+        scorer = build_scorer(
+            _core.RuleScorer,
             len(feature_names),
             len(names),
             np.array(features, np.uint32),
@@ -361,7 +225,7 @@ class Rules(CompiledPolicy):
         return self._reasons[reason] if reason >= 0 else f"default: no rule matched -> {self.default}"
 
     def save(self, path: str | Path) -> None:
-        _write_json(path, "rules", {
+        write_json(path, "rules", {
             "rules": [[r.modality, r.when, r.model] for r in self.rules],
             "default": self.default,
             "models": list(self.models),
@@ -415,8 +279,8 @@ class Threshold(CompiledPolicy):
         cuts = np.asarray(cuts, dtype=np.float32).ravel()
         if len(cuts) != len(self.models) - 1:
             raise PolicyError(f"{len(self.models)} models need {len(self.models) - 1} cuts, got {len(cuts)}")
-        scorer = _core.ThresholdScorer(
-            len(self.feature_names), self.feature_names.index(self.score), cuts, self.models.index(self.missing)
+        scorer = build_scorer(
+            _core.ThresholdScorer, len(self.feature_names), self.feature_names.index(self.score), cuts, self.models.index(self.missing)
         )
         self.cuts = tuple(float(c) for c in cuts)
         self._install(scorer, self.models, self.feature_names)
@@ -461,7 +325,7 @@ class Threshold(CompiledPolicy):
         return f"{self.score} above {index} of {len(self.cuts)} cut(s) {list(self.cuts)} -> {self.models[index]}"
 
     def save(self, path: str | Path) -> None:
-        _write_json(path, "threshold", {
+        write_json(path, "threshold", {
             "score": self.score,
             "models": list(self.models),
             "cuts": list(self._cuts_or_fail()),
@@ -495,18 +359,8 @@ def _strictly_ascending(cuts: np.ndarray) -> np.ndarray:
     return cuts
 
 
-# ---- persistence ------------------------------------------------------------
-
-
-def _write_json(path: str | Path, kind: str, body: Mapping[str, Any]) -> None:
-    document = {"format": _FORMAT, "version": _FORMAT_VERSION, "kind": kind, **body}
-    Path(path).write_text(json.dumps(document, indent=1))
-
-
 def load(path: str | Path) -> CompiledPolicy:
     """Load a policy written by ``save``; a corrupt or foreign file raises PolicyError."""
-    from .trees import Forest, Tree
-
     path = Path(path)
     try:
         if path.suffix == ".npz":
@@ -517,7 +371,7 @@ def load(path: str | Path) -> CompiledPolicy:
             header, arrays = json.loads(path.read_text()), {}
     except (OSError, ValueError, KeyError) as error:
         raise PolicyError(f"{path}: not a readable policy file ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != _FORMAT or header.get("version") != _FORMAT_VERSION:
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
         raise PolicyError(f"{path}: not a fastroute policy file (format/version header missing or unknown)")
     kinds = {"rules": Rules, "threshold": Threshold, "tree": Tree, "forest": Forest}
     kind = header.get("kind")
@@ -530,5 +384,3 @@ def load(path: str | Path) -> CompiledPolicy:
             raise PolicyError(f"{path}: {error}") from None
         raise PolicyError(f"{path}: invalid {kind} policy ({type(error).__name__}: {error})") from None
 
-
-from .trees import Forest, Tree  # noqa: E402  (trees builds on CompiledPolicy above)

@@ -7,6 +7,7 @@ same decisions as scikit-learn on the same rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 from . import _core
 from .analyzer import FEATURE_NAMES
 from .errors import InvalidInput, PolicyError
-from .policies import CompiledPolicy, _FORMAT, _FORMAT_VERSION, as_feature_matrix
+from .compiled import FORMAT, FORMAT_VERSION, CompiledPolicy, as_feature_matrix, build_scorer
 
 __all__ = ["Forest", "Tree", "routing_objective"]
 
@@ -75,7 +76,7 @@ class _TreeEnsemble(CompiledPolicy):
 
     def _compile(self, arrays: Mapping[str, np.ndarray], models: Sequence[str], feature_names: Sequence[str]) -> None:
         arrays = {name: np.asarray(arrays[name]) for name in _ARRAYS}
-        scorer = _core.ForestScorer(len(feature_names), *(arrays[name] for name in _ARRAYS))
+        scorer = build_scorer(_core.ForestScorer, len(feature_names), *(arrays[name] for name in _ARRAYS))
         if scorer.num_models != len(models):
             raise PolicyError(f"leaf values have {scorer.num_models} columns for {len(models)} models")
         self._arrays = arrays
@@ -105,14 +106,12 @@ class _TreeEnsemble(CompiledPolicy):
     def save(self, path: str | Path) -> None:
         self._checked_scorer()
         header = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
             "kind": self._kind,
             "models": list(self.models),
             "feature_names": list(self.feature_names),
         }
-        import json
-
         np.savez(path, header=np.array(json.dumps(header)), **self._arrays)
 
     @classmethod

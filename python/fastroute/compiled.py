@@ -1,0 +1,171 @@
+"""Base classes of the decision engine: Choice, Policy and the compiled policies' common part.
+
+A compiled policy is scored by a ``fastroute._core.Scorer`` (flat immutable
+arrays in C++) and never changes after construction or ``fit``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+from .errors import InvalidInput, PolicyError
+from .registry import Registry
+
+__all__ = ["BatchChoice", "Choice", "CompiledPolicy", "Policy", "as_feature_matrix", "build_scorer"]
+
+FORMAT = "fastroute-policy"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A policy's verdict for one input: a model name and why."""
+
+    model: str
+    reason: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """A compiled policy's verdicts for a batch: ``models[index[i]]`` serves row i."""
+
+    models: tuple[str, ...]
+    index: np.ndarray  # (n,) int32
+    score: np.ndarray  # (n,) float32, NaN where the policy has no score (rules)
+    margin: np.ndarray  # (n,) float32: best score minus runner-up, or distance to the cut
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def names(self) -> list[str]:
+        """The chosen model name of every row."""
+        return [self.models[i] for i in self.index]
+
+
+class Policy:
+    """Base class: map an analysed input to a registered model name."""
+
+    #: Columns the policy reads; beyond FEATURE_NAMES they are user features.
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    def select(self, analysis: Analysis, models: Registry) -> Choice:
+        raise NotImplementedError
+
+    def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
+        """One choice per row of ``batch``; subclasses override with a vectorised path."""
+        return [self.select(batch[i], models) for i in range(len(batch))]
+
+
+def build_scorer(factory: Any, *args: Any) -> Any:
+    """``factory(*args)`` for a ``_core`` scorer; its validation errors become PolicyError."""
+    try:
+        return factory(*args)
+    except InvalidInput as error:
+        raise PolicyError(str(error)) from None
+
+
+def as_feature_matrix(features: Any, width: int, what: str = "features") -> np.ndarray:
+    """``features`` as a C-contiguous float32 (n, width) matrix, or InvalidInput naming the problem."""
+    array = np.asarray(features)
+    if array.dtype.kind not in "biuf":
+        raise InvalidInput(f"{what} must be numeric, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInput(f"{what} must have shape (n, {width}), got {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class CompiledPolicy(Policy):
+    """A policy scored by a ``fastroute._core.Scorer``; immutable once built.
+
+    Subclasses set ``_scorer``, ``models`` and ``feature_names`` in their
+    constructor (or ``fit``) through :meth:`_install`, never afterwards.
+    """
+
+    models: tuple[str, ...] = ()
+    _scorer: Any = None
+
+    def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str]) -> None:
+        if len(set(models)) != len(models):
+            raise PolicyError(f"model names must be unique, got {list(models)}")
+        self.models = tuple(models)
+        self.feature_names = tuple(feature_names)
+        self._scorer = scorer
+
+    @property
+    def fitted(self) -> bool:
+        return self._scorer is not None
+
+    def _checked_scorer(self) -> Any:
+        if self._scorer is None:
+            raise PolicyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return self._scorer
+
+    def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
+        scorer = self._checked_scorer()
+        row = np.asarray(analysis.features)
+        if row.dtype != np.float32 or not row.flags.c_contiguous:
+            row = as_feature_matrix(row, scorer.num_features)[0]
+        index, score, margin, reason = scorer.score(row)
+        return Choice(self.models[index], self._reason(reason, index, margin), _score_or_none(score))
+
+    def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:
+        """Model indices and scores for an (n, F) matrix through the batch scorer.
+
+        Uses up to ``threads`` threads (0: all cores) on large batches.
+        """
+        scorer = self._checked_scorer()
+        index, score, margin, _ = scorer.score_batch(as_feature_matrix(features, scorer.num_features), threads)
+        return BatchChoice(self.models, index, score, margin)
+
+    def predict(self, features: Any) -> np.ndarray:
+        """The chosen model index of every row of ``features``."""
+        return self.decide_batch(features).index
+
+    def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
+        scorer = self._checked_scorer()
+        index, score, margin, reason = scorer.score_batch(
+            as_feature_matrix(batch.features, scorer.num_features), 0
+        )
+        return [
+            Choice(self.models[i], self._reason(r, i, m), _score_or_none(s))
+            for i, s, m, r in zip(index.tolist(), score.tolist(), margin.tolist(), reason.tolist())
+        ]
+
+    def _reason(self, reason: int, index: int, margin: float) -> str:
+        raise NotImplementedError
+
+    def explain(self, row: Any) -> str:
+        """A readable account of the decision for one feature row."""
+        choice = self.select(_Row(as_feature_matrix(row, len(self.feature_names))[0]))
+        return choice.reason
+
+    def save(self, path: str | Path) -> None:
+        """Write the policy to ``path``: ``.json`` for rules and thresholds, ``.npz`` for trees."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Row:
+    features: np.ndarray
+    modality: str = "tabular"
+
+
+def _score_or_none(score: float) -> float | None:
+    return None if score != score else float(score)
+
+
+def write_json(path: str | Path, kind: str, body: Mapping[str, Any]) -> None:
+    document = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **body}
+    Path(path).write_text(json.dumps(document, indent=1))
+
+
