@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,12 +365,12 @@ def load(path: str | Path) -> CompiledPolicy:
     path = Path(path)
     try:
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
                 header = json.loads(str(archive["header"]))
                 arrays = {name: archive[name] for name in archive.files if name != "header"}
         else:
             header, arrays = json.loads(path.read_text()), {}
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise PolicyError(f"{path}: not a readable policy file ({error})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
         raise PolicyError(f"{path}: not a fastroute policy file (format/version header missing or unknown)")

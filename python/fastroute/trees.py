@@ -141,7 +141,7 @@ class _TreeEnsemble(CompiledPolicy):
             raise PolicyError(f"{type(estimator).__name__} is not a fitted scikit-learn tree or forest")
         classes = getattr(estimator, "classes_", None)
         columns = _class_columns(classes, models) if classes is not None else None
-        arrays = _flatten(trees, columns, len(models), loss, normalise=hasattr(estimator, "estimators_"))
+        arrays = _flatten(trees, columns, len(models), loss)
         if columns is None and trees[0].tree_.n_outputs != len(models):
             raise PolicyError(f"regressor has {trees[0].tree_.n_outputs} outputs for {len(models)} models")
         policy = cls()
@@ -192,7 +192,7 @@ class _TreeEnsemble(CompiledPolicy):
             estimator.fit(matrix, best, sample_weight=weight)
             columns = estimator.classes_.astype(np.int64)
         trees = list(getattr(estimator, "estimators_", [estimator]))
-        arrays = _flatten(trees, columns, len(models), False, normalise=hasattr(estimator, "estimators_"))
+        arrays = _flatten(trees, columns, len(models), False)
         self._compile(arrays, models, names)
         return self
 
@@ -216,12 +216,13 @@ def _class_columns(classes: np.ndarray, models: Sequence[str]) -> np.ndarray:
 
 
 def _flatten(
-    trees: Sequence[Any], columns: np.ndarray | None, n_models: int, negate: bool, normalise: bool
+    trees: Sequence[Any], columns: np.ndarray | None, n_models: int, negate: bool
 ) -> dict[str, np.ndarray]:
     """Concatenate scikit-learn trees into fastroute's flat arrays.
 
-    Classifier leaves hold class probabilities (normalised as the forest's
-    predict_proba does), regressor leaves the predicted outputs.
+    Classifier leaves hold class probabilities, regressor leaves the predicted
+    outputs; the scorer sums them in tree order and divides by the tree count,
+    as scikit-learn's forests do, so scores match bit for bit.
     """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS[:6]}
     begin = [0]
@@ -233,11 +234,7 @@ def _flatten(
             leaf = t.value[:, :, 0]
         else:
             leaf = np.zeros((t.node_count, n_models))
-            raw = t.value[:, 0, :]
-            if normalise:
-                total = raw.sum(axis=1, keepdims=True)
-                raw = raw / np.where(total == 0, 1.0, total)
-            leaf[:, columns] = raw
+            leaf[:, columns] = t.value[:, 0, :]  # class fractions (scikit-learn >= 1.4)
         parts["values"].append(-leaf if negate else leaf)
         parts["feature"].append(np.where(t.children_left < 0, 0, t.feature))
         parts["threshold"].append(np.where(t.children_left < 0, 0.0, t.threshold))
