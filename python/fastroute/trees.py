@@ -136,19 +136,19 @@ class _TreeEnsemble(CompiledPolicy):
         Regressors: one output per model predicting its quality (or its loss
         with ``loss=True``); the policy picks the best predicted model.
         """
-        trees = list(getattr(estimator, "estimators_", [estimator]))
+        trees = _trees_of(estimator)
         if not trees or not all(hasattr(tree, "tree_") for tree in trees):
             raise PolicyError(f"{type(estimator).__name__} is not a fitted scikit-learn tree or forest")
         classes = getattr(estimator, "classes_", None)
-        columns = _class_columns(classes, models) if classes is not None else None
-        arrays = _flatten(trees, columns, len(models), loss)
-        if columns is None and trees[0].tree_.n_outputs != len(models):
+        if classes is None and trees[0].tree_.n_outputs != len(models):
             raise PolicyError(f"regressor has {trees[0].tree_.n_outputs} outputs for {len(models)} models")
+        columns = np.arange(len(models)) if classes is None else _class_columns(classes, models)
+        arrays = _flatten([(tree, columns) for tree in trees], len(models), loss)
         policy = cls()
         policy._compile(arrays, list(models), _default_names(trees[0].tree_.n_features, feature_names))
         return policy
 
-    def _estimator(self, n_rows: int) -> Any:
+    def _estimator(self) -> Any:
         raise NotImplementedError
 
     def fit(
@@ -167,9 +167,10 @@ class _TreeEnsemble(CompiledPolicy):
         ``outcomes`` (n, k): each model's observed quality per input (higher is
         better, or a loss with ``loss=True``; NaN where the model was not run).
         The objective is quality - cost_weight * cost. ``method="regression"``
-        predicts every model's objective (unobserved cells count as the worst
-        observed value of that model); ``"classification"`` learns the best
+        predicts every model's objective; ``"classification"`` learns the best
         model per input, weighted by how much choosing wrong could cost.
+        When some cells are unobserved, regression learns each model's
+        objective from the inputs it ran on (one tree or forest per model).
         """
         models = list(models)
         objective = routing_objective(outcomes, len(models), cost=cost, cost_weight=cost_weight, loss=loss)
@@ -179,22 +180,32 @@ class _TreeEnsemble(CompiledPolicy):
         matrix, objective = matrix[observed], objective[observed]
         if len(matrix) == 0:
             raise InvalidInput("no input has an observed outcome")
-        estimator = self._estimator(len(matrix))
-        if self.method == "regression":
-            target = np.where(np.isnan(objective), np.nanmin(objective, axis=0), objective)
-            estimator.fit(matrix, target)
-            columns = None
+        if self.method == "classification":
+            trees = self._fit_classifier(matrix, objective)
+        elif np.isnan(objective).any():
+            trees = self._fit_regressor_per_model(matrix, objective)
         else:
-            best = np.nanargmax(objective, axis=1)
-            weight = np.nanmax(objective, axis=1) - np.nanmin(objective, axis=1)
-            if not (weight > 0).any():
-                weight = np.ones_like(weight)
-            estimator.fit(matrix, best, sample_weight=weight)
-            columns = estimator.classes_.astype(np.int64)
-        trees = list(getattr(estimator, "estimators_", [estimator]))
-        arrays = _flatten(trees, columns, len(models), False)
-        self._compile(arrays, models, names)
+            estimator = self._estimator().fit(matrix, objective)
+            trees = [(tree, np.arange(len(models))) for tree in _trees_of(estimator)]
+        self._compile(_flatten(trees, len(models), False), models, names)
         return self
+
+    def _fit_classifier(self, matrix: np.ndarray, objective: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+        best = np.nanargmax(objective, axis=1)
+        weight = np.nanmax(objective, axis=1) - np.nanmin(objective, axis=1)
+        if not (weight > 0).any():
+            weight = np.ones_like(weight)
+        estimator = self._estimator().fit(matrix, best, sample_weight=weight)
+        return [(tree, estimator.classes_.astype(np.int64)) for tree in _trees_of(estimator)]
+
+    def _fit_regressor_per_model(self, matrix: np.ndarray, objective: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+        """With unobserved cells, each model's objective is learned from the inputs it ran on."""
+        trees = []
+        for model in range(objective.shape[1]):
+            observed = ~np.isnan(objective[:, model])
+            estimator = self._estimator().fit(matrix[observed], objective[observed, model])
+            trees += [(tree, np.array([model])) for tree in _trees_of(estimator)]
+        return trees
 
 
 class _VectorRow:
@@ -215,26 +226,25 @@ def _class_columns(classes: np.ndarray, models: Sequence[str]) -> np.ndarray:
     return np.array([list(models).index(c) for c in classes.tolist()], dtype=np.int64)
 
 
-def _flatten(
-    trees: Sequence[Any], columns: np.ndarray | None, n_models: int, negate: bool
-) -> dict[str, np.ndarray]:
+def _flatten(trees: Sequence[tuple[Any, np.ndarray]], n_models: int, negate: bool) -> dict[str, np.ndarray]:
     """Concatenate scikit-learn trees into fastroute's flat arrays.
 
-    Classifier leaves hold class probabilities, regressor leaves the predicted
-    outputs; the scorer sums them in tree order and divides by the tree count,
+    Each tree comes with the model column of each of its outputs (regressors)
+    or classes (classifiers). Leaves hold those scores; the scorer sums them
+    in tree order and divides each column by the number of trees scoring it,
     as scikit-learn's forests do, so scores match bit for bit.
     """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS[:6]}
     begin = [0]
-    for tree in trees:
+    trees_per_model = np.zeros(n_models)
+    for tree, columns in trees:
         t, offset = tree.tree_, begin[-1]
-        if t.n_outputs != 1 and columns is not None:
+        classifier = hasattr(tree, "classes_")
+        if classifier and t.n_outputs != 1:
             raise PolicyError("multi-output classifiers are not supported; use one output")
-        if columns is None:
-            leaf = t.value[:, :, 0]
-        else:
-            leaf = np.zeros((t.node_count, n_models))
-            leaf[:, columns] = t.value[:, 0, :]  # class fractions (scikit-learn >= 1.4)
+        leaf = np.zeros((t.node_count, n_models))
+        leaf[:, columns] = t.value[:, 0, :] if classifier else t.value[:, :, 0]  # class fractions or outputs
+        trees_per_model[columns] += 1
         parts["values"].append(-leaf if negate else leaf)
         parts["feature"].append(np.where(t.children_left < 0, 0, t.feature))
         parts["threshold"].append(np.where(t.children_left < 0, 0.0, t.threshold))
@@ -244,8 +254,12 @@ def _flatten(
         begin.append(offset + t.node_count)
     arrays = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     arrays["tree_begin"] = np.array(begin, dtype=np.uint32)
-    arrays["divisor"] = np.full(n_models, float(len(trees)))
+    arrays["divisor"] = np.maximum(trees_per_model, 1.0)
     return arrays
+
+
+def _trees_of(estimator: Any) -> list[Any]:
+    return list(getattr(estimator, "estimators_", [estimator]))
 
 
 class Tree(_TreeEnsemble):
@@ -265,7 +279,7 @@ class Tree(_TreeEnsemble):
         self.max_depth, self.min_samples_leaf, self.method, self.random_state = (
             max_depth, min_samples_leaf, method, random_state)
 
-    def _estimator(self, n_rows: int) -> Any:
+    def _estimator(self) -> Any:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
         cls = DecisionTreeRegressor if self.method == "regression" else DecisionTreeClassifier
@@ -292,7 +306,7 @@ class Forest(_TreeEnsemble):
             n_trees, max_depth, min_samples_leaf, max_features)
         self.method, self.extra, self.random_state, self.n_jobs = method, extra, random_state, n_jobs
 
-    def _estimator(self, n_rows: int) -> Any:
+    def _estimator(self) -> Any:
         from sklearn import ensemble
 
         name = ("ExtraTrees" if self.extra else "RandomForest") + (
