@@ -16,7 +16,15 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["AslibScenario", "GSM8KResponses", "load_aslib", "load_gsm8k", "read_arff"]
+__all__ = [
+    "PROMPT_FEATURES",
+    "AslibScenario",
+    "GSM8KResponses",
+    "load_aslib",
+    "load_gsm8k",
+    "prompt_features",
+    "read_arff",
+]
 
 
 @dataclass(frozen=True)
@@ -120,3 +128,24 @@ def load_gsm8k(path: str | Path) -> GSM8KResponses:
     models = (header[1], header[2])
     outcomes = np.array([[row[1] == "True", row[2] == "True"] for row in rows], dtype=np.float64)
     return GSM8KResponses([row[0] for row in rows], models, outcomes)
+
+
+PROMPT_FEATURES = ("chars", "words", "numbers", "digits", "percents", "dollars", "sentences", "relations")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_RELATION = re.compile(r"\b(?:half|twice|times|percent|each|every|per)\b")
+
+
+def prompt_features(prompts: list[str]) -> np.ndarray:
+    """Cheap numeric features of math word prompts, named by ``PROMPT_FEATURES``.
+
+    Lengths, how many numbers (and digits) the prompt carries, and counts of
+    relation words: rough proxies for how many reasoning steps it needs.
+    """
+    rows = []
+    for prompt in prompts:
+        numbers = _NUMBER.findall(prompt)
+        rows.append([
+            len(prompt), len(prompt.split()), len(numbers), sum(map(len, numbers)), prompt.count("%"),
+            prompt.count("$"), prompt.count("."), len(_RELATION.findall(prompt.lower())),
+        ])
+    return np.log1p(np.array(rows, dtype=np.float64)).astype(np.float32)

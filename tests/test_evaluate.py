@@ -1,0 +1,102 @@
+"""evaluate / cross_validate: the algorithm-selection measures, on toy logs and real ones."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from fastroute import Forest, InvalidInput, PolicyError, Threshold, Tree, cross_validate, evaluate
+from fastroute.datasets import PROMPT_FEATURES, load_aslib, load_gsm8k, prompt_features
+from fastroute.evaluate import score_choices
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+MODELS = ["a", "b", "c"]
+
+
+def test_score_choices_measures_by_hand():
+    quality = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.2, 0.2, 0.9], [0.4, 0.0, 0.0]])
+    # column means: a 0.4, b 0.3, c 0.475 -> single best c; oracle mean (1+1+0.9+0.4)/4 = 0.825
+    result = score_choices([0, 1, 0, 0], quality, MODELS, cost=[1.0, 2.0, 4.0])
+    assert result.single_best == "c"
+    assert result.accuracy == pytest.approx(0.75)
+    assert result.mean_quality == pytest.approx((1 + 1 + 0.2 + 0.4) / 4)
+    assert result.mean_cost == pytest.approx((1 + 2 + 1 + 1) / 4)
+    assert result.regret == pytest.approx(0.825 - 0.65)
+    assert result.gap_closed == pytest.approx((0.65 - 0.475) / (0.825 - 0.475))
+    assert score_choices(quality.argmax(axis=1), quality, MODELS).gap_closed == pytest.approx(1.0)
+    assert score_choices([2, 2, 2, 2], quality, MODELS).gap_closed == pytest.approx(0.0)
+
+
+def test_losses_are_reported_in_loss_units():
+    runtime = np.array([[1.0, 5.0], [9.0, 2.0]])
+    result = score_choices([0, 0], runtime, ["x", "y"], loss=True)
+    assert result.mean_quality == pytest.approx(5.0)
+    assert result.oracle_quality == pytest.approx(1.5)
+    assert result.single_best_quality == pytest.approx(3.5)
+    assert result.gap_closed == pytest.approx((3.5 - 5.0) / (3.5 - 1.5))  # worse than always y
+
+
+def test_evaluate_and_cross_validate_a_learnable_problem():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(900, 4)).astype(np.float32)
+    best = (features[:, 0] > 0).astype(int) + (features[:, 1] > 1)
+    quality = rng.normal(0, 0.05, (900, 3)) + np.eye(3)[best]
+    policy = Tree(max_depth=4).fit(features, quality, models=MODELS)
+    assert evaluate(policy, features, quality).accuracy > 0.95
+    result = cross_validate(Tree(max_depth=4), features, quality, models=MODELS, folds=5)
+    assert result.n == 900
+    assert result.gap_closed > 0.9
+
+
+def test_evaluate_bad_input():
+    features = np.zeros((4, 2), dtype=np.float32)
+    policy = Tree(max_depth=1).fit(features, np.array([[1.0, 0.0]] * 4), models=["x", "y"])
+    with pytest.raises(InvalidInput, match="chose 'x' for input 0, whose outcome is missing"):
+        evaluate(policy, features, np.array([[np.nan, 0.0], [1.0, 0.0]] * 2))
+    with pytest.raises(InvalidInput, match="column 1 is all NaN"):
+        evaluate(policy, features, np.array([[1.0, np.nan]] * 4))
+    with pytest.raises(PolicyError, match="folds must be between 2"):
+        cross_validate(Tree(), features, np.ones((4, 2)), models=["x", "y"], folds=1)
+
+
+@pytest.mark.parametrize(("scenario", "instances", "solvers"), [("QBF-2011", 1368, 5), ("MAXSAT12-PMS", 876, 6)])
+def test_aslib_loader_reproduces_the_published_baselines(scenario, instances, solvers):
+    data = load_aslib(DATA / "aslib" / scenario)
+    assert data.features.shape[0] == instances and len(data.models) == solvers
+    assert sorted(set(data.folds.tolist())) == list(range(1, 11))
+    published = {"QBF-2011": (15330.171, 8337.099), "MAXSAT12-PMS": (4893.141, 3127.236)}[scenario]
+    result = score_choices(np.zeros(instances, int), data.outcomes, data.models, loss=True)
+    assert result.single_best_quality == pytest.approx(published[0], abs=1e-3)
+    assert result.oracle_quality == pytest.approx(published[1], abs=1e-3)
+
+
+def test_forest_closes_most_of_the_gap_on_qbf_with_its_own_folds():
+    """A small, quick forest (the full reproduction is examples/aslib_selection.py)."""
+    data = load_aslib(DATA / "aslib" / "QBF-2011")
+    result = cross_validate(
+        Forest(n_trees=20, n_jobs=1), data.features, data.outcomes, models=data.models, folds=data.folds,
+        loss=True, feature_names=data.feature_names,
+    )
+    assert result.gap_closed > 0.85  # published random-forest selector: 0.883
+    assert result.mean_quality < 15330.171 * 0.65
+
+
+def test_calibrated_threshold_beats_random_routing_on_gsm8k():
+    data = load_gsm8k(DATA / "routellm-gsm8k" / "gsm8k_responses.csv")
+    features = prompt_features(data.prompts)
+    weak_fails = (data.outcomes[:, 0] < 1).astype(int)
+    folds = np.random.default_rng(0).permutation(np.arange(len(features)) % 5)
+    chosen = np.empty(len(features), dtype=np.int64)
+    for fold in range(5):
+        train, test = folds != fold, folds == fold
+        risk = LogisticRegression(max_iter=1000).fit(features[train], weak_fails[train])
+        policy = Threshold("risk", data.models, feature_names=PROMPT_FEATURES + ("risk",))
+        policy.calibrate(risk.predict_proba(features[train])[:, 1], share=0.4)
+        rows = np.column_stack([features[test], risk.predict_proba(features[test])[:, 1]])
+        chosen[test] = policy.predict(rows)
+    share = chosen.mean()
+    assert 0.35 < share < 0.45
+    routed = score_choices(chosen, data.outcomes, data.models).mean_quality
+    random_at_same_share = (1 - share) * data.outcomes[:, 0].mean() + share * data.outcomes[:, 1].mean()
+    assert routed > random_at_same_share + 0.01
