@@ -95,6 +95,18 @@ py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned thre
   return py::make_tuple(model, score, margin, reason);
 }
 
+py::array_t<std::int32_t> predict_models(const Scorer& scorer, const py::array& rows, unsigned threads) {
+  std::size_t n = 0;
+  const float* data = checked_rows(rows, scorer, 2, &n);
+  py::array_t<std::int32_t> model(n);
+  ScoreOutput out{model.mutable_data(), nullptr, nullptr, nullptr};
+  {
+    py::gil_scoped_release release;
+    scorer.score_batch(data, n, out, threads);
+  }
+  return model;
+}
+
 std::shared_ptr<RuleScorer> make_rules(std::size_t num_features, std::size_t num_models,
                                        const InArray<std::uint32_t>& feature,
                                        const InArray<std::uint8_t>& op, const InArray<float>& value,
@@ -144,7 +156,9 @@ void bind_scorer(py::module_& m) {
       .def_property_readonly("num_models", &Scorer::num_models)
       .def("score", &score_row, py::arg("row"), "(model, score, margin, reason) for one float32 row.")
       .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0,
-           "(model, score, margin, reason) arrays for an (n, F) float32 matrix.");
+           "(model, score, margin, reason) arrays for an (n, F) float32 matrix.")
+      .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0,
+           "Model index array for an (n, F) float32 matrix.");
   py::class_<RuleScorer, Scorer, std::shared_ptr<RuleScorer>>(m, "RuleScorer")
       .def(py::init(&make_rules), py::arg("num_features"), py::arg("num_models"), py::arg("feature"),
            py::arg("op"), py::arg("value"), py::arg("rule_begin"), py::arg("rule_model"),

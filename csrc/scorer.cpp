@@ -134,9 +134,9 @@ void RuleScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) c
   for (std::size_t i = 0; i < n; ++i) {
     std::int32_t rule = first_match(rows + i * num_features());
     out.model[i] = rule < 0 ? default_model_ : rule_model_[rule];
-    out.score[i] = std::numeric_limits<float>::quiet_NaN();
-    out.margin[i] = std::numeric_limits<float>::quiet_NaN();
-    out.reason[i] = rule;
+    if (out.score) out.score[i] = std::numeric_limits<float>::quiet_NaN();
+    if (out.margin) out.margin[i] = std::numeric_limits<float>::quiet_NaN();
+    if (out.reason) out.reason[i] = rule;
   }
 }
 
@@ -154,7 +154,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   for (double d : divisor_) {
     if (!(d > 0) || !std::isfinite(d)) invalid("divisors must be positive and finite");
   }
-  if (num_features > std::numeric_limits<std::uint16_t>::max()) invalid("too many features");
+  if (num_features > std::numeric_limits<std::uint32_t>::max() / 4) invalid("too many features");
   nodes_.resize(n_nodes);
   values_.assign(a.values.begin(), a.values.end());
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
@@ -167,7 +167,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       const std::string where = "node " + std::to_string(i) + " (tree " + std::to_string(t) + ")";
       if ((a.left[i] < 0) != (a.right[i] < 0)) invalid(where + " has one child");
       if (a.left[i] < 0) {
-        node = {0.0f, 0, 0, 1, {i, i}};
+        node = {0.0f, 0, {i, i}};
         for (std::size_t j = 0; j < num_models; ++j) {
           if (!std::isfinite(a.values[i * num_models + j])) invalid(where + " has a non-finite leaf value");
         }
@@ -184,82 +184,166 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       if (a.feature[i] < 0 || static_cast<std::size_t>(a.feature[i]) >= num_features)
         invalid(where + " splits on feature " + std::to_string(a.feature[i]));
       if (std::isnan(a.threshold[i])) invalid(where + " has a NaN threshold");
-      node = {float32_threshold(a.threshold[i]), static_cast<std::uint16_t>(a.feature[i]),
-              static_cast<std::uint8_t>(a.missing_left[i] ? 0 : 1), 0,
+      const bool missing_right = !a.missing_left[i];
+      const std::size_t column = static_cast<std::size_t>(a.feature[i]) + (missing_right ? num_features : 0);
+      float threshold = float32_threshold(a.threshold[i]);
+      // scikit-learn's "all values left, missing right" split has threshold
+      // +inf; missing values arrive as +inf, so compare them against FLT_MAX.
+      if (missing_right && threshold == std::numeric_limits<float>::infinity())
+        threshold = std::numeric_limits<float>::max();
+      node = {threshold, static_cast<std::uint32_t>(column),
               {static_cast<std::uint32_t>(a.left[i]), static_cast<std::uint32_t>(a.right[i])}};
     }
-    roots_.push_back(begin);
-    depths_.push_back(max_depth);
+    TreeLayout layout{begin, max_depth, max_depth <= kMaxDenseDepth, 0, 0};
+    if (layout.dense) {
+      layout.dense_begin = static_cast<std::uint32_t>(dense_splits_.size());
+      layout.leaf_begin = static_cast<std::uint32_t>(dense_leaves_.size());
+      dense_splits_.resize(dense_splits_.size() + (std::size_t{1} << max_depth) - 1);
+      dense_leaves_.resize(dense_leaves_.size() + (std::size_t{1} << max_depth));
+      add_dense(layout, 0, begin, 0);
+    }
+    trees_.push_back(layout);
+  }
+  if (trees_.size() == 1) {
+    leaf_decisions_.resize(n_nodes);
+    std::vector<double> scores(num_models);
+    for (std::size_t i = 0; i < n_nodes; ++i) {
+      for (std::size_t j = 0; j < num_models; ++j) scores[j] = (0.0 + values_[i * num_models + j]) / divisor_[j];
+      const Ranked ranked = rank_scores(scores.data(), num_models);
+      leaf_decisions_[i] = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+    }
   }
 }
 
-void ForestScorer::walk_block(std::size_t tree, const float* rows, std::size_t n,
-                              std::uint32_t* leaf) const {
+void ForestScorer::add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level) {
+  if (level == tree.depth) {
+    dense_leaves_[tree.leaf_begin + slot - ((1u << level) - 1)] = node;
+    return;
+  }
+  const TreeNode& source = nodes_[node];
+  // Below a leaf: always left (nothing prepared exceeds +inf).
+  dense_splits_[tree.dense_begin + slot] =
+      is_leaf(node) ? DenseSplit{std::numeric_limits<float>::infinity(), 0} : DenseSplit{source.threshold, source.column};
+  add_dense(tree, 2 * slot + 1, source.child[0], level + 1);
+  add_dense(tree, 2 * slot + 2, source.child[1], level + 1);
+}
+
+void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const {
   const std::size_t nf = num_features();
-  const TreeNode* nodes = nodes_.data();
-  for (std::size_t r = 0; r < n; ++r) leaf[r] = roots_[tree];
-  for (std::uint32_t step = 0; step < depths_[tree]; ++step) {
-    for (std::size_t r = 0; r < n; ++r) {
-      const TreeNode& node = nodes[leaf[r]];
-      const float v = rows[r * nf + node.feature];
-      const unsigned right = static_cast<unsigned>(v > node.threshold) |
-                             (static_cast<unsigned>(v != v) & node.missing_right);
-      leaf[r] = node.child[right];
+  const std::size_t padded = (n + kBlock - 1) / kBlock * kBlock;
+  prepared.resize(padded * 2 * nf);
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  for (std::size_t r = 0; r < padded; ++r) {
+    const float* source = rows + std::min(r, n - 1) * nf;
+    float* low = prepared.data() + r * 2 * nf;
+    float* high = low + nf;
+    for (std::size_t f = 0; f < nf; ++f) {
+      const float v = source[f];
+      low[f] = v != v ? -kInf : v;
+      high[f] = v != v ? kInf : v;
     }
   }
 }
 
-void ForestScorer::accumulate_block(const float* rows, std::size_t n, double* sums,
-                                    std::uint32_t* first_leaf) const {
-  const std::size_t k = num_models();
-  std::fill(sums, sums + n * k, 0.0);
-  std::uint32_t block_leaf[kBlock];
-  for (std::size_t t = 0; t < roots_.size(); ++t) {
-    std::uint32_t* leaf = t == 0 ? first_leaf : block_leaf;
-    walk_block(t, rows, n, leaf);
-    for (std::size_t r = 0; r < n; ++r) {
-      const double* v = values_.data() + leaf[r] * k;
-      for (std::size_t j = 0; j < k; ++j) sums[r * k + j] += v[j];
+void ForestScorer::walk_block(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
+  const std::size_t stride = 2 * num_features();
+  if (tree.dense) {
+    const DenseSplit* splits = dense_splits_.data() + tree.dense_begin;
+    std::uint32_t slot[kBlock] = {};
+    for (std::uint32_t level = 0; level < tree.depth; ++level) {
+      for (std::size_t r = 0; r < kBlock; ++r) {
+        const DenseSplit split = splits[slot[r]];
+        slot[r] = 2 * slot[r] + 1 + static_cast<std::uint32_t>(prepared[r * stride + split.column] > split.threshold);
+      }
+    }
+    const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
+    const std::uint32_t first_leaf_slot = (1u << tree.depth) - 1;
+    for (std::size_t r = 0; r < kBlock; ++r) leaf[r] = leaves[slot[r] - first_leaf_slot];
+    return;
+  }
+  const TreeNode* nodes = nodes_.data();
+  std::uint32_t node[kBlock];
+  std::fill(node, node + kBlock, tree.root);
+  for (std::uint32_t level = 0; level < tree.depth; ++level) {
+    for (std::size_t r = 0; r < kBlock; ++r) {
+      const TreeNode& split = nodes[node[r]];
+      node[r] = split.child[prepared[r * stride + split.column] > split.threshold];
     }
   }
-  for (std::size_t r = 0; r < n; ++r) {
-    for (std::size_t j = 0; j < k; ++j) sums[r * k + j] /= divisor_[j];
+  std::copy(node, node + kBlock, leaf);
+}
+
+void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double* sums,
+                                   std::uint32_t* first_leaf) const {
+  const std::size_t k = num_models();
+  const std::size_t stride = 2 * num_features();
+  std::fill(sums, sums + n * k, 0.0);
+  std::uint32_t leaf[kBlock];
+  for (std::size_t t = 0; t < trees_.size(); ++t) {
+    for (std::size_t begin = 0; begin < n; begin += kBlock) {
+      walk_block(trees_[t], prepared + begin * stride, leaf);
+      const std::size_t count = std::min(kBlock, n - begin);
+      if (t == 0) std::copy(leaf, leaf + count, first_leaf + begin);
+      for (std::size_t r = 0; r < count; ++r) {
+        const double* v = values_.data() + std::size_t{leaf[r]} * k;
+        double* sum = sums + (begin + r) * k;
+        for (std::size_t j = 0; j < k; ++j) sum[j] += v[j];
+      }
+    }
   }
+  for (std::size_t i = 0; i < n * k; ++i) sums[i] /= divisor_[i % k];
 }
 
 void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scores) const {
-  for (std::size_t begin = 0; begin < n; begin += kBlock) {
-    const std::size_t count = std::min(kBlock, n - begin);
-    std::uint32_t leaf[kBlock];
-    accumulate_block(rows + begin * num_features(), count, scores + begin * num_models(), leaf);
+  std::vector<float> prepared;
+  std::vector<std::uint32_t> leaf(kPassRows);
+  for (std::size_t begin = 0; begin < n; begin += kPassRows) {
+    const std::size_t count = std::min(kPassRows, n - begin);
+    prepare_pass(rows + begin * num_features(), count, prepared);
+    accumulate_pass(prepared.data(), count, scores + begin * num_models(), leaf.data());
   }
 }
 
 void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
   const std::size_t k = num_models();
-  std::vector<double> sums(kBlock * k);  // one allocation per call, not per row
-  for (std::size_t begin = 0; begin < n; begin += kBlock) {
-    const std::size_t count = std::min(kBlock, n - begin);
-    // Reason: the leaf reached in the first tree (the whole path for a single tree).
-    std::uint32_t leaf[kBlock];
-    accumulate_block(rows + begin * num_features(), count, sums.data(), leaf);
+  std::vector<float> prepared;  // allocations once per call, never per row
+  std::vector<double> sums(trees_.size() == 1 ? 0 : kPassRows * k);
+  std::uint32_t leaf[kPassRows];
+  for (std::size_t begin = 0; begin < n; begin += kPassRows) {
+    const std::size_t count = std::min(kPassRows, n - begin);
+    prepare_pass(rows + begin * num_features(), count, prepared);
+    if (trees_.size() == 1) {
+      for (std::size_t block = 0; block < count; block += kBlock) {
+        walk_block(trees_[0], prepared.data() + block * 2 * num_features(), leaf + block);
+      }
+    } else {
+      accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
+    }
     for (std::size_t r = 0; r < count; ++r) {
-      const Ranked ranked = rank_scores(sums.data() + r * k, k);
-      out.model[begin + r] = ranked.best;
-      out.score[begin + r] = static_cast<float>(ranked.score);
-      out.margin[begin + r] = static_cast<float>(ranked.margin);
-      out.reason[begin + r] = static_cast<std::int32_t>(leaf[r]);
+      LeafDecision decision;
+      if (trees_.size() == 1) {
+        decision = leaf_decisions_[leaf[r]];
+      } else {
+        const Ranked ranked = rank_scores(sums.data() + r * k, k);
+        decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+      }
+      out.model[begin + r] = decision.model;
+      if (out.score) out.score[begin + r] = decision.score;
+      if (out.margin) out.margin[begin + r] = decision.margin;
+      if (out.reason) out.reason[begin + r] = static_cast<std::int32_t>(leaf[r]);
     }
   }
 }
 
 std::vector<std::uint32_t> ForestScorer::path(const float* row, std::size_t tree) const {
-  if (tree >= roots_.size()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
-  std::vector<std::uint32_t> nodes{roots_[tree]};
-  while (!nodes_[nodes.back()].is_leaf) {
+  if (tree >= trees_.size()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
+  std::vector<std::uint32_t> nodes{trees_[tree].root};
+  const std::size_t nf = num_features();
+  while (!is_leaf(nodes.back())) {
     const TreeNode& node = nodes_[nodes.back()];
-    const float v = row[node.feature];
-    nodes.push_back(node.child[(v > node.threshold) | ((v != v) & node.missing_right)]);
+    const float v = row[node.column % nf];
+    const bool missing_right = node.column >= nf;
+    nodes.push_back(node.child[v != v ? missing_right : v > node.threshold]);
   }
   return nodes;
 }
@@ -295,9 +379,9 @@ void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput o
       if (static_cast<std::size_t>(model) < cuts_.size()) margin = std::min(margin, cuts_[model] - v);
     }
     out.model[i] = model;
-    out.score[i] = v;
-    out.margin[i] = margin;
-    out.reason[i] = model;
+    if (out.score) out.score[i] = v;
+    if (out.margin) out.margin[i] = margin;
+    if (out.reason) out.reason[i] = model;
   }
 }
 

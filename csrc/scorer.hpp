@@ -18,15 +18,18 @@
 
 namespace fastroute {
 
-// Destination columns of a scoring call; each points to n elements.
+// Destination columns of a scoring call; each points to n elements. Only
+// `model` is required: the others may be null.
 struct ScoreOutput {
   std::int32_t* model;
   float* score;
   float* margin;
   std::int32_t* reason;
 
+  // The same columns from row `rows` on (null columns stay null).
   ScoreOutput offset(std::size_t rows) const {
-    return {model + rows, score + rows, margin + rows, reason + rows};
+    auto at = [rows](auto* column) { return column ? column + rows : column; };
+    return {at(model), at(score), at(margin), at(reason)};
   }
 };
 
@@ -40,7 +43,8 @@ class Scorer {
   std::size_t num_features() const { return num_features_; }
   std::size_t num_models() const { return num_models_; }
 
-  // Scores n contiguous rows on the calling thread.
+  // Scores n contiguous rows on the calling thread. out.score, out.margin and
+  // out.reason may be null when the caller wants only the models.
   virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out) const = 0;
 
   // Scores n rows, splitting them over up to `threads` threads (0 = hardware
@@ -84,15 +88,15 @@ class RuleScorer final : public Scorer {
   std::int32_t default_model_;
 };
 
-// One node of a compiled tree, 16 bytes. A value goes to child[1] when it is
-// greater than the threshold, or when it is missing and missing_right is set.
-// Leaves loop to themselves, so every row takes exactly `depth` steps and the
-// walk has no data-dependent branch.
+// One node of a compiled tree, 16 bytes. Rows are scored from a prepared
+// copy holding each row twice, [NaN as -inf | NaN as +inf], and `column`
+// indexes that doubled row: a node whose missing values go right reads the
+// second half. So a value goes to child[1] exactly when it is greater than
+// the threshold, one comparison, no branch. Leaves loop to themselves, so
+// every row takes the same number of steps.
 struct TreeNode {
   float threshold;
-  std::uint16_t feature;
-  std::uint8_t missing_right;
-  std::uint8_t is_leaf;
+  std::uint32_t column;
   std::uint32_t child[2];
 };
 static_assert(sizeof(TreeNode) == 16, "TreeNode must stay 16 bytes (4 per cache line)");
@@ -123,20 +127,57 @@ class ForestScorer final : public Scorer {
   void predict_scores(const float* rows, std::size_t n, double* scores) const;
   // Node ids from the root to the leaf of `tree` for one row.
   std::vector<std::uint32_t> path(const float* row, std::size_t tree) const;
-  std::size_t num_trees() const { return roots_.size(); }
+  std::size_t num_trees() const { return trees_.size(); }
 
  private:
-  static constexpr std::size_t kBlock = 16;  // rows walked together through a tree
-  void walk_block(std::size_t tree, const float* rows, std::size_t n, std::uint32_t* leaf) const;
-  // Averaged scores of n <= kBlock rows into sums (n x num_models); the leaf
-  // each row reaches in tree 0 into first_leaf.
-  void accumulate_block(const float* rows, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
+  // Rows walked together through one tree: independent walks the CPU overlaps.
+  static constexpr std::size_t kBlock = 16;
+  // Rows taken through every tree before moving on, so each tree is loaded
+  // into cache once per pass rather than once per block.
+  static constexpr std::size_t kPassRows = 256;
+  // Trees up to this depth are also stored as complete trees (below).
+  static constexpr std::uint32_t kMaxDenseDepth = 10;
+
+  // A split of a complete tree in level order: node i has children 2i+1 and
+  // 2i+2, so the walk needs no child pointers. Leaves above the last level
+  // are padded with always-left splits (threshold +inf).
+  struct DenseSplit {
+    float threshold;
+    std::uint32_t column;  // in the prepared (doubled) row, as TreeNode::column
+  };
+  static_assert(sizeof(DenseSplit) == 8, "DenseSplit must stay 8 bytes");
+  struct TreeLayout {
+    std::uint32_t root;         // in nodes_
+    std::uint32_t depth;
+    bool dense;
+    std::uint32_t dense_begin;  // in dense_splits_: 2^depth - 1 splits
+    std::uint32_t leaf_begin;   // in dense_leaves_: 2^depth node ids
+  };
+  // The decision of a one-tree policy at each leaf, precomputed.
+  struct LeafDecision {
+    std::int32_t model;
+    float score;
+    float margin;
+  };
+
+  void add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level);
+  bool is_leaf(std::uint32_t node) const { return nodes_[node].child[0] == node; }
+  // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
+  // TreeNode), padded to whole blocks by repeating the last row.
+  void prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const;
+  // The leaf (node id) each of kBlock prepared rows reaches in `tree`.
+  void walk_block(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
+  // Averaged scores (n x num_models) of n <= kPassRows prepared rows; the
+  // leaf of each row in tree 0 into first_leaf.
+  void accumulate_pass(const float* prepared, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
 
   std::vector<TreeNode> nodes_;
   std::vector<double> values_;  // nodes x num_models, leaf scores
-  std::vector<std::uint32_t> roots_;
-  std::vector<std::uint32_t> depths_;
+  std::vector<TreeLayout> trees_;
+  std::vector<DenseSplit> dense_splits_;
+  std::vector<std::uint32_t> dense_leaves_;
   std::vector<double> divisor_;
+  std::vector<LeafDecision> leaf_decisions_;  // per node, one-tree policies only
 };
 
 // Threshold switch on one feature: model = number of cuts the value exceeds

@@ -128,8 +128,9 @@ class CompiledPolicy(Policy):
         return BatchChoice(self.models, index, score, margin)
 
     def predict(self, features: Any) -> np.ndarray:
-        """The chosen model index of every row of ``features``."""
-        return self.decide_batch(features).index
+        """The chosen model index of every row of ``features`` (int32)."""
+        scorer = self._checked_scorer()
+        return scorer.predict(as_feature_matrix(features, scorer.num_features), 0)
 
     def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
         scorer = self._checked_scorer()
