@@ -234,13 +234,13 @@ void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<fl
   prepared.resize(padded * 2 * nf);
   constexpr float kInf = std::numeric_limits<float>::infinity();
   for (std::size_t r = 0; r < padded; ++r) {
-    const float* source = rows + std::min(r, n - 1) * nf;
-    float* low = prepared.data() + r * 2 * nf;
-    float* high = low + nf;
-    for (std::size_t f = 0; f < nf; ++f) {
+    const float* __restrict source = rows + std::min(r, n - 1) * nf;
+    float* __restrict low = prepared.data() + r * 2 * nf;
+    float* __restrict high = low + nf;
+    for (std::size_t f = 0; f < nf; ++f) {  // vectorised: no branch on NaN
       const float v = source[f];
-      low[f] = v != v ? -kInf : v;
-      high[f] = v != v ? kInf : v;
+      low[f] = std::isnan(v) ? -kInf : v;
+      high[f] = std::isnan(v) ? kInf : v;
     }
   }
 }
