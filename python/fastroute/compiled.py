@@ -74,6 +74,9 @@ def build_scorer(factory: Any, *args: Any) -> Any:
 
 def as_feature_matrix(features: Any, width: int, what: str = "features") -> np.ndarray:
     """``features`` as a C-contiguous float32 (n, width) matrix, or InvalidInput naming the problem."""
+    if type(features) is np.ndarray and features.dtype == np.float32 and features.ndim == 2:
+        if features.flags.c_contiguous and features.shape[1] == width:
+            return features  # already in the scorer's layout: no copy
     array = np.asarray(features)
     if array.dtype.kind not in "biuf":
         raise InvalidInput(f"{what} must be numeric, got dtype {array.dtype}")
