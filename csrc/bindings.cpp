@@ -4,10 +4,18 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <bit>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
 #include "analyzer.hpp"
 #include "errors.hpp"
 #include "features.hpp"
 #include "scorer.hpp"
+#include "magic.hpp"
 
 namespace py = pybind11;
 using namespace fastroute;
@@ -178,6 +186,224 @@ void bind_scorer(py::module_& m) {
            py::arg("num_features"), py::arg("feature"), py::arg("cuts"), py::arg("missing_model"));
 }
 
+// ---- Analyzer -----------------------------------------------------------------
+
+// Inputs at least this large (elements or bytes) are analysed without the GIL;
+// below it, releasing and re-taking the GIL costs more than the work.
+constexpr std::int64_t kReleaseGilFrom = 1 << 14;
+
+// A held buffer export (bytearray, memoryview): the exporter cannot resize
+// while we read it. Released with the GIL held, by the destructor.
+class HeldBuffer {
+ public:
+  explicit HeldBuffer(py::handle object) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      throw UnsupportedInput("cannot read " + std::string(py::str(py::type::of(object).attr("__name__"))) +
+                             " as contiguous bytes (pass bytes or a C-contiguous memoryview)");
+    }
+  }
+  HeldBuffer(const HeldBuffer&) = delete;
+  HeldBuffer& operator=(const HeldBuffer&) = delete;
+  ~HeldBuffer() { PyBuffer_Release(&view_); }
+
+  std::span<const std::byte> bytes() const {
+    return {static_cast<const std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
+  }
+
+ private:
+  Py_buffer view_{};
+};
+
+DtypeKind dtype_kind(const py::dtype& dtype) {
+  switch (dtype.kind()) {
+    case 'b': return DtypeKind::kBool;
+    case 'i': return DtypeKind::kInt;
+    case 'u': return DtypeKind::kUInt;
+    case 'f': return DtypeKind::kFloat;
+    default:
+      throw UnsupportedInput("arrays of dtype " + std::string(py::str(dtype)) +
+                             " are not supported (use a bool, integer or float dtype)");
+  }
+}
+
+// Checks dtype, rank, shape and strides; no copy whatever the layout.
+ArrayView array_view(const py::array& array) {
+  const py::dtype dtype = array.dtype();
+  ArrayView view;
+  view.kind = dtype_kind(dtype);
+  view.itemsize = static_cast<int>(dtype.itemsize());
+  const char order = dtype.byteorder();
+  constexpr char kNative = std::endian::native == std::endian::little ? '<' : '>';
+  view.byteswapped = !(order == '=' || order == '|' || order == kNative);
+  if (array.ndim() > kMaxDims) throw InvalidInput("array rank " + std::to_string(array.ndim()) + " is over 64");
+  view.ndim = static_cast<int>(array.ndim());
+  for (int d = 0; d < view.ndim; ++d) {
+    view.shape[d] = array.shape(d);
+    view.strides[d] = array.strides(d);
+  }
+  view.data = static_cast<const std::byte*>(array.data());
+  return view;
+}
+
+std::string_view str_utf8(py::handle text) {
+  Py_ssize_t size = 0;
+  const char* utf8 = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+  if (utf8 == nullptr) {
+    PyErr_Clear();
+    throw InvalidInput("str is not valid Unicode (it holds a lone surrogate) and cannot be encoded as UTF-8");
+  }
+  return {utf8, static_cast<std::size_t>(size)};
+}
+
+// Converts one Python input; `held` keeps buffer exports alive.
+Input to_input(py::handle x, std::vector<std::unique_ptr<HeldBuffer>>& held) {
+  if (py::isinstance<py::array>(x)) return array_view(py::reinterpret_borrow<py::array>(x));
+  if (PyUnicode_Check(x.ptr())) return TextInput{str_utf8(x)};
+  if (PyBytes_Check(x.ptr())) {
+    return BytesInput{{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(x.ptr())),
+                       static_cast<std::size_t>(PyBytes_GET_SIZE(x.ptr()))}};
+  }
+  if (PyByteArray_Check(x.ptr()) || PyMemoryView_Check(x.ptr())) {
+    held.push_back(std::make_unique<HeldBuffer>(x));
+    return BytesInput{held.back()->bytes()};
+  }
+  throw UnsupportedInput("cannot analyse an object of type '" + std::string(py::str(py::type::of(x).attr("__name__"))) +
+                         "' (pass a numpy array, str, bytes, bytearray or memoryview)");
+}
+
+std::int64_t input_work(const ArrayView& a) {
+  std::int64_t count = 1;
+  for (int d = 0; d < a.ndim && count < kReleaseGilFrom; ++d) count *= a.shape[d];
+  return count;
+}
+
+std::int64_t input_work(const Input& input) {
+  if (const auto* a = std::get_if<ArrayView>(&input)) return input_work(*a);
+  if (const auto* t = std::get_if<TextInput>(&input)) return static_cast<std::int64_t>(t->utf8.size());
+  return static_cast<std::int64_t>(std::get<BytesInput>(input).bytes.size());
+}
+
+Analysis analyze_py(py::handle x, py::handle hint_arg) {
+  Hint hint = Hint::kAuto;
+  if (!hint_arg.is_none()) {
+    if (!PyUnicode_Check(hint_arg.ptr())) throw InvalidInput("hint must be a str or None, not " + std::string(py::repr(hint_arg)));
+    hint = parse_hint(str_utf8(hint_arg));
+  }
+  if (py::isinstance<py::array>(x)) {  // the hot path: no variant, no copies
+    const ArrayView view = array_view(py::reinterpret_borrow<py::array>(x));
+    if (input_work(view) < kReleaseGilFrom) return analyze_array(view, hint);
+    py::gil_scoped_release release;
+    return analyze_array(view, hint);
+  }
+  std::vector<std::unique_ptr<HeldBuffer>> held;
+  const Input input = to_input(x, held);
+  if (input_work(input) < kReleaseGilFrom) return analyze(input, hint);
+  py::gil_scoped_release release;
+  return analyze(input, hint);
+}
+
+py::tuple analyze_batch_py(py::handle xs) {
+  if (PyUnicode_Check(xs.ptr()) || PyBytes_Check(xs.ptr()) || PyByteArray_Check(xs.ptr())) {
+    throw UnsupportedInput("analyze_batch takes a 2-D array or a sequence of inputs, not a single " +
+                           std::string(py::str(py::type::of(xs).attr("__name__"))));
+  }
+  if (py::isinstance<py::array>(xs)) {
+    const ArrayView matrix = array_view(py::reinterpret_borrow<py::array>(xs));
+    const py::ssize_t rows = matrix.ndim == 2 ? matrix.shape[0] : 0;
+    py::array_t<float> features({rows, static_cast<py::ssize_t>(kNumFeatures)});
+    py::array_t<std::uint8_t> codes(rows);
+    {
+      py::gil_scoped_release release;
+      analyze_rows(matrix, {features.mutable_data(), codes.mutable_data()});
+    }
+    return py::make_tuple(features, codes);
+  }
+  if (!PySequence_Check(xs.ptr())) {
+    throw UnsupportedInput("analyze_batch takes a 2-D array or a sequence of inputs, not '" +
+                           std::string(py::str(py::type::of(xs).attr("__name__"))) + "'");
+  }
+  const py::list items(py::reinterpret_borrow<py::object>(xs));  // owns the items while the GIL is released
+  std::vector<std::unique_ptr<HeldBuffer>> held;
+  std::vector<Input> inputs;
+  inputs.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    try {
+      inputs.push_back(to_input(items[i], held));
+    } catch (const std::invalid_argument&) {
+      rethrow_with_context(std::current_exception(), "item " + std::to_string(i) + ": ");
+    }
+  }
+  const auto n = static_cast<py::ssize_t>(inputs.size());
+  py::array_t<float> features({n, static_cast<py::ssize_t>(kNumFeatures)});
+  py::array_t<std::uint8_t> codes(n);
+  {
+    py::gil_scoped_release release;
+    analyze_items(inputs, {features.mutable_data(), codes.mutable_data()});
+  }
+  return py::make_tuple(features, codes);
+}
+
+// A read-only float32 view of the Analysis' features, kept alive by `self`.
+py::array features_view(py::object self) {
+  const Analysis& analysis = self.cast<const Analysis&>();
+  py::array_t<float> view({static_cast<py::ssize_t>(kNumFeatures)}, {static_cast<py::ssize_t>(sizeof(float))},
+                          analysis.features.data(), self);
+  py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return view;
+}
+
+Analysis analysis_from_row(const py::array_t<float, py::array::c_style | py::array::forcecast>& row) {
+  if (row.ndim() != 1 || row.shape(0) != kNumFeatures) {
+    throw InvalidInput("a feature row has " + std::to_string(kNumFeatures) + " values, got shape " +
+                       std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(row.shape(), row.shape() + row.ndim()))))));
+  }
+  FeatureVector features;
+  std::copy_n(row.data(), kNumFeatures, features.begin());
+  return analysis_from_features(features);
+}
+
+float feature_by_name(const Analysis& analysis, std::string_view name) {
+  for (std::size_t k = 0; k < kNumFeatures; ++k) {
+    if (kFeatureNames[k] == name) return analysis.features[k];
+  }
+  throw py::key_error("no feature named '" + std::string(name) + "' (see fastroute.FEATURE_NAMES)");
+}
+
+void bind_analyzer(py::module_& m) {
+  m.attr("MIMES") = names_tuple(kMimeNames);
+  m.attr("SOURCES") = names_tuple(kSourceNames);
+  m.attr("DTYPE_KINDS") = names_tuple(kDtypeKindNames);
+
+  py::class_<Analysis>(m, "Analysis", "One input's modality, mime type and feature vector (see fastroute.analyze).")
+      .def(py::init(&analysis_from_row), py::arg("features"),
+           "Rebuilds an Analysis from a feature row (FEATURE_NAMES order), as analyze_batch returns them.")
+      .def_property_readonly(
+          "modality", [](const Analysis& a) { return kModalityNames[static_cast<std::size_t>(a.modality)]; },
+          "The modality name, one of MODALITIES.")
+      .def_property_readonly(
+          "modality_code", [](const Analysis& a) { return static_cast<int>(a.modality); }, "Index into MODALITIES.")
+      .def_property_readonly(
+          "mime", [](const Analysis& a) -> py::object {
+            if (a.mime.empty()) return py::none();
+            return py::str(a.mime.data(), a.mime.size());
+          },
+          "The file's mime type for bytes inputs, else None.")
+      .def_property_readonly("features", &features_view, "Read-only float32 vector in FEATURE_NAMES order; NaN = missing.")
+      .def("__getitem__", &feature_by_name, py::arg("name"), "One feature by name (NaN when missing).")
+      .def("explain", &explain, "A multi-line listing of every present feature, codes decoded.")
+      .def("__repr__", [](const Analysis& a) { return "Analysis(" + summarize(a) + ")"; });
+
+  m.def("analyze", &analyze_py, py::arg("x"), py::arg("hint") = py::none(),
+        "Analyse one input: a numpy array, str, bytes, bytearray or memoryview.\n\n"
+        "hint ('tabular', 'image', 'audio') overrides the array modality heuristics. Returns an Analysis\n"
+        "with .modality (str), .mime (str or None), .features (read-only float32 vector in FEATURE_NAMES\n"
+        "order, NaN = missing), analysis[name] and .explain(). Raises InvalidInput, UnsupportedInput or\n"
+        "CorruptFile (all FastrouteError); see the fastroute.analyzer module docstring.");
+  m.def("analyze_batch", &analyze_batch_py, py::arg("xs"),
+        "Analyses a 2-D array's rows or a sequence of inputs; returns (features (n, F) float32, modality codes (n,) uint8).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -192,4 +418,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("noop", [](py::handle) {}, py::arg("x"));
 
   bind_scorer(m);
+  bind_analyzer(m);
 }

@@ -2,6 +2,7 @@
 // Python class under fastroute.FastrouteError (see python/fastroute/errors.py).
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -24,5 +25,19 @@ struct UnsupportedInput : std::invalid_argument {
 struct CorruptFile : InvalidInput {
   using InvalidInput::InvalidInput;
 };
+
+// Rethrows `error` as the same kind with `context` prefixed to its message
+// ("item 3: "); other exceptions propagate unchanged.
+[[noreturn]] inline void rethrow_with_context(std::exception_ptr error, const std::string& context) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const CorruptFile& e) {
+    throw CorruptFile(context + e.what());
+  } catch (const InvalidInput& e) {
+    throw InvalidInput(context + e.what());
+  } catch (const UnsupportedInput& e) {
+    throw UnsupportedInput(context + e.what());
+  }
+}
 
 }  // namespace fastroute

@@ -63,8 +63,10 @@ inline constexpr std::array<std::string_view, 7> kModalityNames = {
     "tabular", "image", "audio", "text", "document", "archive", "binary"};
 
 enum class Source : std::uint8_t { kArray, kStr, kBytes };
+inline constexpr std::array<std::string_view, 3> kSourceNames = {"array", "str", "bytes"};
 
 enum class DtypeKind : std::uint8_t { kBool, kInt, kUInt, kFloat };
+inline constexpr std::array<std::string_view, 4> kDtypeKindNames = {"bool", "int", "uint", "float"};
 
 enum class Script : std::uint8_t {
   kNone, kLatin, kGreek, kCyrillic, kArabic, kHebrew, kDevanagari, kThai, kHangul, kCJK, kOther

@@ -6,7 +6,18 @@ decision engine (policies), the model library (registry) and the executors.
 
 from __future__ import annotations
 
-from .analyzer import FEATURE_NAMES, MODALITIES, SCRIPTS, Analysis, BatchAnalysis, analyze, analyze_batch
+from .analyzer import (
+    DTYPE_KINDS,
+    FEATURE_NAMES,
+    MIMES,
+    MODALITIES,
+    SCRIPTS,
+    SOURCES,
+    Analysis,
+    BatchAnalysis,
+    analyze,
+    analyze_batch,
+)
 from .errors import (
     ConfigError,
     CorruptFile,
@@ -29,9 +40,12 @@ from .router import Decision, Router
 __version__ = "0.1.0"
 
 __all__ = [
+    "DTYPE_KINDS",
     "FEATURE_NAMES",
+    "MIMES",
     "MODALITIES",
     "SCRIPTS",
+    "SOURCES",
     "Analysis",
     "BatchAnalysis",
     "BatchChoice",

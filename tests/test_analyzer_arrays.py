@@ -1,0 +1,260 @@
+"""numpy arrays: modality heuristics, every dtype and layout against a numpy reference, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastroute as fr
+
+F = {name: i for i, name in enumerate(fr.FEATURE_NAMES)}
+
+NUMERIC_DTYPES = [
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64, np.longdouble,
+]  # fmt: skip
+
+
+def reference_stats(x: np.ndarray) -> dict[str, float]:
+    """The value features computed by numpy in float64."""
+    values = np.asarray(x, dtype=np.float64)
+    return {
+        "mean": values.mean(),
+        "std": values.std(),
+        "min": values.min(),
+        "max": values.max(),
+        "zero_share": np.count_nonzero(values == 0) / values.size,
+        "size_bytes": x.size * x.dtype.itemsize,
+        "itemsize": x.dtype.itemsize,
+        "dtype_kind": fr.DTYPE_KINDS.index({"b": "bool", "i": "int", "u": "uint", "f": "float"}[x.dtype.kind]),
+        "ndim": x.ndim,
+    }
+
+
+def assert_matches_reference(x: np.ndarray) -> fr.Analysis:
+    analysis = fr.analyze(x)
+    expected = reference_stats(x)
+    for name, value in expected.items():
+        scale = max(1.0, abs(float(expected["max"])), abs(float(expected["min"])))
+        np.testing.assert_allclose(analysis[name], value, rtol=1e-5, atol=1e-6 * scale, err_msg=name)
+    assert analysis["source"] == fr.SOURCES.index("array")
+    assert math.isnan(analysis["mime"]) and analysis.mime is None
+    return analysis
+
+
+def sample(dtype, shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "b":
+        return rng.random(shape) < 0.3
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    if info is not None:
+        low, high = max(info.min, -1000), min(info.max, 1000)
+        values = rng.integers(low, high, shape, endpoint=True)
+        values.flat[::7] = 0
+        return values.astype(dtype)
+    values = rng.normal(3.0, 2.0, shape)
+    values.flat[::5] = 0.0
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", NUMERIC_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_dtype_matches_numpy(dtype):
+    assert_matches_reference(sample(dtype, (7, 9)))
+
+
+LAYOUTS = {
+    "c_contiguous": lambda a: a,
+    "fortran": np.asfortranarray,
+    "transposed": lambda a: a.T,
+    "reversed_rows": lambda a: a[::-1],
+    "negative_step_columns": lambda a: a[:, ::-2],
+    "strided_view": lambda a: a[1::2, ::3],
+    "broadcast_zero_stride": lambda a: np.broadcast_to(a[0], (5, a.shape[1])),
+    "byteswapped": lambda a: a.astype(a.dtype.newbyteorder()),
+    "byteswapped_fortran_reversed": lambda a: np.asfortranarray(a.astype(a.dtype.newbyteorder()))[::-1, ::-1],
+    "unaligned": lambda a: np.frombuffer(b"\0" + a.tobytes(), dtype=a.dtype, offset=1).reshape(a.shape),
+    "three_d_permuted": lambda a: a.reshape(3, 4, -1).transpose(2, 0, 1)[::-1],
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.int16, np.uint32, np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_every_layout_matches_numpy(layout, dtype):
+    base = sample(dtype, (12, 10), seed=1)
+    view = LAYOUTS[layout](base)
+    if layout == "byteswapped":
+        assert not view.dtype.isnative
+    assert_matches_reference(view)
+
+
+def test_views_are_read_in_place_not_copied():
+    big = np.zeros((2000, 3000), np.float32)
+    big[::2, ::3] = 1.0
+    analysis = fr.analyze(big[::2, ::3])
+    assert analysis["mean"] == 1.0 and analysis["zero_share"] == 0.0
+
+
+def test_bool_counts_as_zero_one():
+    analysis = fr.analyze(np.array([True, False, True, True]))
+    assert (analysis["mean"], analysis["min"], analysis["max"], analysis["zero_share"]) == (0.75, 0.0, 1.0, 0.25)
+    assert analysis["dtype_kind"] == fr.DTYPE_KINDS.index("bool")
+
+
+def test_zero_dim_array_is_one_tabular_value():
+    analysis = fr.analyze(np.array(2.5))
+    assert analysis.modality == "tabular"
+    assert (analysis["ndim"], analysis["length"], analysis["mean"]) == (0, 1, 2.5)
+
+
+def test_large_offsets_keep_variance_accurate():
+    x = 1e9 + np.array([1.0, 2.0, 3.0, 4.0])
+    assert fr.analyze(x)["std"] == pytest.approx(np.std(x), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "modality", "dims"),
+    [
+        ((16,), np.float32, "tabular", {}),
+        ((8000,), np.float32, "audio", {"channels": 1, "length": 8000}),
+        ((8000,), np.int16, "audio", {"channels": 1}),
+        ((8000,), np.int32, "audio", {"channels": 1}),
+        ((8000,), np.uint8, "tabular", {}),
+        ((8000,), np.int64, "tabular", {}),
+        ((7999,), np.float64, "tabular", {}),
+        ((2, 8000), np.float32, "audio", {"channels": 2, "length": 8000}),
+        ((1, 9000), np.int16, "audio", {"channels": 1, "length": 9000}),
+        ((3, 8000), np.float32, "tabular", {}),
+        ((28, 28), np.uint8, "image", {"height": 28, "width": 28, "channels": 1}),
+        ((8, 40), np.float32, "image", {"height": 8, "width": 40, "channels": 1, "aspect_ratio": 5.0}),
+        ((7, 40), np.float32, "tabular", {}),
+        ((100, 5), np.float64, "tabular", {}),
+        ((32, 24, 3), np.uint8, "image", {"height": 32, "width": 24, "channels": 3, "aspect_ratio": 0.75}),
+        ((32, 24, 4), np.uint8, "image", {"channels": 4}),
+        ((32, 24, 1), np.uint8, "image", {"channels": 1}),
+        ((3, 32, 24), np.float32, "image", {"height": 32, "width": 24, "channels": 3}),
+        ((32, 24, 5), np.uint8, "tabular", {}),
+        ((3, 4, 3), np.uint8, "tabular", {}),
+        ((2, 8, 8, 3), np.uint8, "tabular", {}),
+    ],
+)
+def test_modality_heuristics(shape, dtype, modality, dims):
+    x = np.ones(shape, dtype)
+    analysis = fr.analyze(x)
+    assert analysis.modality == modality, shape
+    expected_length = dims.get("length", x.size)
+    assert analysis["length"] == expected_length
+    for name, value in dims.items():
+        assert analysis[name] == pytest.approx(value), name
+    if modality == "tabular":
+        assert all(math.isnan(analysis[n]) for n in ("height", "width", "channels", "aspect_ratio"))
+    if modality != "image":
+        assert math.isnan(analysis["height"])
+    for name in ("sample_rate", "duration_s", "words", "script", "byte_entropy"):
+        assert math.isnan(analysis[name]), name
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint", "modality", "dims"),
+    [
+        ((28, 28), "tabular", "tabular", {}),
+        ((4, 5), "image", "image", {"height": 4, "width": 5, "channels": 1}),
+        ((4, 5, 3), "image", "image", {"height": 4, "width": 5, "channels": 3}),
+        ((3, 4, 5), "image", "image", {"height": 4, "width": 5, "channels": 3}),
+        ((100,), "audio", "audio", {"channels": 1, "length": 100}),
+        ((300, 2), "audio", "audio", {"channels": 2, "length": 300}),
+        ((2, 300), "audio", "audio", {"channels": 2, "length": 300}),
+    ],
+)
+def test_hint_overrides_heuristics(shape, hint, modality, dims):
+    analysis = fr.analyze(np.ones(shape, np.float32), hint=hint)
+    assert analysis.modality == modality
+    for name, value in dims.items():
+        assert analysis[name] == value, name
+
+
+@pytest.mark.parametrize(("shape", "hint"), [((5,), "image"), ((5, 6, 7), "image"), ((2, 3, 4, 5), "image"), ((2, 3, 4), "audio")])
+def test_hint_that_does_not_fit_the_shape(shape, hint):
+    with pytest.raises(fr.InvalidInput, match=rf"hint '{hint}' does not fit an array of shape \("):
+        fr.analyze(np.ones(shape, np.float32), hint=hint)
+
+
+def test_unknown_hint_is_named():
+    with pytest.raises(fr.InvalidInput, match="hint 'video'"):
+        fr.analyze(np.ones(3), hint="video")
+    with pytest.raises(fr.InvalidInput, match="hint must be a str"):
+        fr.analyze(np.ones(3), hint=3)
+
+
+@pytest.mark.parametrize(("bad", "text"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_non_finite_values_name_the_first_flat_index(bad, text, dtype):
+    x = np.zeros((4, 6), dtype)
+    x[2, 3] = bad
+    x[3, 5] = bad
+    with pytest.raises(fr.InvalidInput, match=rf"array holds {text} at flat index 15 \(C order\)"):
+        fr.analyze(x)
+    with pytest.raises(fr.InvalidInput, match=r"at flat index 15 "):
+        fr.analyze(np.asfortranarray(x))  # the index is in C order whatever the layout
+    with pytest.raises(fr.InvalidInput, match=r"at flat index 14 "):
+        fr.analyze(x.T)
+
+
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    analysis = fr.analyze(np.array([1e300, -1e300, 0.0]))
+    assert analysis["max"] == np.inf  # float32 features saturate; the input itself was valid
+    assert analysis["zero_share"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("array", "name"),
+    [
+        (np.ones(3, np.complex128), "complex128"),
+        (np.array([1, "a"], dtype=object), "object"),
+        (np.array(["ab", "c"]), "<U2"),
+        (np.array([b"ab"]), "|S2"),
+        (np.zeros(2, dtype=[("a", "i4")]), r"\[\('a', '<i4'\)\]"),
+        (np.array(["2024-01-01"], dtype="datetime64[D]"), "datetime64"),
+    ],
+)
+def test_unsupported_dtypes_are_named(array, name):
+    with pytest.raises(fr.UnsupportedInput, match=f"arrays of dtype {name}"):
+        fr.analyze(array)
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 28, 28)])
+def test_empty_arrays(shape):
+    with pytest.raises(fr.InvalidInput, match=r"empty array of shape \("):
+        fr.analyze(np.ones(shape))
+
+
+@pytest.mark.parametrize(("value", "type_name"), [(None, "NoneType"), ({"a": 1}, "dict"), ([1, 2], "list"), (3.5, "float"), (object(), "object")])
+def test_unsupported_objects_name_their_type(value, type_name):
+    with pytest.raises(fr.UnsupportedInput, match=f"type '{type_name}'"):
+        fr.analyze(value)
+
+
+def test_errors_are_fastroute_errors_and_builtin_kinds():
+    with pytest.raises(ValueError):
+        fr.analyze(np.array([np.nan]))
+    with pytest.raises(TypeError):
+        fr.analyze(None)
+    with pytest.raises(fr.FastrouteError):
+        fr.analyze(np.ones(3, complex))
+
+
+def test_analysis_object():
+    analysis = fr.analyze(np.ones((32, 24, 3), np.uint8))
+    features = analysis.features
+    assert features.dtype == np.float32 and features.shape == (len(fr.FEATURE_NAMES),)
+    assert not features.flags.writeable
+    assert features[F["modality"]] == fr.MODALITIES.index("image") == analysis.modality_code
+    assert repr(analysis) == "Analysis(modality='image', height=32, width=24, channels=3, length=2304, dtype_kind=uint)"
+    explained = analysis.explain()
+    assert "  height: 32\n" in explained and "  dtype_kind: uint\n" in explained
+    assert "words" not in explained  # missing features are not listed
+    with pytest.raises(KeyError, match="no feature named 'colour'"):
+        analysis["colour"]
+    rebuilt = fr.Analysis(features)
+    assert rebuilt.modality == "image" and repr(rebuilt) == repr(analysis)
