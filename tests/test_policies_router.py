@@ -140,3 +140,22 @@ def test_policy_swap_under_concurrent_routing_is_atomic(router):
         thread.join()
     assert not errors
     assert seen <= {("small", "default: no rule matched -> small"), ("big", "default: no rule matched -> big")}
+
+
+def test_real_inputs_route_through_the_analyzer_and_the_compiled_rules():
+    router = Router()
+    for name, modality in (("vision_big", "image"), ("vision_small", "image"), ("reader", "text"), ("table", "tabular")):
+        router.register(name, lambda x, name=name: name, modality=modality)
+    router.policy = Rules(
+        [
+            Rule("image", "height > 512 and channels == 3", model="vision_big"),
+            Rule("image", "", model="vision_small"),
+            Rule("text", "words >= 1", model="reader"),
+        ],
+        default="table",
+    )
+    inputs = [np.zeros((600, 800, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), "two words", np.ones(16)]
+    expected = ["vision_big", "vision_small", "reader", "table"]
+    assert [router.route(x).model for x in inputs] == expected
+    assert router.route_batch(inputs).names() == expected
+    assert router.route(inputs[0]).reason == "rule 0: image: height > 512 and channels == 3"
