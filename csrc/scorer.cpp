@@ -70,11 +70,11 @@ Scorer::Scorer(std::size_t num_features, std::size_t num_models)
 }
 
 void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   if (n < kParallelMinRows || threads == 1) {
     score_rows(rows, n, out);
     return;
   }
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, n / (kParallelMinRows / 2)));
   std::size_t chunk = (n + threads - 1) / threads;
   std::vector<std::jthread> workers;
@@ -230,11 +230,10 @@ void ForestScorer::add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t
 
 void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const {
   const std::size_t nf = num_features();
-  const std::size_t padded = (n + kBlock - 1) / kBlock * kBlock;
-  prepared.resize(padded * 2 * nf);
+  prepared.resize(n * 2 * nf);
   constexpr float kInf = std::numeric_limits<float>::infinity();
-  for (std::size_t r = 0; r < padded; ++r) {
-    const float* __restrict source = rows + std::min(r, n - 1) * nf;
+  for (std::size_t r = 0; r < n; ++r) {
+    const float* __restrict source = rows + r * nf;
     float* __restrict low = prepared.data() + r * 2 * nf;
     float* __restrict high = low + nf;
     for (std::size_t f = 0; f < nf; ++f) {  // vectorised: no branch on NaN
@@ -245,50 +244,55 @@ void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<fl
   }
 }
 
-void ForestScorer::walk_block(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
+template <std::size_t Rows>
+void ForestScorer::walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
   const std::size_t stride = 2 * num_features();
   if (tree.dense) {
     const DenseSplit* splits = dense_splits_.data() + tree.dense_begin;
-    std::uint32_t slot[kBlock] = {};
+    std::uint32_t slot[Rows] = {};
     for (std::uint32_t level = 0; level < tree.depth; ++level) {
-      for (std::size_t r = 0; r < kBlock; ++r) {
+      for (std::size_t r = 0; r < Rows; ++r) {
         const DenseSplit split = splits[slot[r]];
         slot[r] = 2 * slot[r] + 1 + static_cast<std::uint32_t>(prepared[r * stride + split.column] > split.threshold);
       }
     }
     const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
     const std::uint32_t first_leaf_slot = (1u << tree.depth) - 1;
-    for (std::size_t r = 0; r < kBlock; ++r) leaf[r] = leaves[slot[r] - first_leaf_slot];
+    for (std::size_t r = 0; r < Rows; ++r) leaf[r] = leaves[slot[r] - first_leaf_slot];
     return;
   }
   const TreeNode* nodes = nodes_.data();
-  std::uint32_t node[kBlock];
-  std::fill(node, node + kBlock, tree.root);
+  std::uint32_t node[Rows];
+  std::fill(node, node + Rows, tree.root);
   for (std::uint32_t level = 0; level < tree.depth; ++level) {
-    for (std::size_t r = 0; r < kBlock; ++r) {
+    for (std::size_t r = 0; r < Rows; ++r) {
       const TreeNode& split = nodes[node[r]];
       node[r] = split.child[prepared[r * stride + split.column] > split.threshold];
     }
   }
-  std::copy(node, node + kBlock, leaf);
+  std::copy(node, node + Rows, leaf);
+}
+
+void ForestScorer::walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n,
+                             std::uint32_t* leaf) const {
+  const std::size_t stride = 2 * num_features();
+  std::size_t r = 0;
+  for (; r + kBlock <= n; r += kBlock) walk<kBlock>(tree, prepared + r * stride, leaf + r);
+  for (; r < n; ++r) walk<1>(tree, prepared + r * stride, leaf + r);
 }
 
 void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double* sums,
                                    std::uint32_t* first_leaf) const {
   const std::size_t k = num_models();
-  const std::size_t stride = 2 * num_features();
   std::fill(sums, sums + n * k, 0.0);
-  std::uint32_t leaf[kBlock];
+  std::uint32_t leaf[kPassRows];
   for (std::size_t t = 0; t < trees_.size(); ++t) {
-    for (std::size_t begin = 0; begin < n; begin += kBlock) {
-      walk_block(trees_[t], prepared + begin * stride, leaf);
-      const std::size_t count = std::min(kBlock, n - begin);
-      if (t == 0) std::copy(leaf, leaf + count, first_leaf + begin);
-      for (std::size_t r = 0; r < count; ++r) {
-        const double* v = values_.data() + std::size_t{leaf[r]} * k;
-        double* sum = sums + (begin + r) * k;
-        for (std::size_t j = 0; j < k; ++j) sum[j] += v[j];
-      }
+    walk_rows(trees_[t], prepared, n, t == 0 ? first_leaf : leaf);
+    const std::uint32_t* reached = t == 0 ? first_leaf : leaf;
+    for (std::size_t r = 0; r < n; ++r) {
+      const double* v = values_.data() + std::size_t{reached[r]} * k;
+      double* sum = sums + r * k;
+      for (std::size_t j = 0; j < k; ++j) sum[j] += v[j];
     }
   }
   for (std::size_t i = 0; i < n * k; ++i) sums[i] /= divisor_[i % k];
@@ -296,26 +300,26 @@ void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double*
 
 void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scores) const {
   std::vector<float> prepared;
-  std::vector<std::uint32_t> leaf(kPassRows);
+  std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
     prepare_pass(rows + begin * num_features(), count, prepared);
-    accumulate_pass(prepared.data(), count, scores + begin * num_models(), leaf.data());
+    accumulate_pass(prepared.data(), count, scores + begin * num_models(), leaf);
   }
 }
 
 void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
   const std::size_t k = num_models();
-  std::vector<float> prepared;  // allocations once per call, never per row
-  std::vector<double> sums(trees_.size() == 1 ? 0 : kPassRows * k);
+  // Per-thread scratch: no allocation per call once warm.
+  static thread_local std::vector<float> prepared;
+  static thread_local std::vector<double> sums;
+  sums.resize(trees_.size() == 1 ? 0 : kPassRows * k);
   std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
     prepare_pass(rows + begin * num_features(), count, prepared);
     if (trees_.size() == 1) {
-      for (std::size_t block = 0; block < count; block += kBlock) {
-        walk_block(trees_[0], prepared.data() + block * 2 * num_features(), leaf + block);
-      }
+      walk_rows(trees_[0], prepared.data(), count, leaf);
     } else {
       accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
     }

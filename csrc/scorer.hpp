@@ -163,10 +163,13 @@ class ForestScorer final : public Scorer {
   void add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level);
   bool is_leaf(std::uint32_t node) const { return nodes_[node].child[0] == node; }
   // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
-  // TreeNode), padded to whole blocks by repeating the last row.
+  // TreeNode).
   void prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const;
-  // The leaf (node id) each of kBlock prepared rows reaches in `tree`.
-  void walk_block(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
+  // The leaf (node id) each of Rows prepared rows reaches in `tree`.
+  template <std::size_t Rows>
+  void walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
+  // The same for n rows: whole blocks of kBlock, then the rest one by one.
+  void walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
   // Averaged scores (n x num_models) of n <= kPassRows prepared rows; the
   // leaf of each row in tree 0 into first_leaf.
   void accumulate_pass(const float* prepared, std::size_t n, double* sums, std::uint32_t* first_leaf) const;

@@ -1,16 +1,16 @@
 """evaluate / cross_validate: the algorithm-selection measures, on toy logs and real ones."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
-
-from fastroute import Forest, InvalidInput, PolicyError, Threshold, Tree, cross_validate, evaluate
-from fastroute.datasets import PROMPT_FEATURES, load_aslib, load_gsm8k, prompt_features
+from fastroute import Forest, InvalidInput, PolicyError, Tree, cross_validate, evaluate
+from fastroute.datasets import load_aslib, load_gsm8k
 from fastroute.evaluate import score_choices
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
 MODELS = ["a", "b", "c"]
 
 
@@ -83,20 +83,14 @@ def test_forest_closes_most_of_the_gap_on_qbf_with_its_own_folds():
 
 
 def test_calibrated_threshold_beats_random_routing_on_gsm8k():
+    """The example's router (examples/gsm8k_threshold.py), at 40% strong-model calls."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from gsm8k_threshold import cross_fitted_choices, random_routing_quality
+    finally:
+        sys.path.pop(0)
     data = load_gsm8k(DATA / "routellm-gsm8k" / "gsm8k_responses.csv")
-    features = prompt_features(data.prompts)
-    weak_fails = (data.outcomes[:, 0] < 1).astype(int)
-    folds = np.random.default_rng(0).permutation(np.arange(len(features)) % 5)
-    chosen = np.empty(len(features), dtype=np.int64)
-    for fold in range(5):
-        train, test = folds != fold, folds == fold
-        risk = LogisticRegression(max_iter=1000).fit(features[train], weak_fails[train])
-        policy = Threshold("risk", data.models, feature_names=PROMPT_FEATURES + ("risk",))
-        policy.calibrate(risk.predict_proba(features[train])[:, 1], share=0.4)
-        rows = np.column_stack([features[test], risk.predict_proba(features[test])[:, 1]])
-        chosen[test] = policy.predict(rows)
-    share = chosen.mean()
-    assert 0.35 < share < 0.45
+    chosen = cross_fitted_choices(data.prompts, data.outcomes, data.models, share=0.4)
+    assert 0.35 < chosen.mean() < 0.45
     routed = score_choices(chosen, data.outcomes, data.models).mean_quality
-    random_at_same_share = (1 - share) * data.outcomes[:, 0].mean() + share * data.outcomes[:, 1].mean()
-    assert routed > random_at_same_share + 0.01
+    assert routed > random_routing_quality(data.outcomes, chosen.mean()) + 0.01

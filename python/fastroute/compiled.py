@@ -133,7 +133,10 @@ class CompiledPolicy(Policy):
     def predict(self, features: Any) -> np.ndarray:
         """The chosen model index of every row of ``features`` (int32)."""
         scorer = self._checked_scorer()
-        return scorer.predict(as_feature_matrix(features, scorer.num_features), 0)
+        try:  # the common case, already (n, F) C-contiguous float32: checked in C++ only
+            return scorer.predict(features, 0)
+        except (InvalidInput, TypeError):
+            return scorer.predict(as_feature_matrix(features, scorer.num_features), 0)
 
     def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
         scorer = self._checked_scorer()
