@@ -70,12 +70,14 @@ Scorer::Scorer(std::size_t num_features, std::size_t num_models)
 }
 
 void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const {
-  if (n < kParallelMinRows || threads == 1) {
+  const std::size_t work = n * work_per_row();
+  if (work < kParallelMinWork || threads == 1) {
     score_rows(rows, n, out);
     return;
   }
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = static_cast<unsigned>(std::min<std::size_t>(threads, n / (kParallelMinRows / 2)));
+  // Each thread gets at least half the threshold's work.
+  threads = static_cast<unsigned>(std::clamp<std::size_t>(work / (kParallelMinWork / 2), 1, threads));
   std::size_t chunk = (n + threads - 1) / threads;
   std::vector<std::jthread> workers;
   workers.reserve(threads - 1);

@@ -48,12 +48,18 @@ class Scorer {
   virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out) const = 0;
 
   // Scores n rows, splitting them over up to `threads` threads (0 = hardware
-  // concurrency) when n reaches kParallelMinRows. Blocking.
+  // concurrency) when the batch holds at least kParallelMinWork units of
+  // work (rows x work_per_row()). Blocking.
   void score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const;
 
-  // Below this many rows one thread is faster than starting others
-  // (measured: benchmarks/README.md, "decision engine").
-  static constexpr std::size_t kParallelMinRows = 32768;
+  // Starting a thread costs tens of microseconds: below this much work
+  // (about 1.5 ms of single-thread scoring, one depth-8 tree on 65,536 rows)
+  // one thread is as fast. See benchmarks/README.md, "decision engine".
+  static constexpr std::size_t kParallelMinWork = 65536;
+
+ protected:
+  // Relative cost of scoring one row (trees in a forest; 1 otherwise).
+  virtual std::size_t work_per_row() const { return 1; }
 
  private:
   std::size_t num_features_;
@@ -128,6 +134,9 @@ class ForestScorer final : public Scorer {
   // Node ids from the root to the leaf of `tree` for one row.
   std::vector<std::uint32_t> path(const float* row, std::size_t tree) const;
   std::size_t num_trees() const { return trees_.size(); }
+
+ protected:
+  std::size_t work_per_row() const override { return trees_.size(); }
 
  private:
   // Rows walked together through one tree: independent walks the CPU overlaps.
