@@ -115,10 +115,11 @@ class CompiledPolicy(Policy):
 
     def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
         scorer = self._checked_scorer()
-        row = np.asarray(analysis.features)
-        if row.dtype != np.float32 or not row.flags.c_contiguous:
-            row = as_feature_matrix(row, scorer.num_features)[0]
-        index, score, margin, reason = scorer.score(row)
+        row = analysis.features
+        try:  # the common case, a float32 vector of the right length: checked in C++ only
+            index, score, margin, reason = scorer.score(row)
+        except (InvalidInput, TypeError):
+            index, score, margin, reason = scorer.score(as_feature_matrix(row, scorer.num_features)[0])
         return Choice(self.models[index], self._reason(reason, index, margin), _score_or_none(score))
 
     def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:

@@ -88,7 +88,7 @@ class _TreeEnsemble(CompiledPolicy):
         return scorer.predict_scores(as_feature_matrix(features, scorer.num_features))
 
     def _reason(self, reason: int, index: int, margin: float) -> str:
-        return f"{self._kind} leaf {reason} -> {self.models[index]} (margin {margin:.4g})"
+        return f"{self._kind} leaf {reason} -> {self.models[index]}"  # explain() gives the path
 
     def explain(self, row: Any) -> str:
         """The decision and the path through the first tree, with feature names and thresholds."""
