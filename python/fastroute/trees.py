@@ -191,7 +191,10 @@ class _TreeEnsemble(CompiledPolicy):
         return self
 
     def _fit_classifier(self, matrix: np.ndarray, objective: np.ndarray) -> list[tuple[Any, np.ndarray]]:
-        best = np.nanargmax(objective, axis=1)
+        # Among tied best models (all correct, all timed out...) the label is the one
+        # best on average, so ties teach the single best model, not the first column.
+        is_best = objective >= np.nanmax(objective, axis=1, keepdims=True)
+        best = np.argmax(np.where(is_best, np.nanmean(objective, axis=0), -np.inf), axis=1)
         weight = np.nanmax(objective, axis=1) - np.nanmin(objective, axis=1)
         if not (weight > 0).any():
             weight = np.ones_like(weight)
