@@ -387,7 +387,7 @@ void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput o
     out.model[i] = model;
     if (out.score) out.score[i] = v;
     if (out.margin) out.margin[i] = margin;
-    if (out.reason) out.reason[i] = model;
+    if (out.reason) out.reason[i] = v == v ? model : -1;  // -1: the score was missing
   }
 }
 

@@ -195,7 +195,7 @@ class ForestScorer final : public Scorer {
 // Threshold switch on one feature: model = number of cuts the value exceeds
 // (strictly)
 // (cuts ascending), so model 0 is the default below every cut. Missing values
-// go to missing_model.
+// go to missing_model (reason -1; otherwise the reason is the model index).
 class ThresholdScorer final : public Scorer {
  public:
   ThresholdScorer(std::size_t num_features, std::uint32_t feature, std::vector<float> cuts,

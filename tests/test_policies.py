@@ -155,7 +155,7 @@ def test_feature_matrices_of_wrong_width_or_dtype(rules, matrix, message):
 
 
 def test_scorer_boundary_checks_dtype_and_layout(rules):
-    scorer = rules._scorer
+    scorer = rules._state.scorer
     with pytest.raises(InvalidInput, match="float32"):
         scorer.score_batch(np.zeros((2, 30)), 1)
     with pytest.raises(InvalidInput, match="C-contiguous"):
@@ -173,3 +173,27 @@ class _Analysis:
     def __init__(self, features):
         self.features = features
         self.modality = "tabular"
+
+
+def test_recalibrating_a_policy_in_use_never_mixes_old_and_new_state():
+    import threading
+
+    names = FEATURE_NAMES + ("risk",)
+    policy = Threshold("risk", ["weak", "strong"], feature_names=names).calibrate([0.0, 1.0], share=0.5)
+    probe = np.zeros(len(names), dtype=np.float32)
+    probe[-1] = 0.5
+    seen, stop = [], threading.Event()
+
+    def select_forever():
+        while not stop.is_set():
+            seen.append(policy.select(_Analysis(probe)))
+
+    worker = threading.Thread(target=select_forever)
+    worker.start()
+    for i in range(300):
+        policy.calibrate(np.linspace(0, 1, 11), share=0.2 if i % 2 else 0.8)
+    stop.set()
+    worker.join()
+    for choice in seen:  # the model must follow from the cut the same state reports
+        cut = float(choice.reason.split("cuts [")[1].split("]")[0])
+        assert choice.model == ("strong" if 0.5 > cut else "weak")

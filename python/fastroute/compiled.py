@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
 from .errors import InvalidInput, PolicyError
 from .registry import Registry
 
-__all__ = ["BatchChoice", "Choice", "CompiledPolicy", "Policy", "as_feature_matrix", "build_scorer"]
+__all__ = ["BatchChoice", "Choice", "Compiled", "CompiledPolicy", "Policy", "as_feature_matrix", "build_scorer"]
 
 FORMAT = "fastroute-policy"
 FORMAT_VERSION = 1
@@ -87,69 +87,91 @@ def as_feature_matrix(features: Any, width: int, what: str = "features") -> np.n
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-class CompiledPolicy(Policy):
-    """A policy scored by a ``fastroute._core.Scorer``; immutable once built.
+class Compiled(NamedTuple):
+    """Everything a compiled policy decides with, swapped in one assignment."""
 
-    Subclasses set ``_scorer``, ``models`` and ``feature_names`` in their
-    constructor (or ``fit``) through :meth:`_install`, never afterwards.
+    scorer: Any  # a fastroute._core.Scorer
+    models: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    detail: Any  # what reasons, explain() and save() need: rule texts, tree arrays, cuts
+
+
+class CompiledPolicy(Policy):
+    """A policy scored by a ``fastroute._core.Scorer``.
+
+    Subclasses build a :class:`Compiled` state and install it with
+    :meth:`_install`, one attribute assignment: a request reads the state
+    once, so refitting or recalibrating a policy in use never shows a
+    request half of the old and half of the new policy.
     """
 
-    models: tuple[str, ...] = ()
-    _scorer: Any = None
+    _state: Compiled | None = None
+    # Before the first fit or calibration (e.g. a Threshold's configured models).
+    _unfitted_models: tuple[str, ...] = ()
+    _unfitted_feature_names: tuple[str, ...] = FEATURE_NAMES
 
-    def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str]) -> None:
+    @property
+    def models(self) -> tuple[str, ...]:
+        state = self._state
+        return state.models if state is not None else self._unfitted_models
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        state = self._state
+        return state.feature_names if state is not None else self._unfitted_feature_names
+
+    def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str], detail: Any = None) -> None:
         if len(set(models)) != len(models):
             raise PolicyError(f"model names must be unique, got {list(models)}")
-        self.models = tuple(models)
-        self.feature_names = tuple(feature_names)
-        self._scorer = scorer
+        self._state = Compiled(scorer, tuple(models), tuple(feature_names), detail)
 
     @property
     def fitted(self) -> bool:
-        return self._scorer is not None
+        return self._state is not None
 
-    def _checked_scorer(self) -> Any:
-        if self._scorer is None:
+    def _checked_state(self) -> Compiled:
+        state = self._state
+        if state is None:
             raise PolicyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-        return self._scorer
+        return state
 
     def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
-        scorer = self._checked_scorer()
+        state = self._checked_state()
         row = analysis.features
         try:  # the common case, a float32 vector of the right length: checked in C++ only
-            index, score, margin, reason = scorer.score(row)
+            index, score, margin, reason = state.scorer.score(row)
         except (InvalidInput, TypeError):
-            index, score, margin, reason = scorer.score(as_feature_matrix(row, scorer.num_features)[0])
-        return Choice(self.models[index], self._reason(reason, index, margin), _score_or_none(score))
+            index, score, margin, reason = state.scorer.score(as_feature_matrix(row, len(state.feature_names))[0])
+        return Choice(state.models[index], self._reason(state, reason, index), _score_or_none(score))
 
     def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:
         """Model indices and scores for an (n, F) matrix through the batch scorer.
 
         Uses up to ``threads`` threads (0: all cores) on large batches.
         """
-        scorer = self._checked_scorer()
-        index, score, margin, _ = scorer.score_batch(as_feature_matrix(features, scorer.num_features), threads)
-        return BatchChoice(self.models, index, score, margin)
+        state = self._checked_state()
+        matrix = as_feature_matrix(features, len(state.feature_names))
+        index, score, margin, _ = state.scorer.score_batch(matrix, threads)
+        return BatchChoice(state.models, index, score, margin)
 
     def predict(self, features: Any) -> np.ndarray:
         """The chosen model index of every row of ``features`` (int32)."""
-        scorer = self._checked_scorer()
+        scorer = self._checked_state().scorer
         try:  # the common case, already (n, F) C-contiguous float32: checked in C++ only
             return scorer.predict(features, 0)
         except (InvalidInput, TypeError):
             return scorer.predict(as_feature_matrix(features, scorer.num_features), 0)
 
     def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
-        scorer = self._checked_scorer()
-        index, score, margin, reason = scorer.score_batch(
-            as_feature_matrix(batch.features, scorer.num_features), 0
-        )
+        state = self._checked_state()
+        matrix = as_feature_matrix(batch.features, len(state.feature_names))
+        index, score, _, reason = state.scorer.score_batch(matrix, 0)
         return [
-            Choice(self.models[i], self._reason(r, i, m), _score_or_none(s))
-            for i, s, m, r in zip(index.tolist(), score.tolist(), margin.tolist(), reason.tolist())
+            Choice(state.models[i], self._reason(state, r, i), _score_or_none(s))
+            for i, s, r in zip(index.tolist(), score.tolist(), reason.tolist())
         ]
 
-    def _reason(self, reason: int, index: int, margin: float) -> str:
+    def _reason(self, state: Compiled, reason: int, index: int) -> str:
         raise NotImplementedError
 
     def explain(self, row: Any) -> str:

@@ -30,7 +30,17 @@ import numpy as np
 
 from . import _core
 from .analyzer import FEATURE_NAMES, MODALITIES, Analysis
-from .compiled import FORMAT, FORMAT_VERSION, BatchChoice, Choice, CompiledPolicy, Policy, build_scorer, write_json
+from .compiled import (
+    FORMAT,
+    FORMAT_VERSION,
+    BatchChoice,
+    Choice,
+    Compiled,
+    CompiledPolicy,
+    Policy,
+    build_scorer,
+    write_json,
+)
 from .errors import InvalidInput, NoRoute, PolicyError
 from .registry import Registry
 from .trees import Forest, Tree
@@ -206,10 +216,10 @@ class Rules(CompiledPolicy):
             np.array([names.index(r.model) for r in self.rules], np.int32),
             names.index(default),
         )
-        self._install(scorer, names, feature_names)
-        self._reasons = tuple(
+        reasons = tuple(
             f"rule {i}: {r.modality or 'any'}{': ' + r.when if r.when.strip() else ''}" for i, r in enumerate(self.rules)
         )
+        self._install(scorer, names, feature_names, reasons)
 
     @staticmethod
     def _comparisons(rule: Rule, feature_names: tuple[str, ...]) -> list[_Comparison]:
@@ -222,8 +232,8 @@ class Rules(CompiledPolicy):
             comparisons.append(_Comparison(feature_names.index("modality"), "==", MODALITIES.index(rule.modality)))
         return comparisons + parse_condition(rule.when, feature_names)
 
-    def _reason(self, reason: int, index: int, margin: float) -> str:
-        return self._reasons[reason] if reason >= 0 else f"default: no rule matched -> {self.default}"
+    def _reason(self, state: Compiled, reason: int, index: int) -> str:
+        return state.detail[reason] if reason >= 0 else f"default: no rule matched -> {self.default}"
 
     def save(self, path: str | Path) -> None:
         write_json(path, "rules", {
@@ -264,8 +274,8 @@ class Threshold(CompiledPolicy):
         feature_names: Sequence[str] = FEATURE_NAMES,
     ) -> None:
         self.score = score
-        self.feature_names = tuple(feature_names)
-        self.models = tuple(models)
+        self._unfitted_feature_names = tuple(feature_names)
+        self._unfitted_models = tuple(models)
         if score not in self.feature_names:
             raise PolicyError(f"unknown score feature {score!r}; features: {list(self.feature_names)}")
         if len(self.models) < 2:
@@ -280,11 +290,16 @@ class Threshold(CompiledPolicy):
         cuts = np.asarray(cuts, dtype=np.float32).ravel()
         if len(cuts) != len(self.models) - 1:
             raise PolicyError(f"{len(self.models)} models need {len(self.models) - 1} cuts, got {len(cuts)}")
+        models, names = self._unfitted_models, self._unfitted_feature_names
         scorer = build_scorer(
-            _core.ThresholdScorer, len(self.feature_names), self.feature_names.index(self.score), cuts, self.models.index(self.missing)
+            _core.ThresholdScorer, len(names), names.index(self.score), cuts, models.index(self.missing)
         )
-        self.cuts = tuple(float(c) for c in cuts)
-        self._install(scorer, self.models, self.feature_names)
+        self._install(scorer, models, names, tuple(float(c) for c in cuts))
+
+    @property
+    def cuts(self) -> tuple[float, ...]:
+        """The cut points in use (ascending); PolicyError before calibration."""
+        return self._checked_state().detail
 
     def calibrate(
         self,
@@ -320,23 +335,19 @@ class Threshold(CompiledPolicy):
         self._compile(cuts)
         return self
 
-    def _reason(self, reason: int, index: int, margin: float) -> str:
-        if margin != margin:
-            return f"{self.score} missing -> {self.models[index]}"
-        return f"{self.score} above {index} of {len(self.cuts)} cut(s) {list(self.cuts)} -> {self.models[index]}"
+    def _reason(self, state: Compiled, reason: int, index: int) -> str:
+        if reason < 0:
+            return f"{self.score} missing -> {state.models[index]}"
+        return f"{self.score} above {index} of cuts {list(state.detail)} -> {state.models[index]}"
 
     def save(self, path: str | Path) -> None:
         write_json(path, "threshold", {
             "score": self.score,
             "models": list(self.models),
-            "cuts": list(self._cuts_or_fail()),
+            "cuts": list(self.cuts),
             "missing": self.missing,
             "feature_names": list(self.feature_names),
         })
-
-    def _cuts_or_fail(self) -> tuple[float, ...]:
-        self._checked_scorer()
-        return self.cuts
 
     @classmethod
     def _from_saved(cls, body: Mapping[str, Any]) -> Threshold:

@@ -59,7 +59,7 @@ class Router:
                 f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}..."
             )
         if isinstance(policy, CompiledPolicy):
-            policy._checked_scorer()
+            policy._checked_state()
         self._policy = policy
 
     def add_features(self, names: Sequence[str], extractor: Callable[[Any], Sequence[float]]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from . import _core
 from .analyzer import FEATURE_NAMES
 from .errors import InvalidInput, PolicyError
-from .compiled import FORMAT, FORMAT_VERSION, CompiledPolicy, as_feature_matrix, build_scorer
+from .compiled import FORMAT, FORMAT_VERSION, Compiled, CompiledPolicy, as_feature_matrix, build_scorer
 
 __all__ = ["Forest", "Tree", "routing_objective"]
 
@@ -79,40 +79,40 @@ class _TreeEnsemble(CompiledPolicy):
         scorer = build_scorer(_core.ForestScorer, len(feature_names), *(arrays[name] for name in _ARRAYS))
         if scorer.num_models != len(models):
             raise PolicyError(f"leaf values have {scorer.num_models} columns for {len(models)} models")
-        self._arrays = arrays
-        self._install(scorer, models, feature_names)
+        self._install(scorer, models, feature_names, arrays)
 
     def predict_scores(self, features: Any) -> np.ndarray:
         """Per-model scores (n, k) as the policy computes them (forests: the mean over trees)."""
-        scorer = self._checked_scorer()
+        scorer = self._checked_state().scorer
         return scorer.predict_scores(as_feature_matrix(features, scorer.num_features))
 
-    def _reason(self, reason: int, index: int, margin: float) -> str:
-        return f"{self._kind} leaf {reason} -> {self.models[index]}"  # explain() gives the path
+    def _reason(self, state: Compiled, reason: int, index: int) -> str:
+        return f"{self._kind} leaf {reason} -> {state.models[index]}"  # explain() gives the path
 
     def explain(self, row: Any) -> str:
         """The decision and the path through the first tree, with feature names and thresholds."""
-        scorer = self._checked_scorer()
-        vector = as_feature_matrix(row, scorer.num_features)[0]
+        state = self._checked_state()
+        vector = as_feature_matrix(row, len(state.feature_names))[0]
+        arrays = state.detail
         steps = []
-        path = scorer.path(vector, 0)
+        path = state.scorer.path(vector, 0)
         for node, child in zip(path[:-1], path[1:]):
-            name = self.feature_names[self._arrays["feature"][node]]
-            side = "<=" if child == self._arrays["left"][node] else ">"
-            steps.append(f"{name}={vector[self._arrays['feature'][node]]:.6g} {side} {self._arrays['threshold'][node]:.6g}")
-        choice = self.select(_VectorRow(vector))
-        return f"{choice.reason}; path: " + " and ".join(steps or ["(root is a leaf)"])
+            feature = arrays["feature"][node]
+            side = "<=" if child == arrays["left"][node] else ">"
+            steps.append(f"{state.feature_names[feature]}={vector[feature]:.6g} {side} {arrays['threshold'][node]:.6g}")
+        index, _, _, leaf = state.scorer.score(vector)
+        return f"{self._reason(state, leaf, index)}; path: " + " and ".join(steps or ["(root is a leaf)"])
 
     def save(self, path: str | Path) -> None:
-        self._checked_scorer()
+        state = self._checked_state()
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "kind": self._kind,
-            "models": list(self.models),
-            "feature_names": list(self.feature_names),
+            "models": list(state.models),
+            "feature_names": list(state.feature_names),
         }
-        np.savez(path, header=np.array(json.dumps(header)), **self._arrays)
+        np.savez(path, header=np.array(json.dumps(header)), **state.detail)
 
     @classmethod
     def _from_saved(cls, body: Mapping[str, Any]) -> Any:
@@ -209,13 +209,6 @@ class _TreeEnsemble(CompiledPolicy):
             estimator = self._estimator().fit(matrix[observed], objective[observed, model])
             trees += [(tree, np.array([model])) for tree in _trees_of(estimator)]
         return trees
-
-
-class _VectorRow:
-    __slots__ = ("features",)
-
-    def __init__(self, features: np.ndarray) -> None:
-        self.features = features
 
 
 def _class_columns(classes: np.ndarray, models: Sequence[str]) -> np.ndarray:
