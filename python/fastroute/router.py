@@ -159,9 +159,11 @@ class Router:
         n = len(batch.features)
         user = np.full((n, len(columns)), np.nan, dtype=np.float32)
         for names, extractor in self._extractors:
-            for j, name in enumerate(names):
-                if name in columns:
-                    user[:, columns.index(name)] = [_extracted(names, extractor(x))[j] for x in xs]
+            used = [(j, columns.index(name)) for j, name in enumerate(names) if name in columns]
+            if used:
+                extracted = np.array([_extracted(names, extractor(x)) for x in xs], dtype=np.float32)
+                for j, column in used:
+                    user[:, column] = extracted[:, j]
         if isinstance(features, Mapping):
             for name, values in features.items():
                 if name not in columns:
