@@ -78,7 +78,7 @@ def test_tree_predict(benchmark, tree_pair, batch, side):
 def test_tree_predict_million(benchmark, tree_pair, million_rows, side):
     estimator, policy = tree_pair
     benchmark.group = "depth-8 tree, batch 1,000,000 (single thread)"
-    predict = (lambda rows: policy._scorer.predict(rows, 1)) if side == "fastroute" else estimator.predict
+    predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
     pool = itertools.cycle(million_rows)
     benchmark.pedantic(lambda: predict(next(pool)), rounds=6, iterations=1, warmup_rounds=1)
 
@@ -89,7 +89,7 @@ def test_forest_predict_million(benchmark, forest_pair, million_rows, side):
     benchmark.group = "forest of 100 depth-8 trees, batch 1,000,000 (single thread)"
     check = million_rows[0][:20_000]
     np.testing.assert_array_equal(policy.predict(check), estimator.predict(check))
-    predict = (lambda rows: policy._scorer.predict(rows, 1)) if side == "fastroute" else estimator.predict
+    predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
     pool = itertools.cycle(million_rows)
     benchmark.pedantic(lambda: predict(next(pool)), rounds=2, iterations=1)
 
@@ -99,7 +99,7 @@ def test_tree_predict_million_threaded(benchmark, tree_pair, million_rows):
     _, policy = tree_pair
     benchmark.group = "depth-8 tree, batch 1,000,000 (all cores)"
     pool = itertools.cycle(million_rows)
-    benchmark.pedantic(lambda: policy._scorer.predict(next(pool), 0), rounds=6, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: policy.predict(next(pool), threads=0), rounds=6, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("side", ["fastroute.noop", "fastroute.route", "sklearn"])

@@ -154,13 +154,16 @@ class CompiledPolicy(Policy):
         index, score, margin, _ = state.scorer.score_batch(matrix, threads)
         return BatchChoice(state.models, index, score, margin)
 
-    def predict(self, features: Any) -> np.ndarray:
-        """The chosen model index of every row of ``features`` (int32)."""
+    def predict(self, features: Any, threads: int = 0) -> np.ndarray:
+        """The chosen model index of every row of ``features`` (int32).
+
+        Uses up to ``threads`` threads (0: all cores) on large batches.
+        """
         scorer = self._checked_state().scorer
         try:  # the common case, already (n, F) C-contiguous float32: checked in C++ only
-            return scorer.predict(features, 0)
+            return scorer.predict(features, threads)
         except (InvalidInput, TypeError):
-            return scorer.predict(as_feature_matrix(features, scorer.num_features), 0)
+            return scorer.predict(as_feature_matrix(features, scorer.num_features), threads)
 
     def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
         state = self._checked_state()
