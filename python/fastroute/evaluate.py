@@ -31,8 +31,8 @@ class Evaluation:
     regret: float  # mean objective lost against the per-input best
     single_best: str  # the model with the best mean objective
     single_best_quality: float
-    oracle_quality: float
-    gap_closed: float
+    oracle_quality: float  # NaN with cost_weight: the per-input best then depends on cost too
+    gap_closed: float  # on the objective, quality - cost_weight * cost
 
 
 def score_choices(

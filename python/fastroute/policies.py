@@ -4,8 +4,9 @@ A policy sees feature rows: the analyzer's ``FEATURE_NAMES`` columns, then any
 user feature columns (``policy.feature_names`` lists them all, in order), and
 returns a :class:`Choice`. The compiled policies (:class:`Rules`,
 :class:`Tree`, :class:`Forest`, :class:`Threshold`) validate everything at
-construction and score in C++ (``fastroute._core``); once built they are
-immutable, so swapping ``router.policy`` is atomic.
+construction and score in C++ (``fastroute._core``). Each decision reads one
+immutable compiled state, so swapping ``router.policy``, or refitting or
+recalibrating a policy in use, is atomic: no request sees half a policy.
 
 Policy contract used by the Router:
 
