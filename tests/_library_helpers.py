@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 
 import fastroute.router
 
 
-@dataclass(frozen=True)
-class FixedAnalysis:
-    """Stands in for the analyzer: these tests are about which *version* serves."""
-
-    modality: str
-
-
 def route_everything_as(monkeypatch: pytest.MonkeyPatch, modality: str = "tabular") -> None:
     """Make the router see every input as ``modality`` so tests can use plain ints."""
-    monkeypatch.setattr(fastroute.router, "analyze", lambda x, hint=None: FixedAnalysis(modality))
-    monkeypatch.setattr(fastroute.router, "analyze_batch", lambda xs: [FixedAnalysis(modality) for _ in xs])
+    row = np.full(len(fastroute.FEATURE_NAMES), np.nan, dtype=np.float32)
+    row[fastroute.FEATURE_NAMES.index("modality")] = fastroute.MODALITIES.index(modality)
+
+    def analyze_batch(xs):
+        rows = np.tile(row, (len(xs), 1))
+        return fastroute.BatchAnalysis(rows, rows[:, 0].astype(np.uint8))
+
+    monkeypatch.setattr(fastroute.router, "analyze", lambda x, hint=None: fastroute.Analysis(row))
+    monkeypatch.setattr(fastroute.router, "analyze_batch", analyze_batch)
 
 
 class FakeClock:

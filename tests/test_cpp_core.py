@@ -53,5 +53,5 @@ def test_cpp_core_under_sanitizer(variant: str) -> None:
         ],
         cwd=ROOT,
     )
-    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher"], cwd=ROOT)
+    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer"], cwd=ROOT)
     _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})

@@ -34,6 +34,8 @@ from .errors import (
 )
 from .executors import CPUExecutor
 from .experiments import Canary, CanaryThresholds, Shadow, Split
+from .evaluate import Evaluation, cross_validate, evaluate
+from .policies import BatchChoice, ByModality, Choice, Forest, Policy, Rule, Rules, Threshold, Tree
 from .registry import ModelSpec, Registry
 from .router import Decision, Router
 
@@ -51,16 +53,22 @@ __all__ = [
     "CPUExecutor",
     "Canary",
     "CanaryThresholds",
+    "BatchChoice",
+    "ByModality",
+    "Choice",
     "ConfigError",
     "CorruptFile",
     "DeadlineExceeded",
     "Decision",
+    "Evaluation",
     "FastrouteError",
+    "Forest",
     "InvalidInput",
     "ModelError",
     "ModelSpec",
     "NoRoute",
     "Overloaded",
+    "Policy",
     "PolicyError",
     "Registry",
     "RegistrationError",
@@ -68,7 +76,13 @@ __all__ = [
     "RouterClosed",
     "Shadow",
     "Split",
+    "Rule",
+    "Rules",
+    "Threshold",
+    "Tree",
     "UnsupportedInput",
     "analyze",
     "analyze_batch",
+    "cross_validate",
+    "evaluate",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from os import PathLike
@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .analyzer import Analysis, analyze, analyze_batch
-from .errors import InvalidInput, ModelError, RouterClosed
-from .policies import ByModality, Policy
+from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
+from .compiled import BatchChoice, Choice, CompiledPolicy, Policy
+from .errors import InvalidInput, ModelError, PolicyError, RouterClosed
+from .policies import ByModality
 from .registry import Lease, ModelSpec, Registry
 
 if TYPE_CHECKING:
@@ -45,11 +46,49 @@ class Router:
 
     def __init__(self, policy: Policy | None = None, *, executor: CPUExecutor | None = None) -> None:
         self.models = Registry()
-        self.policy: Policy = policy if policy is not None else ByModality()
+        self._extractors: list[tuple[tuple[str, ...], Callable[[Any], Sequence[float]]]] = []
+        self._policy: Policy = ByModality()
+        if policy is not None:
+            self.policy = policy
         self._executor = executor  # the router owns it: close() closes it
         self._executor_lock = threading.Lock()
         self._closed = False  # guarded by _executor_lock
         self.models.add_retire_hook(self._retire_queues)
+
+    @property
+    def policy(self) -> Policy:
+        """The routing policy. Assigning swaps it atomically: each request reads it once."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"policy must be a fastroute Policy, got {type(policy).__name__}")
+        names = tuple(policy.feature_names)
+        if names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
+            raise PolicyError(
+                f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}..."
+            )
+        if isinstance(policy, CompiledPolicy):
+            policy._checked_state()
+        self._policy = policy
+
+    def add_features(self, names: Sequence[str], extractor: Callable[[Any], Sequence[float]]) -> None:
+        """Register ``extractor(x) -> values`` computing the user features ``names`` for each input.
+
+        Names are checked once, here: identifiers, not analyzer features, not registered twice.
+        A policy may then split on them (its feature_names list them after FEATURE_NAMES).
+        """
+        names = tuple(names)
+        taken = set(FEATURE_NAMES).union(*(set(group) for group, _ in self._extractors))
+        for name in names:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise PolicyError(f"feature name must be an identifier, got {name!r}")
+            if name in taken:
+                raise PolicyError(f"feature {name!r} is already defined")
+        if not names or not callable(extractor):
+            raise PolicyError("add_features needs at least one name and a callable extractor")
+        self._extractors.append((names, extractor))
 
     def register(
         self,
@@ -97,32 +136,67 @@ class Router:
 
         reload_router(self, path)
 
-    def route(self, x: Any, *, hint: str | None = None, key: Any = None) -> Decision:
+    def route(
+        self,
+        x: Any,
+        *,
+        hint: str | None = None,
+        key: Any = None,
+        features: Mapping[str, float] | None = None,
+    ) -> Decision:
         """Decide which model serves ``x``, without running it.
 
-        ``key`` (a user or session id) keeps a caller on one version of a split.
+        ``key`` (a user or session id) keeps a caller on one version of a
+        split. ``features`` gives user feature values by name for this
+        request; user features neither given nor extracted are missing (NaN).
         """
-        analysis = analyze(x, hint=hint)
-        return self._decide(analysis, key)
+        decision, lease = self._decide_leased(x, hint, key, features)
+        lease.discard()
+        return decision
 
-    def infer(self, x: Any, *, hint: str | None = None, key: Any = None) -> Any:
+    def route_batch(self, xs: Any, *, features: Any = None) -> BatchChoice:
+        """Route many inputs at once: model indices through the batch scorer.
+
+        ``features`` holds the user feature columns: an (n, U) array in the
+        policy's order, or a mapping name -> (n,) values.
+        """
+        policy = self._policy
+        batch = analyze_batch(xs)
+        matrix = self._policy_matrix(policy, batch, xs, features)
+        if isinstance(policy, CompiledPolicy):
+            return policy.decide_batch(matrix)
+        choices = policy.select_batch(batch, self.models)
+        names = tuple(dict.fromkeys(choice.model for choice in choices))
+        index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
+        score = np.array([np.nan if c.score is None else c.score for c in choices], dtype=np.float32)
+        return BatchChoice(names, index, score, np.full(len(choices), np.nan, dtype=np.float32))
+
+    def infer(
+        self,
+        x: Any,
+        *,
+        hint: str | None = None,
+        key: Any = None,
+        features: Mapping[str, float] | None = None,
+    ) -> Any:
         """Route ``x`` and return the chosen model's result."""
-        _, lease = self._decide_leased(analyze(x, hint=hint), key)
+        _, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)
         self._mirror(lease, x, result)
         return result
 
-    def infer_batch(self, xs: Sequence[Any], *, keys: Sequence[Any] | None = None) -> list[Any]:
+    def infer_batch(
+        self, xs: Sequence[Any], *, keys: Sequence[Any] | None = None, features: Any = None
+    ) -> list[Any]:
         """Route every input, call each chosen model once on its group, keep input order."""
-        batch = analyze_batch(xs)
-        choices = self.policy.select_batch(batch, self.models)
-        if keys is not None and len(keys) != len(choices):
-            raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(choices)} inputs")
+        names = self.route_batch(xs, features=features).names()
+        if keys is not None and len(keys) != len(names):
+            raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(names)} inputs")
         leases: list[Lease] = []
         try:
-            for index, choice in enumerate(choices):
-                leases.append(self.models.lease(choice.model, key=None if keys is None else keys[index]))
+            for index, name in enumerate(names):
+                leases.append(self.models.lease(name, key=None if keys is None else keys[index]))
             return self._run_leased(xs, leases)
         finally:
             for lease in leases:
@@ -168,6 +242,7 @@ class Router:
         timeout: float | None = None,
         hint: str | None = None,
         key: Any = None,
+        features: Mapping[str, float] | None = None,
     ) -> Future:
         """Route ``x`` now and queue it for its model; returns a Future of the result.
 
@@ -178,7 +253,7 @@ class Router:
         a hot swap retires the old version only after this request ends.
         """
         executor = self.executor
-        _, lease = self._decide_leased(analyze(x, hint=hint), key)
+        _, lease = self._decide_leased(x, hint, key, features)
         try:
             future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:
@@ -196,10 +271,17 @@ class Router:
         timeout: float | None = None,
         hint: str | None = None,
         key: Any = None,
+        features: Mapping[str, float] | None = None,
     ) -> Any:
         """``submit`` for asyncio: resolved on the caller's loop (call_soon_threadsafe), no polling."""
         future = self.submit(
-            x, priority=priority, deadline=deadline, timeout=timeout, hint=hint, key=key
+            x,
+            priority=priority,
+            deadline=deadline,
+            timeout=timeout,
+            hint=hint,
+            key=key,
+            features=features,
         )
         return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
 
@@ -238,18 +320,57 @@ class Router:
         if executor is not None:
             executor.retire(spec)
 
-    def _decide(self, analysis: Analysis, key: Any = None) -> Decision:
-        decision, lease = self._decide_leased(analysis, key)
-        lease.discard()
-        return decision
-
-    def _decide_leased(self, analysis: Analysis, key: Any = None) -> tuple[Decision, Lease]:
+    def _decide_leased(
+        self, x: Any, hint: str | None, key: Any, features: Mapping[str, float] | None
+    ) -> tuple[Decision, Lease]:
         """The decision plus a lease on its model version, held until the request completes."""
-        choice = self.policy.select(analysis, self.models)
+        policy = self._policy  # read once: a concurrent swap never splits a request
+        analysis = analyze(x, hint=hint)
+        choice = policy.select(self._policy_row(policy, analysis, x, features), self.models)
         lease = self.models.lease(choice.model, key=key)
         spec = lease.spec
         reason = f"{choice.reason}; {lease.reason}"
         return Decision(spec.name, spec.version, analysis.modality, reason, choice.score), lease
+
+    def _user_columns(self, policy: Policy) -> tuple[str, ...]:
+        return tuple(policy.feature_names[len(FEATURE_NAMES) :])
+
+    def _policy_row(self, policy: Policy, analysis: Analysis, x: Any, features: Mapping[str, float] | None) -> Any:
+        columns = self._user_columns(policy)
+        if not columns and not features:
+            return analysis
+        values = dict.fromkeys(columns, np.nan)
+        for names, extractor in self._extractors:
+            if any(name in values for name in names):
+                values.update(zip(names, _extracted(names, extractor(x))))
+        for name, value in (features or {}).items():
+            if name not in values:
+                raise InvalidInput(f"unknown user feature {name!r}; the policy reads {list(columns)}")
+            values[name] = value
+        row = np.concatenate([analysis.features, np.array([values[c] for c in columns], dtype=np.float32)])
+        return _PolicyRow(analysis.modality, row)
+
+    def _policy_matrix(self, policy: Policy, batch: Any, xs: Any, features: Any) -> np.ndarray:
+        columns = self._user_columns(policy)
+        n = len(batch.features)
+        user = np.full((n, len(columns)), np.nan, dtype=np.float32)
+        for names, extractor in self._extractors:
+            used = [(j, columns.index(name)) for j, name in enumerate(names) if name in columns]
+            if used:
+                extracted = np.array([_extracted(names, extractor(x)) for x in xs], dtype=np.float32)
+                for j, column in used:
+                    user[:, column] = extracted[:, j]
+        if isinstance(features, Mapping):
+            for name, values in features.items():
+                if name not in columns:
+                    raise InvalidInput(f"unknown user feature {name!r}; the policy reads {list(columns)}")
+                user[:, columns.index(name)] = np.asarray(values, dtype=np.float32)
+        elif features is not None:
+            given = np.asarray(features, dtype=np.float32).reshape(n, -1)
+            if given.shape[1] != len(columns):
+                raise InvalidInput(f"features have {given.shape[1]} columns; the policy reads {list(columns)}")
+            user = given
+        return np.concatenate([batch.features, user], axis=1) if columns else batch.features
 
     def _mirror(self, lease: Lease, x: Any, result: Any) -> None:
         """Offer a served request to its model's shadow, if any (never raises for it)."""
@@ -261,6 +382,21 @@ class Router:
                     return shadow_lease.spec.run_one(sample)
 
             shadow.offer(x, result, lease.spec.version, run_shadow)
+
+
+@dataclass(frozen=True)
+class _PolicyRow:
+    """What a policy sees when user features follow the analyzer's."""
+
+    modality: str
+    features: np.ndarray
+
+
+def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) != len(names):
+        raise InvalidInput(f"feature extractor for {list(names)} returned {len(values)} values")
+    return values
 
 
 def _run_group(spec: ModelSpec, inputs: list[Any]) -> list[Any]:

@@ -1,0 +1,130 @@
+"""Decision engine: fastroute's compiled scorer vs scikit-learn predict on the same fitted model.
+
+Each measurement sits beside its baseline in one benchmark group. Every call
+scores fresh rows (a different row or slice each time), so neither side gets
+to let the branch predictor memorise one small batch.
+
+Run: python -m pytest benchmarks/bench_decision.py --benchmark-only -p no:randomly
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+from fastroute import Forest, Tree, _core
+
+N_FEATURES = 30
+MODELS = ["m0", "m1", "m2", "m3"]
+
+
+def make_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.02] = np.nan  # some missing features, as in real logs
+    return rows
+
+
+def make_labels(rows, seed):
+    clean = np.nan_to_num(rows)
+    labels = (clean[:, 0] + clean[:, 1] * clean[:, 2] > 0).astype(int) + 2 * (clean[:, 3] > 0.3)
+    noise = np.random.default_rng(seed).random(len(rows)) < 0.1
+    return np.where(noise, np.random.default_rng(seed + 1).integers(0, 4, len(rows)), labels)
+
+
+@pytest.fixture(scope="module")
+def tree_pair():
+    rows = make_rows(50_000, 0)
+    estimator = DecisionTreeClassifier(max_depth=8, random_state=0).fit(rows, make_labels(rows, 0))
+    return estimator, Tree.from_sklearn(estimator, MODELS)
+
+
+@pytest.fixture(scope="module")
+def forest_pair():
+    rows = make_rows(20_000, 1)
+    estimator = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0, n_jobs=1)
+    estimator.fit(rows, make_labels(rows, 1))
+    return estimator, Forest.from_sklearn(estimator, MODELS)
+
+
+@pytest.fixture(scope="module")
+def million_rows():
+    """Two different 1,000,000-row matrices, used alternately."""
+    return [make_rows(1_000_000, 10), make_rows(1_000_000, 11)]
+
+
+def slices(batch, pool=200_000):
+    """An endless cycle of different (batch, F) slices of a fresh-row pool."""
+    rows = make_rows(max(pool, batch), 2)
+    starts = range(0, len(rows) - batch + 1, batch)
+    return itertools.cycle([np.ascontiguousarray(rows[s : s + batch]) for s in starts])
+
+
+@pytest.mark.parametrize("batch", [1, 64, 4096])
+@pytest.mark.parametrize("side", ["fastroute", "sklearn"])
+def test_tree_predict(benchmark, tree_pair, batch, side):
+    estimator, policy = tree_pair
+    benchmark.group = f"depth-8 tree, batch {batch}"
+    predict = policy.predict if side == "fastroute" else estimator.predict
+    pool = slices(batch)
+    sample = next(pool)
+    np.testing.assert_array_equal(policy.predict(sample), estimator.predict(sample))
+    benchmark(lambda: predict(next(pool)))
+
+
+@pytest.mark.parametrize("side", ["fastroute", "sklearn"])
+def test_tree_predict_million(benchmark, tree_pair, million_rows, side):
+    estimator, policy = tree_pair
+    benchmark.group = "depth-8 tree, batch 1,000,000 (single thread)"
+    predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
+    pool = itertools.cycle(million_rows)
+    benchmark.pedantic(lambda: predict(next(pool)), rounds=6, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("side", ["fastroute", "sklearn"])
+def test_forest_predict_million(benchmark, forest_pair, million_rows, side):
+    estimator, policy = forest_pair
+    benchmark.group = "forest of 100 depth-8 trees, batch 1,000,000 (single thread)"
+    check = million_rows[0][:20_000]
+    np.testing.assert_array_equal(policy.predict(check), estimator.predict(check))
+    predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
+    pool = itertools.cycle(million_rows)
+    benchmark.pedantic(lambda: predict(next(pool)), rounds=2, iterations=1)
+
+
+def test_tree_predict_million_threaded(benchmark, tree_pair, million_rows):
+    """The same tree with the batch scorer's threads (all cores)."""
+    _, policy = tree_pair
+    benchmark.group = "depth-8 tree, batch 1,000,000 (all cores)"
+    pool = itertools.cycle(million_rows)
+    benchmark.pedantic(lambda: policy.predict(next(pool), threads=0), rounds=6, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("side", ["fastroute.noop", "fastroute.route", "sklearn"])
+def test_route_one_input(benchmark, tree_pair, side):
+    """End to end: analyze + score a small array, vs one-row sklearn predict and a no-op binding call."""
+    from fastroute import Router
+
+    estimator, policy = tree_pair
+    benchmark.group = "route one small array end to end"
+    router = Router()
+    for name in MODELS:
+        router.register(name, lambda x: x, modality="tabular")
+    router.policy = Tree.from_sklearn(estimator, MODELS, feature_names=_schema_names())
+    small_arrays = itertools.cycle(list(np.nan_to_num(make_rows(10_000, 3)[:, :16])))
+    sklearn_rows = slices(1)
+    calls = {
+        "fastroute.noop": lambda: _core.noop(next(small_arrays)),
+        "fastroute.route": lambda: router.route(next(small_arrays)),
+        "sklearn": lambda: estimator.predict(next(sklearn_rows)),
+    }
+    benchmark(calls[side])
+
+
+def _schema_names():
+    from fastroute import FEATURE_NAMES
+
+    assert len(FEATURE_NAMES) == N_FEATURES
+    return FEATURE_NAMES

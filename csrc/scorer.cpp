@@ -1,0 +1,394 @@
+#include "scorer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <thread>
+
+#include "errors.hpp"
+
+namespace fastroute {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& what) { throw InvalidInput("policy arrays: " + what); }
+
+// Best and runner-up of k scores; ties go to the lowest index.
+struct Ranked {
+  std::int32_t best;
+  double score;
+  double margin;
+};
+
+Ranked rank_scores(const double* scores, std::size_t k) {
+  std::size_t best = 0;
+  for (std::size_t j = 1; j < k; ++j) {
+    if (scores[j] > scores[best]) best = j;
+  }
+  double second = -std::numeric_limits<double>::infinity();
+  for (std::size_t j = 0; j < k; ++j) {
+    if (j != best) second = std::max(second, scores[j]);
+  }
+  double margin = k > 1 ? scores[best] - second : 0.0;
+  return {static_cast<std::int32_t>(best), scores[best], margin};
+}
+
+// Largest float32 f with (x <= f) == (x <= threshold) for every float32 x.
+float float32_threshold(double threshold) {
+  if (threshold >= static_cast<double>(std::numeric_limits<float>::max())) {
+    return threshold == static_cast<double>(std::numeric_limits<float>::max())
+               ? std::numeric_limits<float>::max()
+               : std::numeric_limits<float>::infinity();
+  }
+  if (threshold < -static_cast<double>(std::numeric_limits<float>::max())) {
+    return -std::numeric_limits<float>::infinity();
+  }
+  float f = static_cast<float>(threshold);
+  if (static_cast<double>(f) > threshold) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
+bool holds(const Condition& c, float v) {
+  switch (c.op) {
+    case CompareOp::kLess: return v < c.value;
+    case CompareOp::kLessEqual: return v <= c.value;
+    case CompareOp::kGreater: return v > c.value;
+    case CompareOp::kGreaterEqual: return v >= c.value;
+    case CompareOp::kEqual: return v == c.value;
+    case CompareOp::kNotEqual: return v == v && v != c.value;
+  }
+  return false;
+}
+
+}  // namespace
+
+Scorer::Scorer(std::size_t num_features, std::size_t num_models)
+    : num_features_(num_features), num_models_(num_models) {
+  if (num_features == 0) invalid("a policy needs at least one feature");
+  if (num_models == 0) invalid("a policy needs at least one model");
+}
+
+void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const {
+  const std::size_t work = n * work_per_row();
+  if (work < kParallelMinWork || threads == 1) {
+    score_rows(rows, n, out);
+    return;
+  }
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  // Each thread gets at least half the threshold's work.
+  threads = static_cast<unsigned>(std::clamp<std::size_t>(work / (kParallelMinWork / 2), 1, threads));
+  std::size_t chunk = (n + threads - 1) / threads;
+  std::vector<std::jthread> workers;
+  workers.reserve(threads - 1);
+  for (unsigned t = 1; t < threads; ++t) {
+    std::size_t begin = std::min(n, t * chunk);
+    std::size_t count = std::min(n, begin + chunk) - begin;
+    workers.emplace_back([this, rows, begin, count, out] {
+      score_rows(rows + begin * num_features(), count, out.offset(begin));
+    });
+  }
+  score_rows(rows, std::min(n, chunk), out);
+}  // jthreads join here
+
+// ---- rules ----------------------------------------------------------------
+
+RuleScorer::RuleScorer(std::size_t num_features, std::size_t num_models,
+                       std::vector<Condition> conditions, std::vector<std::uint32_t> rule_begin,
+                       std::vector<std::int32_t> rule_model, std::int32_t default_model)
+    : Scorer(num_features, num_models),
+      conditions_(std::move(conditions)),
+      rule_begin_(std::move(rule_begin)),
+      rule_model_(std::move(rule_model)),
+      default_model_(default_model) {
+  if (rule_begin_.size() != rule_model_.size() + 1) invalid("rule_begin must have rules + 1 entries");
+  if (rule_begin_.front() != 0 || rule_begin_.back() != conditions_.size())
+    invalid("rule_begin must start at 0 and end at the condition count");
+  for (std::size_t r = 0; r < rule_model_.size(); ++r) {
+    if (rule_begin_[r] > rule_begin_[r + 1]) invalid("rule_begin must not decrease");
+    if (rule_model_[r] < 0 || static_cast<std::size_t>(rule_model_[r]) >= num_models)
+      invalid("rule " + std::to_string(r) + " names model " + std::to_string(rule_model_[r]));
+  }
+  if (default_model_ < 0 || static_cast<std::size_t>(default_model_) >= num_models)
+    invalid("default model " + std::to_string(default_model_) + " out of range");
+  for (std::size_t i = 0; i < conditions_.size(); ++i) {
+    const Condition& c = conditions_[i];
+    if (c.feature >= num_features) invalid("condition " + std::to_string(i) + " reads feature " + std::to_string(c.feature));
+    if (static_cast<unsigned>(c.op) > static_cast<unsigned>(CompareOp::kNotEqual))
+      invalid("condition " + std::to_string(i) + " has an unknown operator");
+    if (std::isnan(c.value)) invalid("condition " + std::to_string(i) + " compares with NaN");
+  }
+}
+
+std::int32_t RuleScorer::first_match(const float* row) const {
+  for (std::size_t r = 0; r < rule_model_.size(); ++r) {
+    bool all = true;
+    for (std::uint32_t i = rule_begin_[r]; all && i < rule_begin_[r + 1]; ++i) {
+      const Condition& c = conditions_[i];
+      all = holds(c, row[c.feature]);
+    }
+    if (all) return static_cast<std::int32_t>(r);
+  }
+  return -1;
+}
+
+void RuleScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::int32_t rule = first_match(rows + i * num_features());
+    out.model[i] = rule < 0 ? default_model_ : rule_model_[rule];
+    if (out.score) out.score[i] = std::numeric_limits<float>::quiet_NaN();
+    if (out.margin) out.margin[i] = std::numeric_limits<float>::quiet_NaN();
+    if (out.reason) out.reason[i] = rule;
+  }
+}
+
+// ---- forests --------------------------------------------------------------
+
+ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& a)
+    : Scorer(num_features, num_models), divisor_(a.divisor) {
+  const std::size_t n_nodes = a.feature.size();
+  if (a.threshold.size() != n_nodes || a.left.size() != n_nodes || a.right.size() != n_nodes ||
+      a.missing_left.size() != n_nodes || a.values.size() != n_nodes * num_models)
+    invalid("node arrays differ in length");
+  if (a.tree_begin.size() < 2 || a.tree_begin.front() != 0 || a.tree_begin.back() != n_nodes)
+    invalid("tree_begin must start at 0, end at the node count and hold at least one tree");
+  if (divisor_.size() != num_models) invalid("divisor must hold one entry per model");
+  for (double d : divisor_) {
+    if (!(d > 0) || !std::isfinite(d)) invalid("divisors must be positive and finite");
+  }
+  if (num_features > std::numeric_limits<std::uint32_t>::max() / 4) invalid("too many features");
+  nodes_.resize(n_nodes);
+  values_.assign(a.values.begin(), a.values.end());
+  for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
+    const std::uint32_t begin = a.tree_begin[t], end = a.tree_begin[t + 1];
+    if (begin >= end) invalid("tree " + std::to_string(t) + " is empty");
+    std::vector<std::uint32_t> depth(end - begin, 0);
+    std::uint32_t max_depth = 0;
+    for (std::uint32_t i = begin; i < end; ++i) {
+      TreeNode& node = nodes_[i];
+      const std::string where = "node " + std::to_string(i) + " (tree " + std::to_string(t) + ")";
+      if ((a.left[i] < 0) != (a.right[i] < 0)) invalid(where + " has one child");
+      if (a.left[i] < 0) {
+        node = {0.0f, 0, {i, i}};
+        for (std::size_t j = 0; j < num_models; ++j) {
+          if (!std::isfinite(a.values[i * num_models + j])) invalid(where + " has a non-finite leaf value");
+        }
+        continue;
+      }
+      // Children after their parent inside the same tree: no cycles, and the
+      // depth of each node is known when it is reached.
+      for (std::int32_t child : {a.left[i], a.right[i]}) {
+        if (static_cast<std::uint32_t>(child) <= i || static_cast<std::uint32_t>(child) >= end)
+          invalid(where + " has child " + std::to_string(child) + " outside its tree or before it");
+        depth[child - begin] = depth[i - begin] + 1;
+        max_depth = std::max(max_depth, depth[child - begin]);
+      }
+      if (a.feature[i] < 0 || static_cast<std::size_t>(a.feature[i]) >= num_features)
+        invalid(where + " splits on feature " + std::to_string(a.feature[i]));
+      if (std::isnan(a.threshold[i])) invalid(where + " has a NaN threshold");
+      const bool missing_right = !a.missing_left[i];
+      const std::size_t column = static_cast<std::size_t>(a.feature[i]) + (missing_right ? num_features : 0);
+      float threshold = float32_threshold(a.threshold[i]);
+      // scikit-learn's "all values left, missing right" split has threshold
+      // +inf; missing values arrive as +inf, so compare them against FLT_MAX.
+      if (missing_right && threshold == std::numeric_limits<float>::infinity())
+        threshold = std::numeric_limits<float>::max();
+      node = {threshold, static_cast<std::uint32_t>(column),
+              {static_cast<std::uint32_t>(a.left[i]), static_cast<std::uint32_t>(a.right[i])}};
+    }
+    TreeLayout layout{begin, max_depth, max_depth <= kMaxDenseDepth, 0, 0};
+    if (layout.dense) {
+      layout.dense_begin = static_cast<std::uint32_t>(dense_splits_.size());
+      layout.leaf_begin = static_cast<std::uint32_t>(dense_leaves_.size());
+      dense_splits_.resize(dense_splits_.size() + (std::size_t{1} << max_depth) - 1);
+      dense_leaves_.resize(dense_leaves_.size() + (std::size_t{1} << max_depth));
+      add_dense(layout, 0, begin, 0);
+    }
+    trees_.push_back(layout);
+  }
+  if (trees_.size() == 1) {
+    leaf_decisions_.resize(n_nodes);
+    std::vector<double> scores(num_models);
+    for (std::size_t i = 0; i < n_nodes; ++i) {
+      for (std::size_t j = 0; j < num_models; ++j) scores[j] = (0.0 + values_[i * num_models + j]) / divisor_[j];
+      const Ranked ranked = rank_scores(scores.data(), num_models);
+      leaf_decisions_[i] = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+    }
+  }
+}
+
+void ForestScorer::add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level) {
+  if (level == tree.depth) {
+    dense_leaves_[tree.leaf_begin + slot - ((1u << level) - 1)] = node;
+    return;
+  }
+  const TreeNode& source = nodes_[node];
+  // Below a leaf: always left (nothing prepared exceeds +inf).
+  dense_splits_[tree.dense_begin + slot] =
+      is_leaf(node) ? DenseSplit{std::numeric_limits<float>::infinity(), 0} : DenseSplit{source.threshold, source.column};
+  add_dense(tree, 2 * slot + 1, source.child[0], level + 1);
+  add_dense(tree, 2 * slot + 2, source.child[1], level + 1);
+}
+
+void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const {
+  const std::size_t nf = num_features();
+  prepared.resize(n * 2 * nf);
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  for (std::size_t r = 0; r < n; ++r) {
+    const float* __restrict source = rows + r * nf;
+    float* __restrict low = prepared.data() + r * 2 * nf;
+    float* __restrict high = low + nf;
+    for (std::size_t f = 0; f < nf; ++f) {  // vectorised: no branch on NaN
+      const float v = source[f];
+      low[f] = std::isnan(v) ? -kInf : v;
+      high[f] = std::isnan(v) ? kInf : v;
+    }
+  }
+}
+
+template <std::size_t Rows>
+void ForestScorer::walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
+  const std::size_t stride = 2 * num_features();
+  if (tree.dense) {
+    const DenseSplit* splits = dense_splits_.data() + tree.dense_begin;
+    std::uint32_t slot[Rows] = {};
+    for (std::uint32_t level = 0; level < tree.depth; ++level) {
+      for (std::size_t r = 0; r < Rows; ++r) {
+        const DenseSplit split = splits[slot[r]];
+        slot[r] = 2 * slot[r] + 1 + static_cast<std::uint32_t>(prepared[r * stride + split.column] > split.threshold);
+      }
+    }
+    const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
+    const std::uint32_t first_leaf_slot = (1u << tree.depth) - 1;
+    for (std::size_t r = 0; r < Rows; ++r) leaf[r] = leaves[slot[r] - first_leaf_slot];
+    return;
+  }
+  const TreeNode* nodes = nodes_.data();
+  std::uint32_t node[Rows];
+  std::fill(node, node + Rows, tree.root);
+  for (std::uint32_t level = 0; level < tree.depth; ++level) {
+    for (std::size_t r = 0; r < Rows; ++r) {
+      const TreeNode& split = nodes[node[r]];
+      node[r] = split.child[prepared[r * stride + split.column] > split.threshold];
+    }
+  }
+  std::copy(node, node + Rows, leaf);
+}
+
+void ForestScorer::walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n,
+                             std::uint32_t* leaf) const {
+  const std::size_t stride = 2 * num_features();
+  std::size_t r = 0;
+  for (; r + kBlock <= n; r += kBlock) walk<kBlock>(tree, prepared + r * stride, leaf + r);
+  for (; r < n; ++r) walk<1>(tree, prepared + r * stride, leaf + r);
+}
+
+void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double* sums,
+                                   std::uint32_t* first_leaf) const {
+  const std::size_t k = num_models();
+  std::fill(sums, sums + n * k, 0.0);
+  std::uint32_t leaf[kPassRows];
+  for (std::size_t t = 0; t < trees_.size(); ++t) {
+    walk_rows(trees_[t], prepared, n, t == 0 ? first_leaf : leaf);
+    const std::uint32_t* reached = t == 0 ? first_leaf : leaf;
+    for (std::size_t r = 0; r < n; ++r) {
+      const double* v = values_.data() + std::size_t{reached[r]} * k;
+      double* sum = sums + r * k;
+      for (std::size_t j = 0; j < k; ++j) sum[j] += v[j];
+    }
+  }
+  for (std::size_t i = 0; i < n * k; ++i) sums[i] /= divisor_[i % k];
+}
+
+void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scores) const {
+  std::vector<float> prepared;
+  std::uint32_t leaf[kPassRows];
+  for (std::size_t begin = 0; begin < n; begin += kPassRows) {
+    const std::size_t count = std::min(kPassRows, n - begin);
+    prepare_pass(rows + begin * num_features(), count, prepared);
+    accumulate_pass(prepared.data(), count, scores + begin * num_models(), leaf);
+  }
+}
+
+void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+  const std::size_t k = num_models();
+  // Per-thread scratch: no allocation per call once warm.
+  static thread_local std::vector<float> prepared;
+  static thread_local std::vector<double> sums;
+  sums.resize(trees_.size() == 1 ? 0 : kPassRows * k);
+  std::uint32_t leaf[kPassRows];
+  for (std::size_t begin = 0; begin < n; begin += kPassRows) {
+    const std::size_t count = std::min(kPassRows, n - begin);
+    prepare_pass(rows + begin * num_features(), count, prepared);
+    if (trees_.size() == 1) {
+      walk_rows(trees_[0], prepared.data(), count, leaf);
+    } else {
+      accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
+    }
+    for (std::size_t r = 0; r < count; ++r) {
+      LeafDecision decision;
+      if (trees_.size() == 1) {
+        decision = leaf_decisions_[leaf[r]];
+      } else {
+        const Ranked ranked = rank_scores(sums.data() + r * k, k);
+        decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+      }
+      out.model[begin + r] = decision.model;
+      if (out.score) out.score[begin + r] = decision.score;
+      if (out.margin) out.margin[begin + r] = decision.margin;
+      if (out.reason) out.reason[begin + r] = static_cast<std::int32_t>(leaf[r]);
+    }
+  }
+}
+
+std::vector<std::uint32_t> ForestScorer::path(const float* row, std::size_t tree) const {
+  if (tree >= trees_.size()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
+  std::vector<std::uint32_t> nodes{trees_[tree].root};
+  const std::size_t nf = num_features();
+  while (!is_leaf(nodes.back())) {
+    const TreeNode& node = nodes_[nodes.back()];
+    const float v = row[node.column % nf];
+    const bool missing_right = node.column >= nf;
+    nodes.push_back(node.child[v != v ? missing_right : v > node.threshold]);
+  }
+  return nodes;
+}
+
+// ---- threshold ------------------------------------------------------------
+
+ThresholdScorer::ThresholdScorer(std::size_t num_features, std::uint32_t feature,
+                                 std::vector<float> cuts, std::int32_t missing_model)
+    : Scorer(num_features, cuts.size() + 1),
+      feature_(feature),
+      cuts_(std::move(cuts)),
+      missing_model_(missing_model) {
+  if (feature_ >= num_features) invalid("threshold reads feature " + std::to_string(feature_));
+  if (cuts_.empty()) invalid("a threshold needs at least one cut point");
+  for (std::size_t i = 0; i < cuts_.size(); ++i) {
+    if (!std::isfinite(cuts_[i])) invalid("cut " + std::to_string(i) + " is not finite");
+    if (i > 0 && !(cuts_[i] > cuts_[i - 1])) invalid("cuts must be strictly ascending");
+  }
+  if (missing_model_ < 0 || static_cast<std::size_t>(missing_model_) > cuts_.size())
+    invalid("missing model " + std::to_string(missing_model_) + " out of range");
+}
+
+void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = rows[i * num_features() + feature_];
+    std::int32_t model = missing_model_;
+    float margin = std::numeric_limits<float>::quiet_NaN();
+    if (v == v) {
+      model = static_cast<std::int32_t>(std::lower_bound(cuts_.begin(), cuts_.end(), v) - cuts_.begin());
+      // Distance to the nearest cut: how far the score is from flipping.
+      margin = std::numeric_limits<float>::infinity();
+      if (model > 0) margin = v - cuts_[model - 1];
+      if (static_cast<std::size_t>(model) < cuts_.size()) margin = std::min(margin, cuts_[model] - v);
+    }
+    out.model[i] = model;
+    if (out.score) out.score[i] = v;
+    if (out.margin) out.margin[i] = margin;
+    if (out.reason) out.reason[i] = v == v ? model : -1;  // -1: the score was missing
+  }
+}
+
+}  // namespace fastroute

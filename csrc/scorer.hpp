@@ -1,0 +1,211 @@
+// Scorer: routing policies compiled to flat, immutable arrays and evaluated
+// on float32 feature rows (row-major, num_features() columns, NaN = missing).
+//
+// Three kinds: an ordered rule table (first match wins), a forest of
+// axis-aligned trees (a single tree is a forest of one) and a threshold
+// switch on one feature. Each decision is a model index, a score, a margin and
+// a reason id (rule index, leaf node or cut index).
+//
+// Thread-safety: a Scorer is immutable after construction, so any number of
+// threads may score with it at once. Scoring never allocates except the
+// per-call thread handles of score_batch. Construction validates every array
+// and throws InvalidInput naming the bad entry.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fastroute {
+
+// Destination columns of a scoring call; each points to n elements. Only
+// `model` is required: the others may be null.
+struct ScoreOutput {
+  std::int32_t* model;
+  float* score;
+  float* margin;
+  std::int32_t* reason;
+
+  // The same columns from row `rows` on (null columns stay null).
+  ScoreOutput offset(std::size_t rows) const {
+    auto at = [rows](auto* column) { return column ? column + rows : column; };
+    return {at(model), at(score), at(margin), at(reason)};
+  }
+};
+
+class Scorer {
+ public:
+  Scorer(std::size_t num_features, std::size_t num_models);
+  virtual ~Scorer() = default;
+  Scorer(const Scorer&) = delete;
+  Scorer& operator=(const Scorer&) = delete;
+
+  std::size_t num_features() const { return num_features_; }
+  std::size_t num_models() const { return num_models_; }
+
+  // Scores n contiguous rows on the calling thread. out.score, out.margin and
+  // out.reason may be null when the caller wants only the models.
+  virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out) const = 0;
+
+  // Scores n rows, splitting them over up to `threads` threads (0 = hardware
+  // concurrency) when the batch holds at least kParallelMinWork units of
+  // work (rows x work_per_row()). Blocking.
+  void score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const;
+
+  // Starting a thread costs tens of microseconds: below this much work
+  // (about 1.5 ms of single-thread scoring, one depth-8 tree on 65,536 rows)
+  // one thread is as fast. See benchmarks/README.md, "decision engine".
+  static constexpr std::size_t kParallelMinWork = 65536;
+
+ protected:
+  // Relative cost of scoring one row (trees in a forest; 1 otherwise).
+  virtual std::size_t work_per_row() const { return 1; }
+
+ private:
+  std::size_t num_features_;
+  std::size_t num_models_;
+};
+
+// Comparison of one feature against a constant. A missing (NaN) value fails
+// every comparison, != included.
+enum class CompareOp : std::uint8_t { kLess, kLessEqual, kGreater, kGreaterEqual, kEqual, kNotEqual };
+
+struct Condition {
+  std::uint32_t feature;
+  CompareOp op;
+  float value;
+};
+
+// Ordered rules: rule r holds conditions [rule_begin[r], rule_begin[r+1]) and
+// routes to rule_model[r] when all hold. No match: default_model, reason -1.
+class RuleScorer final : public Scorer {
+ public:
+  RuleScorer(std::size_t num_features, std::size_t num_models, std::vector<Condition> conditions,
+             std::vector<std::uint32_t> rule_begin, std::vector<std::int32_t> rule_model,
+             std::int32_t default_model);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+ private:
+  std::int32_t first_match(const float* row) const;
+
+  std::vector<Condition> conditions_;
+  std::vector<std::uint32_t> rule_begin_;  // size rules + 1
+  std::vector<std::int32_t> rule_model_;
+  std::int32_t default_model_;
+};
+
+// One node of a compiled tree, 16 bytes. Rows are scored from a prepared
+// copy holding each row twice, [NaN as -inf | NaN as +inf], and `column`
+// indexes that doubled row: a node whose missing values go right reads the
+// second half. So a value goes to child[1] exactly when it is greater than
+// the threshold, one comparison, no branch. Leaves loop to themselves, so
+// every row takes the same number of steps.
+struct TreeNode {
+  float threshold;
+  std::uint32_t column;
+  std::uint32_t child[2];
+};
+static_assert(sizeof(TreeNode) == 16, "TreeNode must stay 16 bytes (4 per cache line)");
+
+// Input description of a forest, with sklearn's conventions: per node a
+// feature, threshold (x <= threshold goes left), children (-1 for leaves),
+// missing direction and num_models values (leaf scores; ignored on inner
+// nodes). Tree t owns nodes [tree_begin[t], tree_begin[t+1]), root first.
+// The score of model j is the sum over trees of its leaf value, divided by
+// divisor[j] (the tree count for an average).
+struct ForestArrays {
+  std::vector<std::int32_t> feature;
+  std::vector<double> threshold;
+  std::vector<std::int32_t> left;
+  std::vector<std::int32_t> right;
+  std::vector<std::uint8_t> missing_left;
+  std::vector<double> values;  // nodes x num_models
+  std::vector<std::uint32_t> tree_begin;
+  std::vector<double> divisor;  // num_models
+};
+
+class ForestScorer final : public Scorer {
+ public:
+  ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+  // Per-model scores of n rows (n x num_models), as the forest averages them.
+  void predict_scores(const float* rows, std::size_t n, double* scores) const;
+  // Node ids from the root to the leaf of `tree` for one row.
+  std::vector<std::uint32_t> path(const float* row, std::size_t tree) const;
+  std::size_t num_trees() const { return trees_.size(); }
+
+ protected:
+  std::size_t work_per_row() const override { return trees_.size(); }
+
+ private:
+  // Rows walked together through one tree: independent walks the CPU overlaps.
+  static constexpr std::size_t kBlock = 16;
+  // Rows taken through every tree before moving on, so each tree is loaded
+  // into cache once per pass rather than once per block.
+  static constexpr std::size_t kPassRows = 256;
+  // Trees up to this depth are also stored as complete trees (below).
+  static constexpr std::uint32_t kMaxDenseDepth = 10;
+
+  // A split of a complete tree in level order: node i has children 2i+1 and
+  // 2i+2, so the walk needs no child pointers. Leaves above the last level
+  // are padded with always-left splits (threshold +inf).
+  struct DenseSplit {
+    float threshold;
+    std::uint32_t column;  // in the prepared (doubled) row, as TreeNode::column
+  };
+  static_assert(sizeof(DenseSplit) == 8, "DenseSplit must stay 8 bytes");
+  struct TreeLayout {
+    std::uint32_t root;         // in nodes_
+    std::uint32_t depth;
+    bool dense;
+    std::uint32_t dense_begin;  // in dense_splits_: 2^depth - 1 splits
+    std::uint32_t leaf_begin;   // in dense_leaves_: 2^depth node ids
+  };
+  // The decision of a one-tree policy at each leaf, precomputed.
+  struct LeafDecision {
+    std::int32_t model;
+    float score;
+    float margin;
+  };
+
+  void add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level);
+  bool is_leaf(std::uint32_t node) const { return nodes_[node].child[0] == node; }
+  // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
+  // TreeNode).
+  void prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const;
+  // The leaf (node id) each of Rows prepared rows reaches in `tree`.
+  template <std::size_t Rows>
+  void walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
+  // The same for n rows: whole blocks of kBlock, then the rest one by one.
+  void walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
+  // Averaged scores (n x num_models) of n <= kPassRows prepared rows; the
+  // leaf of each row in tree 0 into first_leaf.
+  void accumulate_pass(const float* prepared, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
+
+  std::vector<TreeNode> nodes_;
+  std::vector<double> values_;  // nodes x num_models, leaf scores
+  std::vector<TreeLayout> trees_;
+  std::vector<DenseSplit> dense_splits_;
+  std::vector<std::uint32_t> dense_leaves_;
+  std::vector<double> divisor_;
+  std::vector<LeafDecision> leaf_decisions_;  // per node, one-tree policies only
+};
+
+// Threshold switch on one feature: model = number of cuts the value exceeds
+// (strictly)
+// (cuts ascending), so model 0 is the default below every cut. Missing values
+// go to missing_model (reason -1; otherwise the reason is the model index).
+class ThresholdScorer final : public Scorer {
+ public:
+  ThresholdScorer(std::size_t num_features, std::uint32_t feature, std::vector<float> cuts,
+                  std::int32_t missing_model);
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+
+ private:
+  std::uint32_t feature_;
+  std::vector<float> cuts_;
+  std::int32_t missing_model_;
+};
+
+}  // namespace fastroute

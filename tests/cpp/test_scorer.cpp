@@ -1,0 +1,153 @@
+// Scorer tests for sanitizer builds (-fsanitize=address,undefined): random
+// forests against a naive reference walk, rule tables, thresholds, tails of
+// every length, NaN rows, threads, and rejected arrays.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "errors.hpp"
+#include "scorer.hpp"
+
+using namespace fastroute;
+
+namespace {
+
+int failures = 0;
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::printf("FAIL: %s\n", what);
+    ++failures;
+  }
+}
+
+// A random tree of the given depth over nf features, in sklearn's arrays
+// (children after parents), appended to `a`.
+void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::size_t k, int depth) {
+  const auto begin = static_cast<std::int32_t>(a.feature.size());
+  std::normal_distribution<double> normal;
+  std::uniform_int_distribution<int> feature(0, static_cast<int>(nf) - 1);
+  std::vector<std::pair<std::int32_t, int>> stack{{begin, 0}};
+  a.feature.push_back(0);
+  a.threshold.push_back(0);
+  a.left.push_back(-1);
+  a.right.push_back(-1);
+  a.missing_left.push_back(1);
+  for (std::size_t j = 0; j < k; ++j) a.values.push_back(0);
+  while (!stack.empty()) {
+    auto [node, level] = stack.back();
+    stack.pop_back();
+    if (level == depth || rng() % 5 == 0) {
+      for (std::size_t j = 0; j < k; ++j) a.values[node * k + j] = normal(rng);
+      continue;
+    }
+    a.feature[node] = feature(rng);
+    a.threshold[node] = normal(rng);
+    a.missing_left[node] = rng() % 2;
+    for (int side = 0; side < 2; ++side) {
+      const auto child = static_cast<std::int32_t>(a.feature.size());
+      (side == 0 ? a.left : a.right)[node] = child;
+      a.feature.push_back(0);
+      a.threshold.push_back(0);
+      a.left.push_back(-1);
+      a.right.push_back(-1);
+      a.missing_left.push_back(1);
+      for (std::size_t j = 0; j < k; ++j) a.values.push_back(0);
+      stack.push_back({child, level + 1});
+    }
+  }
+  a.tree_begin.push_back(static_cast<std::uint32_t>(a.feature.size()));
+}
+
+// Reference: walk each tree with sklearn's rule, sum, divide, argmax.
+std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k) {
+  std::vector<double> sums(k, 0.0);
+  for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
+    std::int32_t node = static_cast<std::int32_t>(a.tree_begin[t]);
+    while (a.left[node] >= 0) {
+      const float v = row[a.feature[node]];
+      const bool left = std::isnan(v) ? a.missing_left[node] != 0 : static_cast<double>(v) <= a.threshold[node];
+      node = left ? a.left[node] : a.right[node];
+    }
+    for (std::size_t j = 0; j < k; ++j) sums[j] += a.values[node * k + j];
+  }
+  std::size_t best = 0;
+  for (std::size_t j = 0; j < k; ++j) {
+    sums[j] /= a.divisor[j];
+    if (sums[j] > sums[best]) best = j;
+  }
+  return static_cast<std::int32_t>(best);
+}
+
+void test_forests() {
+  std::mt19937 rng(7);
+  const std::size_t nf = 5, k = 3;
+  for (int depth : {0, 1, 3, 8, 14}) {
+    for (int trees : {1, 4}) {
+      ForestArrays a;
+      a.tree_begin.push_back(0);
+      for (int t = 0; t < trees; ++t) add_random_tree(a, rng, nf, k, depth);
+      a.divisor.assign(k, trees);
+      ForestScorer forest(nf, k, a);
+      for (std::size_t n : {std::size_t{1}, std::size_t{15}, std::size_t{17}, std::size_t{300}, std::size_t{40000}}) {
+        std::vector<float> rows(n * nf);
+        std::normal_distribution<float> normal;
+        for (float& v : rows) v = rng() % 10 == 0 ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
+        std::vector<std::int32_t> model(n), reason(n);
+        std::vector<float> score(n), margin(n);
+        forest.score_batch(rows.data(), n, {model.data(), score.data(), margin.data(), reason.data()}, 3);
+        bool same = true;
+        for (std::size_t i = 0; i < n; ++i) same = same && model[i] == reference(a, &rows[i * nf], k);
+        check(same, "forest matches the reference walk");
+      }
+    }
+  }
+}
+
+void test_rules_and_threshold() {
+  // rule 0: f0 > 1 and f1 != 2 -> model 1; rule 1: 0 <= f2 < 5 -> model 2; default 0
+  RuleScorer rules(3, 3,
+                   {{0, CompareOp::kGreater, 1}, {1, CompareOp::kNotEqual, 2},
+                    {2, CompareOp::kGreaterEqual, 0}, {2, CompareOp::kLess, 5}},
+                   {0, 2, 4}, {1, 2}, 0);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float rows[] = {2, 0, 9, /**/ 2, 2, 1, /**/ 0, 0, nan, /**/ 2, nan, 9};
+  std::int32_t model[4], reason[4];
+  rules.score_batch(rows, 4, {model, nullptr, nullptr, reason}, 1);
+  check(model[0] == 1 && model[1] == 2 && model[2] == 0 && model[3] == 0, "rules: first match, NaN fails");
+  check(reason[2] == -1, "rules: default has reason -1");
+
+  ThresholdScorer threshold(1, 0, {0.5f, 1.5f}, 0);
+  const float scores[] = {0.5f, 0.6f, 2.0f, nan};
+  threshold.score_batch(scores, 4, {model, nullptr, nullptr, nullptr}, 1);
+  check(model[0] == 0 && model[1] == 1 && model[2] == 2 && model[3] == 0, "threshold: strictly above cuts");
+}
+
+void test_rejected_arrays() {
+  ForestArrays cyclic{{0}, {0.0}, {0}, {0}, {1}, {1.0}, {0, 1}, {1.0}};
+  bool thrown = false;
+  try {
+    ForestScorer forest(1, 1, cyclic);
+  } catch (const InvalidInput&) {
+    thrown = true;
+  }
+  check(thrown, "a node that is its own child is rejected");
+  thrown = false;
+  try {
+    ThresholdScorer threshold(1, 0, {1.0f, 1.0f}, 0);
+  } catch (const InvalidInput&) {
+    thrown = true;
+  }
+  check(thrown, "equal cuts are rejected");
+}
+
+}  // namespace
+
+int main() {
+  test_forests();
+  test_rules_and_threshold();
+  test_rejected_arrays();
+  std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");
+  return failures ? 1 : 0;
+}
