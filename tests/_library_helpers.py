@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections import Counter
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -84,3 +85,44 @@ def same(served: Any, mirrored: Any) -> bool:
 
 def double(x: Any) -> Any:
     return x * 2
+
+
+class ClientLoad:
+    """``threads`` client threads, each sending ``per_thread`` requests.
+
+    ``request(worker, i)`` returns the request's outcome label; an exception
+    counts as its class name. Entering the block starts the clients together,
+    leaving it joins them; ``outcomes`` then counts every request exactly once.
+    """
+
+    def __init__(self, threads: int, per_thread: int, request: Callable[[int, int], str]) -> None:
+        self.total = threads * per_thread
+        self.outcomes: Counter[str] = Counter()
+        self._request = request
+        self._per_thread = per_thread
+        self._lock = threading.Lock()
+        self._started = threading.Barrier(threads + 1)
+        self._clients = [threading.Thread(target=self._client, args=(w,)) for w in range(threads)]
+
+    def _client(self, worker: int) -> None:
+        self._started.wait()
+        for i in range(self._per_thread):
+            try:
+                outcome = self._request(worker, i)
+            except Exception as error:  # counted, then asserted on by the test
+                outcome = type(error).__name__
+            with self._lock:
+                self.outcomes[outcome] += 1
+
+    def running(self) -> bool:
+        return any(client.is_alive() for client in self._clients)
+
+    def __enter__(self) -> ClientLoad:
+        for client in self._clients:
+            client.start()
+        self._started.wait()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            client.join()

@@ -6,12 +6,10 @@ import re
 import subprocess
 import sys
 import textwrap
-import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from _library_helpers import route_everything_as
+from _library_helpers import ClientLoad, route_everything_as
 
 from fastroute import Canary, ConfigError, Router, Shadow
 from fastroute.config import load_config
@@ -207,35 +205,18 @@ def test_reload_keeps_unchanged_parts(tmp_path: Path) -> None:
 def test_reload_under_load_drops_no_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     route_everything_as(monkeypatch)
     router = Router.from_config(write(tmp_path, GOOD))
-    threads, per_thread = 4, 1500
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-    started = threading.Barrier(threads + 1)
 
-    def client(worker: int) -> None:
-        started.wait()
-        for i in range(per_thread):
-            try:
-                result = router.infer(2.0, key=f"user-{worker}-{i}")
-                outcome = f"x{result / 2.0:g}"
-            except Exception as error:  # counted, then asserted absent
-                outcome = type(error).__name__
-            with lock:
-                outcomes[outcome] += 1
+    def request(worker: int, i: int) -> str:
+        return f"x{router.infer(2.0, key=f'user-{worker}-{i}') / 2.0:g}"
 
-    clients = [threading.Thread(target=client, args=(w,)) for w in range(threads)]
-    for thread in clients:
-        thread.start()
-    started.wait()
-    for _ in range(3):
+    with ClientLoad(threads=4, per_thread=1500, request=request) as load:
+        for _ in range(3):
+            router.reload(write(tmp_path, RELOADED, "next.yaml"))
+            router.reload(write(tmp_path, GOOD))
         router.reload(write(tmp_path, RELOADED, "next.yaml"))
-        router.reload(write(tmp_path, GOOD))
-    router.reload(write(tmp_path, RELOADED, "next.yaml"))
-    for thread in clients:
-        thread.join()
 
-    assert sum(outcomes.values()) == threads * per_thread
-    assert set(outcomes) <= {"x2", "x3", "x4"}, outcomes
+    assert sum(load.outcomes.values()) == load.total
+    assert set(load.outcomes) <= {"x2", "x3", "x4"}, load.outcomes
     assert router.models.versions("m") == ["2", "3"]
     assert router.models.aliases("m") == {"stable": "2", "next": "3"}
     assert {router.infer(2.0, key=f"k{i}") for i in range(100)} == {6.0, 8.0}

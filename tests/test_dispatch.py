@@ -19,29 +19,12 @@ from concurrent.futures import CancelledError, wait
 
 import numpy as np
 import pytest
+from _threads import native_thread_count, settled_native_thread_count
 
 from fastroute import ConfigError, DeadlineExceeded, InvalidInput, ModelError, ModelSpec, Overloaded, RouterClosed
 from fastroute.executors import CPUExecutor
 
 WAIT_S = 30  # generous: only reached when something is broken
-
-
-def thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
-def native_thread_count() -> int:
-    """OS threads that are not Python threads: the executors' workers."""
-    return thread_count() - threading.active_count()
-
-
-def settled_native_thread_count(expected: int) -> int:
-    """native_thread_count(), once Python threads of earlier tests (timers,
-    helpers) that left threading's registry have also left the OS."""
-    give_up = time.monotonic() + 5
-    while native_thread_count() != expected and time.monotonic() < give_up:
-        time.sleep(0.01)
-    return native_thread_count()
 
 
 def spec(name, model, *, batched=False, replicas=1) -> ModelSpec:
@@ -82,7 +65,7 @@ class Recorder:
 
 @pytest.fixture
 def make_executor():
-    threads_before = native_thread_count()
+    threads_before = settled_native_thread_count()
     made: list[tuple[CPUExecutor, list[ModelSpec]]] = []
 
     def make(*specs: ModelSpec, **kwargs) -> CPUExecutor:
@@ -333,7 +316,7 @@ def test_retire_without_drain_fails_queued_requests(make_executor):
 
 
 def test_close_drain_runs_everything_and_joins_threads():
-    before = native_thread_count()
+    before = settled_native_thread_count()
     model = spec("slowish", lambda x: time.sleep(0.001) or x)
     executor = CPUExecutor(threads=2)
     assert native_thread_count() == before + 2

@@ -7,21 +7,16 @@ analyzer's ``analyze()``: a 1-D float vector is routed as "tabular".
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 
 import numpy as np
 import pytest
+from _threads import native_thread_count, settled_native_thread_count
 
 from fastroute import CPUExecutor, ModelError, Overloaded, Router, RouterClosed
 
 WAIT_S = 30
-
-
-def native_thread_count() -> int:
-    """OS threads that are not Python threads: the executors' workers."""
-    return len(os.listdir("/proc/self/task")) - threading.active_count()
 
 
 def test_submit_routes_then_runs_on_the_executor():
@@ -33,14 +28,14 @@ def test_submit_routes_then_runs_on_the_executor():
 
 
 def test_default_executor_is_created_lazily_and_closed_with_the_router():
-    before = native_thread_count()
+    before = settled_native_thread_count()
     router = Router()
     router.register("double", lambda x: 2 * x, modality="tabular")
     assert native_thread_count() == before
     assert router.submit(np.ones(3)).result(WAIT_S).tolist() == [2.0, 2.0, 2.0]
     assert isinstance(router.executor, CPUExecutor)
     router.close()
-    assert native_thread_count() == before
+    assert settled_native_thread_count(before) == before
     with pytest.raises(RouterClosed):
         router.submit(np.ones(3))
     router.close()  # idempotent

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 
 import pytest
-from _library_helpers import Versioned, route_everything_as
+from _library_helpers import ClientLoad, Versioned, route_everything_as
 
 from fastroute import NoRoute, RegistrationError, Router
 from fastroute.experiments import Shadow, Split
@@ -205,35 +204,19 @@ def test_hot_swap_under_load_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> N
     router = Router()
     models = {v: Versioned(v) for v in "123"}
     router.register("m", models["1"], modality="tabular", version="1", warmup=Versioned.WARMUP)
-    threads, per_thread = 4, 1500
-    outcomes: Counter[str] = Counter()
-    outcome_lock = threading.Lock()
-    started = threading.Barrier(threads + 1)
 
-    def client(worker: int) -> None:
-        started.wait()
-        for i in range(per_thread):
-            try:
-                version, echoed = router.infer((worker, i))
-                outcome = "ok" if echoed == (worker, i) else "wrong result"
-            except Exception as error:  # counted, then asserted absent
-                outcome = type(error).__name__
-            with outcome_lock:
-                outcomes[outcome] += 1
+    def request(worker: int, i: int) -> str:
+        _, echoed = router.infer((worker, i))
+        return "ok" if echoed == (worker, i) else "wrong result"
 
-    clients = [threading.Thread(target=client, args=(w,)) for w in range(threads)]
-    for thread in clients:
-        thread.start()
-    started.wait()
-    for old, new in (("1", "2"), ("2", "3")):
-        retired = router.models.swap(ModelSpec("m", new, models[new], "tabular"), warmup=Versioned.WARMUP)
-        assert retired is not None and retired.version == old
-        models[old].retired = True
-    for thread in clients:
-        thread.join()
+    with ClientLoad(threads=4, per_thread=1500, request=request) as load:
+        for old, new in (("1", "2"), ("2", "3")):
+            retired = router.models.swap(ModelSpec("m", new, models[new], "tabular"), warmup=Versioned.WARMUP)
+            assert retired is not None and retired.version == old
+            models[old].retired = True
 
-    assert outcomes == {"ok": threads * per_thread}
-    assert sum(model.calls for model in models.values()) == threads * per_thread
+    assert load.outcomes == {"ok": load.total}
+    assert sum(model.calls for model in models.values()) == load.total
     assert [v for model in models.values() for v in model.violations] == []
     assert router.models.versions("m") == ["3"] and router.models.aliases("m") == {"stable": "3"}
 
@@ -254,31 +237,18 @@ def test_alias_moves_under_load_serve_every_request(monkeypatch: pytest.MonkeyPa
     router = Router()
     router.register("m", lambda x: ("1", x), modality="tabular", version="1", aliases=["stable"])
     router.register("m", lambda x: ("2", x), modality="tabular", version="2")
-    threads, per_thread = 4, 1500
-    outcomes: Counter[str] = Counter()
-    outcome_lock = threading.Lock()
 
-    def client(worker: int) -> None:
-        for i in range(per_thread):
-            try:
-                version, echoed = router.infer((worker, i))
-                outcome = f"v{version}" if echoed == (worker, i) else "wrong result"
-            except Exception as error:  # counted, then asserted absent
-                outcome = type(error).__name__
-            with outcome_lock:
-                outcomes[outcome] += 1
+    def request(worker: int, i: int) -> str:
+        version, echoed = router.infer((worker, i))
+        return f"v{version}" if echoed == (worker, i) else "wrong result"
 
-    clients = [threading.Thread(target=client, args=(w,)) for w in range(threads)]
-    for thread in clients:
-        thread.start()
     flips = 0
-    while any(thread.is_alive() for thread in clients):
-        router.models.set_alias("m", "stable", "2" if flips % 2 == 0 else "1")
-        flips += 1
-    for thread in clients:
-        thread.join()
-    assert sum(outcomes.values()) == threads * per_thread
-    assert set(outcomes) <= {"v1", "v2"} and flips > 1, (outcomes, flips)
+    with ClientLoad(threads=4, per_thread=1500, request=request) as load:
+        while load.running():
+            router.models.set_alias("m", "stable", "2" if flips % 2 == 0 else "1")
+            flips += 1
+    assert sum(load.outcomes.values()) == load.total
+    assert set(load.outcomes) <= {"v1", "v2"} and flips > 1, (load.outcomes, flips)
 
 
 def test_closing_the_registry_stops_its_shadows(registry: Registry) -> None:

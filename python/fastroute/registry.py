@@ -353,18 +353,15 @@ class Registry:
         """
         with self._lock:
             entry = self._entry(name)
-            if version is not None:
-                spec, reason = self._pinned(entry, name, version)
-                experiment = None
-            elif entry.experiment is not None:
-                assignment = entry.experiment.choose(key)
-                spec, reason = self._version(entry, name, assignment.version), assignment.reason
-                experiment = entry.experiment
-            else:
-                spec, reason = self._default(entry)
-                experiment = None
+            spec, reason, experiment = self._choose_version(entry, name, version, key)
             self._in_flight[id(spec)] = self._in_flight.get(id(spec), 0) + 1
             return Lease(self, spec, reason, experiment, entry.shadow)
+
+    def resolve(self, name: str, version: str | None = None, *, key: Any = None) -> tuple[ModelSpec, str]:
+        """The version :meth:`lease` would choose and why, without holding it (a decision only)."""
+        with self._lock:
+            spec, reason, _ = self._choose_version(self._entry(name), name, version, key)
+            return spec, reason
 
     def get(self, name: str, version: str | None = None) -> ModelSpec:
         """The spec of ``name`` at ``version`` or alias (default: ``stable``, else latest)."""
@@ -440,6 +437,18 @@ class Registry:
             version = entry.aliases[ref]
             return entry.versions[version], f"alias {ref!r} -> version {version!r}"
         return self._version(entry, name, ref), f"version {ref!r} requested"
+
+    def _choose_version(
+        self, entry: _Entry, name: str, version: str | None, key: Any
+    ) -> tuple[ModelSpec, str, Experiment | None]:
+        """Pinned version or alias, else the experiment, else the default; and why."""
+        if version is not None:
+            return (*self._pinned(entry, name, version), None)
+        if entry.experiment is not None:
+            assignment = entry.experiment.choose(key)
+            spec = self._version(entry, name, assignment.version)
+            return spec, assignment.reason, entry.experiment
+        return (*self._default(entry), None)
 
     @staticmethod
     def _default(entry: _Entry) -> tuple[ModelSpec, str]:

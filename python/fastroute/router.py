@@ -150,9 +150,9 @@ class Router:
         split. ``features`` gives user feature values by name for this
         request; user features neither given nor extracted are missing (NaN).
         """
-        decision, lease = self._decide_leased(x, hint, key, features)
-        lease.discard()
-        return decision
+        analysis, choice = self._choose(x, hint, features)
+        spec, version_reason = self.models.resolve(choice.model, key=key)
+        return _decision(spec, analysis, choice, version_reason)
 
     def route_batch(self, xs: Any, *, features: Any = None) -> BatchChoice:
         """Route many inputs at once: model indices through the batch scorer.
@@ -262,27 +262,10 @@ class Router:
         future.add_done_callback(lambda done: self._complete(lease, x, done))
         return future
 
-    async def ainfer(
-        self,
-        x: Any,
-        *,
-        priority: str = "normal",
-        deadline: float | None = None,
-        timeout: float | None = None,
-        hint: str | None = None,
-        key: Any = None,
-        features: Mapping[str, float] | None = None,
-    ) -> Any:
-        """``submit`` for asyncio: resolved on the caller's loop (call_soon_threadsafe), no polling."""
-        future = self.submit(
-            x,
-            priority=priority,
-            deadline=deadline,
-            timeout=timeout,
-            hint=hint,
-            key=key,
-            features=features,
-        )
+    async def ainfer(self, x: Any, **options: Any) -> Any:
+        """:meth:`submit` for asyncio (same keyword options): the result is delivered
+        on the caller's loop through ``call_soon_threadsafe``, no polling."""
+        future = self.submit(x, **options)
         return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
 
     def close(self, drain: bool = True) -> None:
@@ -324,13 +307,17 @@ class Router:
         self, x: Any, hint: str | None, key: Any, features: Mapping[str, float] | None
     ) -> tuple[Decision, Lease]:
         """The decision plus a lease on its model version, held until the request completes."""
+        analysis, choice = self._choose(x, hint, features)
+        lease = self.models.lease(choice.model, key=key)
+        return _decision(lease.spec, analysis, choice, lease.reason), lease
+
+    def _choose(
+        self, x: Any, hint: str | None, features: Mapping[str, float] | None
+    ) -> tuple[Analysis, Choice]:
+        """Analyse ``x`` and let the policy name its model."""
         policy = self._policy  # read once: a concurrent swap never splits a request
         analysis = analyze(x, hint=hint)
-        choice = policy.select(self._policy_row(policy, analysis, x, features), self.models)
-        lease = self.models.lease(choice.model, key=key)
-        spec = lease.spec
-        reason = f"{choice.reason}; {lease.reason}"
-        return Decision(spec.name, spec.version, analysis.modality, reason, choice.score), lease
+        return analysis, policy.select(self._policy_row(policy, analysis, x, features), self.models)
 
     def _user_columns(self, policy: Policy) -> tuple[str, ...]:
         return tuple(policy.feature_names[len(FEATURE_NAMES) :])
@@ -397,6 +384,11 @@ def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
     if len(values) != len(names):
         raise InvalidInput(f"feature extractor for {list(names)} returned {len(values)} values")
     return values
+
+
+def _decision(spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str) -> Decision:
+    reason = f"{choice.reason}; {version_reason}"
+    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score)
 
 
 def _run_group(spec: ModelSpec, inputs: list[Any]) -> list[Any]:
