@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _library_helpers import ClientLoad, route_everything_as
 
-from fastroute import Canary, ConfigError, Router, Shadow
+from fastroute import Canary, ConfigError, CPUExecutor, Router, Shadow
 from fastroute.config import load_config
 
 GOOD = """
@@ -115,6 +115,14 @@ MISTAKES = {
     "executor setting from the future": (GOOD + "executor: {gpus: 2}\n", r"executor\.gpus: Extra inputs are not permitted"),
     "bad canary thresholds": (GOOD.replace("steps: [0.1, 0.5]", "steps: [0.5, 0.1]"), r"models\.m\.canary: canary steps must be increasing shares"),
     "unknown policy": (GOOD.replace("use: ByModality", "use: Psychic"), r"policy\.use: unknown policy 'Psychic'"),
+    "policy routing to an undeclared model": (
+        GOOD.replace("policy: {use: ByModality, args: {preferred: {tabular: m}}}", "policy: {use: Rules, args: {rules: [], default: ghost}}"),
+        r"policy: routes to models not under 'models': \['ghost'\]",
+    ),
+    "policy a router cannot serve": (
+        GOOD.replace("policy: {use: ByModality, args: {preferred: {tabular: m}}}", "policy: {use: Rules, args: {rules: [], default: m, feature_names: [a, b]}}"),
+        r"policy: policy features must start with fastroute.FEATURE_NAMES",
+    ),
     "failing factory": (GOOD.replace('"_library_helpers:make_scaler", kwargs', '"_library_helpers:failing_factory", kwargs'), r"models\.m\.versions\.2\.factory: RuntimeError\(\"cannot build with \{'factor': 3\.0\}\"\)"),
     "failing warm-up": (
         GOOD.replace('"_library_helpers:double", tags: [baseline]', '"_library_helpers:refuses_warmup", warmup: boom'),
@@ -243,11 +251,9 @@ def test_fastroute_imports_without_the_config_extra(tmp_path: Path) -> None:
 
 
 def test_executor_section_builds_the_routers_executor(tmp_path: Path) -> None:
-    """Runs once the dispatch runtime (fastroute.executors, Router(executor=...)) is merged."""
-    executors = pytest.importorskip("fastroute.executors", reason="the dispatch runtime is on its own branch")
     router = Router.from_config(write(tmp_path, GOOD + "executor: {threads: 1, max_batch: 8, max_delay_us: 100}\n"))
     try:
-        assert isinstance(router.executor, executors.CPUExecutor)
+        assert isinstance(router.executor, CPUExecutor)
         assert (router.executor.config.threads, router.executor.config.max_batch) == (1, 8)
         with pytest.raises(ConfigError, match="executor settings cannot change"):
             router.reload(write(tmp_path, GOOD + "executor: {threads: 2}\n", "next.yaml"))

@@ -1,8 +1,4 @@
-"""The model library under the dispatch runtime: ``router.submit`` holds a lease per request.
-
-Runs once the dispatch runtime (``fastroute.executors``, ``Router.submit``) is merged and
-``submit`` takes its lease through ``Router._decide_leased`` (see the library's merge notes).
-"""
+"""The model library under the dispatch runtime: ``router.submit`` holds a lease per request."""
 
 from __future__ import annotations
 
@@ -14,8 +10,6 @@ from _library_helpers import Versioned, route_everything_as
 
 from fastroute import Router, Shadow, Split
 from fastroute.registry import ModelSpec
-
-pytest.importorskip("fastroute.executors", reason="the dispatch runtime is on its own branch")
 
 
 @pytest.fixture

@@ -23,12 +23,14 @@ class CountingModel:
 
 
 @pytest.fixture
-def router() -> Router:
+def router():
     router = Router()
     router.register("tab", lambda x: ("tab", float(np.sum(x))), modality="tabular")
     router.register("img", lambda x: ("img", np.shape(x)), modality="image")
     router.register("txt", lambda x: ("txt", len(x)), modality="text")
-    return router
+    yield router
+    assert all(router.models.in_flight(spec) == 0 for spec in router.models.list()), "a lease leaked"
+    router.close()
 
 
 def test_route_picks_the_model_registered_for_the_modality(router: Router) -> None:
@@ -115,3 +117,72 @@ def test_by_modality_prefers_the_named_model(router: Router) -> None:
     assert router.route(np.ones(3)).model == "tab"
     router.policy = ByModality(preferred={"tabular": "tab2"})
     assert router.infer(np.ones(3)) == "second"
+
+
+def test_every_path_gives_a_batched_model_the_same_input_type() -> None:
+    router = Router()
+    model = CountingModel("tab")
+    router.register("tab", model, modality="tabular", batched=True)
+    router.infer(np.ones(3))
+    router.infer_batch([np.ones(3)])
+    router.submit(np.ones(3)).result(timeout=30)
+    router.close()
+    assert [type(batch).__name__ for batch in model.calls] == ["ndarray"] * 3
+    assert all(batch.shape == (1, 3) for batch in model.calls)
+
+
+def test_a_failing_model_is_a_model_error_on_every_path(router: Router) -> None:
+    def broken(x):
+        raise ArithmeticError("overflowed")
+
+    router.register("bad", broken, modality="text")
+    router.policy = ByModality(preferred={"text": "bad"})
+    outcomes = []
+    for run in (lambda: router.infer("x"), lambda: router.infer_batch(["x"]), lambda: router.submit("x").result(30)):
+        with pytest.raises(fastroute.ModelError, match="'bad' failed: ArithmeticError: overflowed") as caught:
+            run()
+        outcomes.append(type(caught.value.__cause__))
+    assert outcomes == [ArithmeticError] * 3
+
+
+def test_a_closed_router_refuses_every_request(router: Router) -> None:
+    router.close()
+    for request in (
+        lambda: router.route(np.ones(2)),
+        lambda: router.infer(np.ones(2)),
+        lambda: router.infer_batch([np.ones(2)]),
+        lambda: router.route_batch([np.ones(2)]),
+        lambda: router.submit(np.ones(2)),
+    ):
+        with pytest.raises(fastroute.RouterClosed, match="closed"):
+            request()
+
+
+class TenantPolicy(fastroute.Policy):
+    """A Python policy reading a user feature: tenant 1 goes to 'txt', others to 'tab'."""
+
+    feature_names = fastroute.FEATURE_NAMES + ("tenant",)
+
+    def select(self, row, models):
+        model = "txt" if row.features[-1] == 1 else "tab"
+        return fastroute.Choice(model, f"tenant {row.features[-1]:g}")
+
+
+def test_user_features_reach_a_python_policy_on_single_and_batch_paths(router: Router) -> None:
+    router.policy = TenantPolicy()
+    assert router.route(np.ones(2), features={"tenant": 1}).model == "txt"
+    assert router.route(np.ones(2), features={"tenant": 2}).model == "tab"
+    batch = router.route_batch([np.ones(2), np.ones(2)], features={"tenant": [1, 2]})
+    assert batch.names() == ["txt", "tab"]
+
+
+def test_a_pinned_policy_keeps_its_state_when_the_policy_is_refitted() -> None:
+    pytest.importorskip("sklearn", reason="fitting a Tree needs scikit-learn")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, len(fastroute.FEATURE_NAMES))).astype(np.float32)
+    outcomes = rng.random((200, 2))
+    tree = fastroute.Tree(max_depth=2).fit(features, outcomes, models=["a", "b"])
+    view = tree.pinned()
+    tree.fit(features, outcomes, models=["c", "d"])
+    assert view.models == ("a", "b") and tree.models == ("c", "d")
+    assert set(view.decide_batch(features).names()) <= {"a", "b"}

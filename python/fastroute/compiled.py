@@ -6,6 +6,7 @@ arrays in C++) and never changes after construction or ``fit``.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,16 @@ from .analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
 from .errors import InvalidInput, PolicyError
 from .registry import Registry
 
-__all__ = ["BatchChoice", "Choice", "Compiled", "CompiledPolicy", "Policy", "as_feature_matrix", "build_scorer"]
+__all__ = [
+    "BatchChoice",
+    "Choice",
+    "Compiled",
+    "CompiledPolicy",
+    "Policy",
+    "as_feature_matrix",
+    "build_scorer",
+    "check_servable",
+]
 
 FORMAT = "fastroute-policy"
 FORMAT_VERSION = 1
@@ -62,6 +72,22 @@ class Policy:
     def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
         """One choice per row of ``batch``; subclasses override with a vectorised path."""
         return [self.select(batch[i], models) for i in range(len(batch))]
+
+    def pinned(self) -> Policy:
+        """This policy as it stands now, unaffected by a later refit: what one request uses."""
+        return self
+
+
+def check_servable(policy: Any) -> Policy:
+    """``policy`` if a Router can serve with it, else PolicyError saying why."""
+    if not isinstance(policy, Policy):
+        raise PolicyError(f"policy must be a fastroute Policy, got {type(policy).__name__}")
+    names = tuple(policy.feature_names)
+    if names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
+        raise PolicyError(f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}...")
+    if isinstance(policy, CompiledPolicy):
+        policy._checked_state()
+    return policy
 
 
 def build_scorer(factory: Any, *args: Any) -> Any:
@@ -124,6 +150,11 @@ class CompiledPolicy(Policy):
         if len(set(models)) != len(models):
             raise PolicyError(f"model names must be unique, got {list(models)}")
         self._state = Compiled(scorer, tuple(models), tuple(feature_names), detail)
+
+    def pinned(self) -> CompiledPolicy:
+        """A view sharing the current compiled state: a refit of this policy replaces
+        its state, never the view's, so a request builds and scores its row with one state."""
+        return copy.copy(self)
 
     @property
     def fitted(self) -> bool:

@@ -30,7 +30,7 @@ import importlib
 import random
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,8 @@ import numpy as np
 
 from . import policies
 from .analyzer import MODALITIES
-from .errors import ConfigError, FastrouteError
+from .compiled import check_servable
+from .errors import ConfigError, FastrouteError, PolicyError
 from .experiments import Canary, CanaryThresholds, Experiment, Shadow, Split
 from .registry import ModelPlan, ModelSpec, _validate, _warm_up
 
@@ -128,6 +129,7 @@ def _build(config: Any, path: Path, previous: _Built | None) -> _Built:
         policy = previous.policy
     else:
         policy = _build_policy(config.policy, path)
+    _check_policy_models(policy, config.models, path)
     built = _Built(config, policy)
     for name, model in config.models.items():
         old_model = old_config.models.get(name) if old_config is not None else None
@@ -234,7 +236,18 @@ def _build_policy(policy: Any, path: Path) -> policies.Policy:
     built = _call(path, "policy", cls, **policy.args)
     if not isinstance(built, policies.Policy):
         raise ConfigError(f"{path}: policy.use: {policy.use!r} made a {type(built).__name__}, not a fastroute Policy")
+    try:
+        check_servable(built)
+    except PolicyError as error:
+        raise ConfigError(f"{path}: policy: {error}") from None
     return built
+
+
+def _check_policy_models(policy: policies.Policy, model_names: Iterable[str], path: Path) -> None:
+    """A compiled policy may only route to models the file declares."""
+    unknown = sorted(set(getattr(policy, "models", ())) - set(model_names))
+    if unknown:
+        raise ConfigError(f"{path}: policy: routes to models not under 'models': {unknown}")
 
 
 def _build_executor(executor: Any, path: Path) -> Any:

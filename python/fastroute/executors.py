@@ -25,8 +25,7 @@ from typing import Any
 
 from . import _core
 from .errors import ConfigError, DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
-from .registry import ModelSpec
-from .router import _stack_if_possible
+from .registry import ModelSpec, stack_if_possible
 
 __all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
 
@@ -118,7 +117,7 @@ def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = No
 
 def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
     try:
-        outputs = list(spec.model(_stack_if_possible([x for _, x in live])))
+        outputs = list(spec.model(stack_if_possible([x for _, x in live])))
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
         for future, _ in live:
             future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))

@@ -22,8 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from .analyzer import MODALITIES
-from .errors import NoRoute, RegistrationError
+from .errors import ModelError, NoRoute, RegistrationError
 from .experiments import Canary, Experiment, Shadow
 
 __all__ = ["DEFAULT_ALIAS", "Lease", "ModelPlan", "ModelSpec", "Registry"]
@@ -56,8 +58,39 @@ class ModelSpec:
         return (self.name, self.version)
 
     def run_one(self, x: Any) -> Any:
-        """Call the model on one input, wrapping it in a batch of one if it is batched."""
-        return self.model([x])[0] if self.batched else self.model(x)
+        """The model's result for one input (a batch of one if the model is batched).
+
+        The model's exception becomes a :class:`ModelError` naming the model,
+        with the original as ``__cause__``, as on every path that runs a model.
+        """
+        return self.run_batch([x])[0] if self.batched else self._call(x)
+
+    def run_batch(self, inputs: list[Any]) -> list[Any]:
+        """The model's results for ``inputs``, in order: one call on the stacked
+        batch if the model is batched, else one call per input."""
+        if not self.batched:
+            return [self._call(x) for x in inputs]
+        outputs = list(self._call(stack_if_possible(inputs)))
+        if len(outputs) != len(inputs):
+            raise ModelError(self.name, f"returned {len(outputs)} results for a batch of {len(inputs)}")
+        return outputs
+
+    def _call(self, argument: Any) -> Any:
+        try:
+            return self.model(argument)
+        except Exception as error:
+            raise ModelError(self.name, f"{type(error).__name__}: {error}") from error
+
+
+def stack_if_possible(inputs: list[Any]) -> Any:
+    """A stacked array when every input is an array of one shape and dtype, else the list."""
+    first = inputs[0]
+    if isinstance(first, np.ndarray) and all(
+        isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype
+        for x in inputs
+    ):
+        return np.stack(inputs)
+    return inputs
 
 
 @dataclass
@@ -104,6 +137,10 @@ class Lease:
         latency = self._clock() - self._started
         if self._end() and self._experiment is not None:
             self._experiment.observe(self.spec.version, error is None, latency)
+
+    def restart_clock(self) -> None:
+        """Measure latency from now: the request starts running after waiting its turn."""
+        self._started = self._clock()
 
     def discard(self) -> None:
         """End a lease whose request never ran (a decision only): no outcome is recorded."""
@@ -552,7 +589,7 @@ def _check_plan(name: str, plan: ModelPlan) -> None:
 def _warm_up(spec: ModelSpec, sample: Any) -> None:
     try:
         spec.run_one(sample)
-    except Exception as error:
+    except ModelError as error:
         raise RegistrationError(
-            f"model {spec.name!r} version {spec.version!r} failed its warm-up: {error!r}"
+            f"model {spec.name!r} version {spec.version!r} failed its warm-up: {error.__cause__ or error!r}"
         ) from error

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
-from .compiled import BatchChoice, Choice, CompiledPolicy, Policy
-from .errors import InvalidInput, ModelError, PolicyError, RouterClosed
+from .compiled import BatchChoice, Choice, CompiledPolicy, Policy, check_servable
+from .errors import InvalidInput, PolicyError, RouterClosed
 from .policies import ByModality
 from .registry import Lease, ModelSpec, Registry
 
@@ -62,16 +62,7 @@ class Router:
 
     @policy.setter
     def policy(self, policy: Policy) -> None:
-        if not isinstance(policy, Policy):
-            raise PolicyError(f"policy must be a fastroute Policy, got {type(policy).__name__}")
-        names = tuple(policy.feature_names)
-        if names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
-            raise PolicyError(
-                f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}..."
-            )
-        if isinstance(policy, CompiledPolicy):
-            policy._checked_state()
-        self._policy = policy
+        self._policy = check_servable(policy)
 
     def add_features(self, names: Sequence[str], extractor: Callable[[Any], Sequence[float]]) -> None:
         """Register ``extractor(x) -> values`` computing the user features ``names`` for each input.
@@ -160,11 +151,13 @@ class Router:
         ``features`` holds the user feature columns: an (n, U) array in the
         policy's order, or a mapping name -> (n,) values.
         """
-        policy = self._policy
+        policy = self._serving_policy()
         batch = analyze_batch(xs)
         matrix = self._policy_matrix(policy, batch, xs, features)
         if isinstance(policy, CompiledPolicy):
             return policy.decide_batch(matrix)
+        if matrix is not batch.features:  # user columns: the policy sees them too
+            batch = _PolicyBatch(batch.modalities, matrix)
         choices = policy.select_batch(batch, self.models)
         names = tuple(dict.fromkeys(choice.model for choice in choices))
         index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
@@ -209,8 +202,10 @@ class Router:
             groups[id(lease.spec)].append(index)
         results: list[Any] = [None] * len(leases)
         for indices in groups.values():
+            for index in indices:
+                leases[index].restart_clock()  # a later group's latency excludes earlier groups
             try:
-                outputs = _run_group(leases[indices[0]].spec, [xs[i] for i in indices])
+                outputs = leases[indices[0]].spec.run_batch([xs[i] for i in indices])
             except BaseException as error:
                 for index in indices:
                     leases[index].release(error)
@@ -315,9 +310,16 @@ class Router:
         self, x: Any, hint: str | None, features: Mapping[str, float] | None
     ) -> tuple[Analysis, Choice]:
         """Analyse ``x`` and let the policy name its model."""
-        policy = self._policy  # read once: a concurrent swap never splits a request
+        policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
         return analysis, policy.select(self._policy_row(policy, analysis, x, features), self.models)
+
+    def _serving_policy(self) -> Policy:
+        """The policy one request uses from start to end, whatever is swapped or refitted meanwhile."""
+        if self._closed:
+            raise RouterClosed("the router is closed")
+        policy = self._policy  # read once: a concurrent swap never splits a request
+        return policy.pinned() if len(policy.feature_names) > len(FEATURE_NAMES) else policy
 
     def _user_columns(self, policy: Policy) -> tuple[str, ...]:
         return tuple(policy.feature_names[len(FEATURE_NAMES) :])
@@ -379,6 +381,20 @@ class _PolicyRow:
     features: np.ndarray
 
 
+@dataclass(frozen=True)
+class _PolicyBatch:
+    """What a Python policy's select_batch sees when user features follow the analyzer's."""
+
+    modalities: list[str]
+    features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.modalities)
+
+    def __getitem__(self, index: int) -> _PolicyRow:
+        return _PolicyRow(self.modalities[index], self.features[index])
+
+
 def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
     values = [float(v) for v in values]
     if len(values) != len(names):
@@ -389,23 +405,3 @@ def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
 def _decision(spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str) -> Decision:
     reason = f"{choice.reason}; {version_reason}"
     return Decision(spec.name, spec.version, analysis.modality, reason, choice.score)
-
-
-def _run_group(spec: ModelSpec, inputs: list[Any]) -> list[Any]:
-    if not spec.batched:
-        return [spec.model(x) for x in inputs]
-    outputs = spec.model(_stack_if_possible(inputs))
-    if len(outputs) != len(inputs):
-        raise ModelError(spec.name, f"returned {len(outputs)} results for a batch of {len(inputs)}")
-    return list(outputs)
-
-
-def _stack_if_possible(inputs: list[Any]) -> Any:
-    """A stacked array when every input is an array of one shape and dtype, else the list."""
-    first = inputs[0]
-    if isinstance(first, np.ndarray) and all(
-        isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype
-        for x in inputs
-    ):
-        return np.stack(inputs)
-    return inputs
