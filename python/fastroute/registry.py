@@ -404,8 +404,7 @@ class Registry:
         """The spec of ``name`` at ``version`` or alias (default: ``stable``, else latest)."""
         with self._lock:
             entry = self._entry(name)
-            spec, _ = self._pinned(entry, name, version) if version is not None else self._default(entry)
-            return spec
+            return self._pinned(entry, name, version)[0] if version is not None else _default_spec(entry)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -439,7 +438,7 @@ class Registry:
     def for_modality(self, modality: str) -> list[str]:
         """Names whose default version serves ``modality``, in registration order."""
         with self._lock:
-            return [name for name, entry in self._entries.items() if self._default(entry)[0].modality == modality]
+            return [name for name, entry in self._entries.items() if _default_spec(entry).modality == modality]
 
     def in_flight(self, spec: ModelSpec) -> int:
         """How many requests currently hold a lease on ``spec``."""
@@ -489,10 +488,9 @@ class Registry:
 
     @staticmethod
     def _default(entry: _Entry) -> tuple[ModelSpec, str]:
-        version = entry.aliases.get(DEFAULT_ALIAS)
-        if version is not None:
-            return entry.versions[version], f"alias {DEFAULT_ALIAS!r} -> version {version!r}"
-        spec = next(reversed(entry.versions.values()))
+        spec = _default_spec(entry)
+        if DEFAULT_ALIAS in entry.aliases:
+            return spec, f"alias {DEFAULT_ALIAS!r} -> version {spec.version!r}"
         return spec, f"latest version {spec.version!r}"
 
     def _has_version(self, name: str, version: str) -> bool:
@@ -504,7 +502,7 @@ class Registry:
             return None
         if alias in entry.aliases:
             return entry.aliases[alias]
-        return self._default(entry)[0].version if alias == DEFAULT_ALIAS else None
+        return _default_spec(entry).version if alias == DEFAULT_ALIAS else None
 
     def _check_new_version(self, spec: ModelSpec, aliases: list[str]) -> None:
         entry = self._entries.get(spec.name, _Entry())
@@ -584,6 +582,12 @@ def _check_plan(name: str, plan: ModelPlan) -> None:
         Registry._version(entry, name, version)
     if plan.shadow is not None:
         Registry._version(entry, name, plan.shadow.version)
+
+
+def _default_spec(entry: _Entry) -> ModelSpec:
+    """The version a bare name serves without an experiment: ``stable``, else the latest."""
+    version = entry.aliases.get(DEFAULT_ALIAS)
+    return entry.versions[version] if version is not None else next(reversed(entry.versions.values()))
 
 
 def _warm_up(spec: ModelSpec, sample: Any) -> None:
