@@ -67,6 +67,8 @@ class Policy:
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
     def select(self, analysis: Analysis, models: Registry) -> Choice:
+        """The model serving one input. ``analysis`` has ``.modality`` and
+        ``.features`` (the analyzer's, then any user feature columns)."""
         raise NotImplementedError
 
     def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
@@ -138,6 +140,7 @@ class CompiledPolicy(Policy):
 
     @property
     def models(self) -> tuple[str, ...]:
+        """The model names the scorer's indices refer to, in order."""
         state = self._state
         return state.models if state is not None else self._unfitted_models
 
@@ -158,6 +161,7 @@ class CompiledPolicy(Policy):
 
     @property
     def fitted(self) -> bool:
+        """Whether the policy has a compiled state (after construction, fit, calibrate or load)."""
         return self._state is not None
 
     def _checked_state(self) -> Compiled:
@@ -197,6 +201,7 @@ class CompiledPolicy(Policy):
             return scorer.predict(as_feature_matrix(features, scorer.num_features), threads)
 
     def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
+        """One Choice per row, with reasons, through the batch scorer (see also decide_batch)."""
         state = self._checked_state()
         matrix = as_feature_matrix(batch.features, len(state.feature_names))
         index, score, _, reason = state.scorer.score_batch(matrix, 0)
@@ -229,6 +234,7 @@ def _score_or_none(score: float) -> float | None:
 
 
 def write_json(path: str | Path, kind: str, body: Mapping[str, Any]) -> None:
+    """Write a policy of ``kind`` as a versioned fastroute-policy JSON document."""
     document = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **body}
     Path(path).write_text(json.dumps(document, indent=1))
 

@@ -66,6 +66,7 @@ class Experiment:
         raise NotImplementedError
 
     def choose(self, key: Any = None) -> Assignment:
+        """The version serving one request (sticky for a given ``key``) and why."""
         raise NotImplementedError
 
     def observe(self, version: str, ok: bool, latency: float) -> None:
