@@ -22,6 +22,7 @@ import pytest
 from _threads import native_thread_count, settled_native_thread_count
 
 from fastroute import ConfigError, DeadlineExceeded, InvalidInput, ModelError, ModelSpec, Overloaded, RouterClosed
+from fastroute import _core
 from fastroute.executors import CPUExecutor
 
 WAIT_S = 30  # generous: only reached when something is broken
@@ -183,6 +184,20 @@ def test_deadline_passed_before_running_fails_without_running(make_executor):
         late.result(WAIT_S)
     assert in_time.result(WAIT_S) == "in time"
     assert recorder.calls == ["in time"]
+
+
+@pytest.mark.parametrize("deadline", [9.3e9, 1e10, 1e300, float("inf")])
+def test_far_deadlines_mean_no_deadline(make_executor, deadline):
+    model = spec("m", lambda x: x)
+    executor = make_executor(model, threads=1)
+    assert executor.submit(model, "far", deadline=deadline).result(WAIT_S) == "far"
+
+
+def test_deadlines_share_the_dispatchers_clock():
+    before = time.monotonic_ns()
+    native = _core.monotonic_ns()
+    after = time.monotonic_ns()
+    assert before <= native <= after
 
 
 def test_cancel_before_execution_skips_the_model(make_executor):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
 
 PRIORITIES = ("high", "normal")
 _PUSH_FULL, _PUSH_CLOSED = 1, 2
+_NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
+_FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
 
 
@@ -210,10 +213,10 @@ class CPUExecutor:
         lanes = known[1] if known is not None and known[0] is spec else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
         high = _is_high(priority)
-        deadline_s = math.inf if deadline is None else _positive_seconds("deadline", deadline)
+        deadline_ns = _NO_DEADLINE if deadline is None else _deadline_ns(deadline)
         timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
         future: Future = Future()
-        status = self._core.push(lane, (future, x), high, deadline_s, timeout_s)
+        status = self._core.push(lane, (future, x), high, deadline_ns, timeout_s)
         if status == _PUSH_FULL:
             raise Overloaded(
                 f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
@@ -289,6 +292,15 @@ def _is_high(priority: str) -> bool:
     if priority == "high":
         return True
     raise InvalidInput(f"priority must be one of {PRIORITIES}, got {priority!r}")
+
+
+def _deadline_ns(seconds_from_now: float) -> int:
+    """The absolute deadline on the dispatcher's clock (time.monotonic_ns is the
+    same steady clock), saturated at "no deadline" for absurdly far ones."""
+    seconds = _positive_seconds("deadline", seconds_from_now)
+    if seconds >= _FOREVER_S:  # also inf, which int() cannot take
+        return _NO_DEADLINE
+    return min(time.monotonic_ns() + int(seconds * 1e9), _NO_DEADLINE)
 
 
 def _positive_seconds(name: str, value: float) -> float:
