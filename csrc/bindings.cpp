@@ -607,19 +607,22 @@ std::int64_t seconds_to_ns(double seconds) {
 }
 
 // Returns the PushStatus as an int (0: accepted, 1: full, 2: closed). On
-// acceptance the dispatcher holds a reference to payload until the sink.
+// acceptance `payload`'s reference moves to the dispatcher, which hands it to
+// the sink; refused or on an exception, `payload` still drops it.
 // `deadline` is absolute, on the monotonic_ns() clock (the caller computes it
 // once and also checks it before the model call).
 int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, bool high, std::int64_t deadline,
                   double timeout_s) {
   const Priority priority = high ? Priority::kHigh : Priority::kNormal;
-  const auto handle = reinterpret_cast<Payload>(payload.release().ptr());
+  const auto handle = reinterpret_cast<Payload>(payload.ptr());
   PushStatus status = dispatcher.try_push(lane, handle, priority, deadline);
   if (status == PushStatus::kFull && timeout_s > 0) {  // only a full queue costs a GIL release
     py::gil_scoped_release release;
     status = dispatcher.push_wait(lane, handle, priority, deadline, seconds_to_ns(timeout_s));
   }
-  if (status != PushStatus::kAccepted) py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(handle));
+  // The caller's argument keeps the object alive even if a worker's sink has
+  // already taken this reference (push_wait runs without the GIL).
+  if (status == PushStatus::kAccepted) payload.release();
   return static_cast<int>(status);
 }
 

@@ -23,6 +23,7 @@ from _threads import native_thread_count, settled_native_thread_count
 
 from fastroute import ConfigError, DeadlineExceeded, InvalidInput, ModelError, ModelSpec, Overloaded, RouterClosed
 from fastroute import _core
+from fastroute import executors
 from fastroute.executors import CPUExecutor
 
 WAIT_S = 30  # generous: only reached when something is broken
@@ -256,6 +257,63 @@ def test_batched_model_error_or_wrong_length_fails_only_its_batch(make_executor)
     assert futures[1].exception().__cause__.args == ("boom in batch",)
     assert [futures[i].result() for i in (2, 3)] == ["b", "c"]
     assert futures[5].exception() is not None  # "short" and "d" share a batch
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_model_exception_whose_message_raises_still_fails_its_requests(make_executor, batched):
+    def broken(x):
+        raise Unprintable()
+
+    model = spec("broken", broken, batched=batched)
+    executor = make_executor(model, threads=1)
+    futures = [executor.submit(model, i) for i in range(3)]
+    for future in futures:
+        with pytest.raises(ModelError, match=r"'broken' failed: Unprintable \(its message could not be formatted\)"):
+            future.result(WAIT_S)
+        assert isinstance(future.exception().__cause__, Unprintable)
+
+
+def test_a_batch_that_breaks_off_fails_its_unfinished_requests(make_executor, monkeypatch):
+    def resolve_first_then_break(model_spec, live):
+        live[0][0].set_result("first")
+        raise RuntimeError("runner bug")
+
+    model = spec("batchy", lambda xs: list(xs), batched=True)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    monkeypatch.setattr(executors, "_run_batched", resolve_first_then_break)
+    futures = [executor.submit(model, i) for i in range(3)]
+    expired = executor.submit(model, "late", deadline=1e-9)
+    cancelled = executor.submit(model, "cancelled")
+    assert cancelled.cancel()
+    blocker.release.set()
+    assert futures[0].result(WAIT_S) == "first"
+    for future in futures[1:]:
+        with pytest.raises(ModelError, match="'batchy' failed: its batch broke off: RuntimeError: runner bug"):
+            future.result(WAIT_S)
+    with pytest.raises(DeadlineExceeded):
+        expired.result(WAIT_S)
+    assert cancelled.cancelled()
+
+
+def test_a_refused_push_keeps_no_reference_to_its_payload(make_executor):
+    class Payload:
+        pass
+
+    executor = make_executor(threads=1)
+    payload = Payload()
+    ref = weakref.ref(payload)
+    with pytest.raises(InvalidInput, match="unknown lane 5"):
+        executor._core.push(5, payload, False, _core.NO_DEADLINE, 0.0)
+    del payload
+    gc.collect()
+    assert ref() is None
 
 
 def test_hanging_model_does_not_block_other_models(make_executor):

@@ -95,22 +95,45 @@ class _BatchRunner:
 
     def __call__(self, lane: int, ready: list, expired: list, aborted: list) -> None:
         spec = self.specs[lane]
-        for future, _ in expired:
-            _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
-        for future, _ in aborted:
-            _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
-        live = [(future, x) for future, x in ready if future.set_running_or_notify_cancel()]
-        if not live:
-            return
-        if spec.batched:
-            _run_batched(spec, live)
-        else:
-            _run_each(spec, live)
+        try:
+            _run_batch(spec, ready, expired, aborted)
+        except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
+            _fail_unfinished(spec, ready + expired + aborted, error)
+
+
+def _run_batch(spec: ModelSpec, ready: list, expired: list, aborted: list) -> None:
+    """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
+    for future, _ in expired:
+        _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
+    for future, _ in aborted:
+        _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
+    live = [(future, x) for future, x in ready if future.set_running_or_notify_cancel()]
+    if not live:
+        return
+    if spec.batched:
+        _run_batched(spec, live)
+    else:
+        _run_each(spec, live)
 
 
 def _fail(future: Future, error: BaseException) -> None:
     if future.set_running_or_notify_cancel():
         future.set_exception(error)
+
+
+def _fail_unfinished(spec: ModelSpec, requests: list, error: BaseException) -> None:
+    """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
+    for future, _ in requests:
+        if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+            future.set_exception(_model_error(spec, f"its batch broke off: {_describe(error)}", error))
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``__str__`` raises."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except BaseException:  # noqa: BLE001 - the model's exception type, not ours, is broken
+        return f"{type(error).__name__} (its message could not be formatted)"
 
 
 def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = None) -> ModelError:
@@ -124,7 +147,7 @@ def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
         outputs = list(spec.model(_stack_if_possible([x for _, x in live])))
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
         for future, _ in live:
-            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+            future.set_exception(_model_error(spec, _describe(error), error))
         return
     if len(outputs) != len(live):
         for future, _ in live:
@@ -142,7 +165,7 @@ def _run_each(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
         try:
             output = model(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
-            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+            future.set_exception(_model_error(spec, _describe(error), error))
         else:
             future.set_result(output)
 
