@@ -370,13 +370,23 @@ def test_retire_drains_then_refuses_and_restarts_fresh(make_executor):
     blocker.release.set()
 
 
+def test_specs_sharing_a_name_and_version_keep_their_own_queues(make_executor):
+    old, new = spec("m", lambda x: ("old", x)), spec("m", lambda x: ("new", x))
+    executor = make_executor(old, new, threads=1)
+    assert executor.submit(old, 1).result(WAIT_S) == ("old", 1)
+    assert executor.submit(new, 2).result(WAIT_S) == ("new", 2)
+    executor.retire(old)
+    assert executor.stats(old).replicas == 0 and executor.stats(new).replicas == 1
+    assert executor.submit(new, 3).result(WAIT_S) == ("new", 3)
+
+
 def test_retire_without_drain_fails_queued_requests(make_executor):
     model = spec("old", lambda x: x)
     blocker = Blocker()
     executor = make_executor(model, blocker.spec, threads=1)
     blocker.occupy(executor)
     futures = [executor.submit(model, i) for i in range(5)]
-    (lane,) = executor._lanes[model.key]
+    (lane,) = executor._lanes[id(model)][1]
     retiring = threading.Thread(target=executor.retire, args=(model,), kwargs={"drain": False})
     retiring.start()
     while not executor._core.stats(lane)[2]:  # closed, hence aborting: nothing of it may run now

@@ -13,7 +13,7 @@ import pytest
 from _library_helpers import Versioned, route_everything_as
 
 from fastroute import Router, Shadow, Split
-from fastroute.registry import ModelSpec
+from fastroute.registry import ModelPlan, ModelSpec
 
 pytest.importorskip("fastroute.executors", reason="the dispatch runtime is on its own branch")
 
@@ -82,3 +82,11 @@ def test_submit_follows_the_split_and_feeds_the_shadow(router: Router) -> None:
     assert [version for version, _ in results] == [split.choose(key).version for key in keys]
     assert shadow.wait_idle(timeout=60) and shadow.counts() == {"ok": 200}
     assert {record.comparison for record in shadow.records()} == {True}
+
+
+def test_a_new_definition_of_a_version_serves_submit_as_infer(router: Router) -> None:
+    router.register("m", lambda x: ("old", x), modality="tabular", version="1")
+    assert router.submit(1).result(timeout=60) == ("old", 1)
+    router.models.apply({"m": ModelPlan({"1": ModelSpec("m", "1", lambda x: ("new", x), "tabular")})})
+    assert router.infer(2) == ("new", 2)
+    assert router.submit(3).result(timeout=60) == ("new", 3)

@@ -152,8 +152,8 @@ def test_retire_hooks_run_after_each_retired_version_drains(registry: Registry) 
     lease.release()
     swapper.join()
     registry.apply({"m": ModelPlan({"3": spec("3")})})
-    registry.apply({"m": ModelPlan({"3": spec("3")})})  # a new spec under the same key: not retired
-    assert retired == [("1", 0), ("2", 0)]
+    registry.apply({"m": ModelPlan({"3": spec("3")})})  # a new spec under the same key retires the old one
+    assert retired == [("1", 0), ("2", 0), ("3", 0)]
 
 
 def test_unregister_timeout_and_references(registry: Registry) -> None:

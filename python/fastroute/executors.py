@@ -83,37 +83,49 @@ class QueueStats:
     replicas: int
 
 
-class _BatchRunner:
-    """The dispatcher's callback: runs one batch with the GIL held (taken once).
+def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
+    """The dispatcher's callback: resolves one batch of ``(future, input, spec)``
+    requests with the GIL held (taken once). Never raises: if resolving breaks
+    off, every request not yet resolved fails.
 
-    Kept apart from the executor so that the C++ dispatcher, which holds this
-    object, holds no reference back to the executor (no uncollectable cycle).
+    A plain function, so the C++ dispatcher holding it holds no reference to
+    the executor (no uncollectable cycle) nor to any model.
     """
-
-    def __init__(self) -> None:
-        self.specs: list[ModelSpec] = []  # by lane id; append-only, published before any push
-
-    def __call__(self, lane: int, ready: list, expired: list, aborted: list) -> None:
-        spec = self.specs[lane]
-        try:
-            _run_batch(spec, ready, expired, aborted)
-        except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
-            _fail_unfinished(spec, ready + expired + aborted, error)
+    try:
+        _resolve(ready, expired, aborted)
+    except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
+        _fail_unfinished(ready + expired + aborted, error)
 
 
-def _run_batch(spec: ModelSpec, ready: list, expired: list, aborted: list) -> None:
+def _resolve(ready: list, expired: list, aborted: list) -> None:
     """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
-    for future, _ in expired:
+    for future, _, spec in expired:
         _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
-    for future, _ in aborted:
+    for future, _, spec in aborted:
         _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
-    live = [(future, x) for future, x in ready if future.set_running_or_notify_cancel()]
-    if not live:
-        return
-    if spec.batched:
-        _run_batched(spec, live)
-    else:
-        _run_each(spec, live)
+    live = [request for request in ready if request[0].set_running_or_notify_cancel()]
+    for spec, requests in _by_spec(live):
+        if spec.batched:
+            _run_batched(spec, requests)
+        else:
+            _run_each(spec, requests)
+
+
+def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
+    """The requests grouped by the spec they were submitted for, in order.
+
+    One group, unless a request submitted for a retired spec raced into its
+    lane's reuse by another spec: each still runs on its own model.
+    """
+    if not requests:
+        return []
+    first = requests[0][2]
+    if all(request[2] is first for request in requests):
+        return [(first, requests)]
+    groups: dict[int, tuple[ModelSpec, list]] = {}
+    for request in requests:
+        groups.setdefault(id(request[2]), (request[2], []))[1].append(request)
+    return list(groups.values())
 
 
 def _fail(future: Future, error: BaseException) -> None:
@@ -121,9 +133,9 @@ def _fail(future: Future, error: BaseException) -> None:
         future.set_exception(error)
 
 
-def _fail_unfinished(spec: ModelSpec, requests: list, error: BaseException) -> None:
+def _fail_unfinished(requests: list, error: BaseException) -> None:
     """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
-    for future, _ in requests:
+    for future, _, spec in requests:
         if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
             future.set_exception(_model_error(spec, f"its batch broke off: {_describe(error)}", error))
 
@@ -142,26 +154,26 @@ def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = No
     return error
 
 
-def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec]]) -> None:
     try:
-        outputs = list(spec.model(_stack_if_possible([x for _, x in live])))
+        outputs = list(spec.model(_stack_if_possible([x for _, x, _ in live])))
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
-        for future, _ in live:
+        for future, _, _ in live:
             future.set_exception(_model_error(spec, _describe(error), error))
         return
     if len(outputs) != len(live):
-        for future, _ in live:
+        for future, _, _ in live:
             future.set_exception(
                 _model_error(spec, f"returned {len(outputs)} results for a batch of {len(live)}")
             )
         return
-    for (future, _), output in zip(live, outputs):
+    for (future, _, _), output in zip(live, outputs):
         future.set_result(output)
 
 
-def _run_each(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec]]) -> None:
     model = spec.model
-    for future, x in live:
+    for future, x, _ in live:
         try:
             output = model(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
@@ -181,8 +193,8 @@ class CPUExecutor:
     >>> executor.submit(spec, x).result()
     >>> executor.close()
 
-    Models are served by name and version (``spec.key``); a spec's replicas
-    get one queue each, and each request goes to the less loaded of two
+    Each model spec (told apart by identity, not by name and version) gets
+    one queue per replica, and each request goes to the less loaded of two
     replicas drawn at random (power of two choices). ``rng`` draws them.
     Thread-safe. Close it (or use ``with``); at interpreter exit an open
     executor fails its pending requests and stops its workers.
@@ -201,15 +213,15 @@ class CPUExecutor:
     ) -> None:
         self.config = ExecutorConfig(threads, max_batch, max_delay_us, queue_capacity, spin_us, max_lanes)
         self._rng = rng if rng is not None else random.Random()
-        self._runner = _BatchRunner()
         self._lock = threading.Lock()
-        self._lanes: dict[tuple[str, str], tuple[int, ...]] = {}  # guarded by _lock for writes
-        # id(spec) -> (spec, lanes): submit's fast path; hashing a frozen dataclass is slow.
-        self._by_spec_id: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
+        # id(spec) -> (spec, its lanes). Keyed by identity: a new spec under an old
+        # name and version gets its own lanes. Holding the spec keeps its id unique
+        # until retire(). (Hashing a frozen dataclass would also be slow.)
+        self._lanes: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
         self._closed = False  # guarded by _lock
         c = self.config
         self._core = _core.Dispatcher(
-            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, self._runner
+            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, _run_requests
         )
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core)
 
@@ -232,14 +244,14 @@ class CPUExecutor:
         Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
         to drop the request before it runs.
         """
-        known = self._by_spec_id.get(id(spec))
-        lanes = known[1] if known is not None and known[0] is spec else self._add_model(spec)
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
         high = _is_high(priority)
         deadline_ns = _NO_DEADLINE if deadline is None else _deadline_ns(deadline)
         timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
         future: Future = Future()
-        status = self._core.push(lane, (future, x), high, deadline_ns, timeout_s)
+        status = self._core.push(lane, (future, x, spec), high, deadline_ns, timeout_s)
         if status == _PUSH_FULL:
             raise Overloaded(
                 f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
@@ -251,7 +263,8 @@ class CPUExecutor:
 
     def stats(self, spec: ModelSpec) -> QueueStats:
         """Queued and in-flight requests of ``spec``'s model (zeros if never used)."""
-        lanes = self._lanes.get(spec.key, ())
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else ()
         counts = [self._core.stats(lane) for lane in lanes]
         return QueueStats(sum(c[0] for c in counts), sum(c[1] for c in counts), len(lanes))
 
@@ -260,13 +273,13 @@ class CPUExecutor:
 
         With ``drain`` every accepted request runs first; otherwise the queued
         ones fail with :class:`~fastroute.RouterClosed`. Blocks until the
-        model's last batch has returned. A later ``submit`` for the same
-        name and version starts fresh queues.
+        model's last batch has returned. A later ``submit`` for this spec
+        starts fresh queues. Specs are told apart by identity: retiring one
+        leaves another with the same name and version running.
         """
         with self._lock:
-            lanes = self._lanes.pop(spec.key, ())
-            self._by_spec_id = {k: v for k, v in self._by_spec_id.items() if v[1] != lanes}
-        for lane in lanes:
+            known = self._lanes.pop(id(spec), None)
+        for lane in known[1] if known is not None else ():
             self._core.retire(lane, drain)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
@@ -293,15 +306,10 @@ class CPUExecutor:
         with self._lock:
             if self._closed:
                 raise RouterClosed(f"executor closed; model {spec.name!r} not started")
-            lanes = self._lanes.get(spec.key)
-            if lanes is None:
-                lanes = []
-                for _ in range(spec.replicas):
-                    lanes.append(self._core.add_lane())  # ids count up from 0 under _lock
-                    self._runner.specs.append(spec)
-                lanes = self._lanes[spec.key] = tuple(lanes)
-            self._by_spec_id[id(spec)] = (spec, lanes)
-            return lanes
+            known = self._lanes.get(id(spec))
+            if known is None:
+                known = self._lanes[id(spec)] = (spec, tuple(self._core.add_lane() for _ in range(spec.replicas)))
+            return known[1]
 
     def _pick_replica(self, lanes: tuple[int, ...]) -> int:
         first, second = self._rng.sample(lanes, 2)

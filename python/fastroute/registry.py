@@ -256,7 +256,8 @@ class Registry:
     def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
         """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues).
 
-        Not called when a replacement took over the same name and version.
+        Called for every retired spec object, also one whose name and version a
+        new spec took over (specs are told apart by identity).
         """
         with self._lock:
             self._retire_hooks.append(hook)
@@ -458,9 +459,10 @@ class Registry:
         spec = next(reversed(entry.versions.values()))
         return spec, f"latest version {spec.version!r}"
 
-    def _has_version(self, name: str, version: str) -> bool:
-        entry = self._entries.get(name)
-        return entry is not None and version in entry.versions
+    def _is_active(self, spec: ModelSpec) -> bool:
+        """Whether this very spec (not merely its name and version) is registered."""
+        entry = self._entries.get(spec.name)
+        return entry is not None and entry.versions.get(spec.version) is spec
 
     def _swap_target(self, entry: _Entry | None, alias: str) -> str | None:
         if entry is None:
@@ -499,7 +501,7 @@ class Registry:
                     "they take no new requests and are released when these finish"
                 )
             hooks = list(self._retire_hooks)
-            gone = [spec for spec in specs if not self._has_version(spec.name, spec.version)]
+            gone = [spec for spec in specs if not self._is_active(spec)]
         for spec in gone:
             for hook in hooks:
                 hook(spec)
