@@ -44,6 +44,8 @@ void register_error_translation() {
       raise("UnsupportedInput", e);
     } catch (const Closed& e) {
       raise("RouterClosed", e);
+    } catch (const Exhausted& e) {
+      raise("Overloaded", e);
     }
   });
 }

@@ -380,6 +380,40 @@ def test_specs_sharing_a_name_and_version_keep_their_own_queues(make_executor):
     assert executor.submit(new, 3).result(WAIT_S) == ("new", 3)
 
 
+def test_retired_queues_are_reused_so_swaps_never_run_out(make_executor):
+    executor = make_executor(threads=1, max_lanes=2)
+    for generation in range(50):
+        model = spec("m", lambda x, generation=generation: (generation, x))
+        assert executor.submit(model, "x").result(WAIT_S) == (generation, "x")
+        executor.retire(model, drain=generation % 2 == 0)
+
+
+def test_running_out_of_queues_is_overloaded_until_one_is_retired(make_executor):
+    single, pair = spec("single", lambda x: x), spec("pair", lambda x: -x, replicas=2)
+    executor = make_executor(single, pair, threads=1, max_lanes=2)
+    assert executor.submit(single, 1).result(WAIT_S) == 1
+    with pytest.raises(Overloaded, match=r"'pair' version '1' \(2 replicas\): all 2 queues \(max_lanes\) are in use"):
+        executor.submit(pair, 1)
+    executor.retire(single)
+    assert executor.submit(pair, 2).result(WAIT_S) == -2  # the lane taken before it ran out was given back
+
+
+def test_a_retired_model_is_not_kept_alive(make_executor):
+    class Model:
+        def __call__(self, x):
+            return x
+
+    model = Model()
+    ref = weakref.ref(model)
+    retired = spec("m", model)
+    executor = make_executor(threads=1)
+    assert executor.submit(retired, 1).result(WAIT_S) == 1
+    executor.retire(retired)
+    del model, retired
+    gc.collect()
+    assert ref() is None
+
+
 def test_retire_without_drain_fails_queued_requests(make_executor):
     model = spec("old", lambda x: x)
     blocker = Blocker()

@@ -172,6 +172,27 @@ def test_unregister_timeout_and_references(registry: Registry) -> None:
     assert registry.versions("m") == ["1"]
 
 
+def test_a_timed_out_retirement_runs_its_hooks_when_the_last_request_ends(registry: Registry) -> None:
+    hooked = threading.Event()
+    retired: list[tuple[str, int]] = []
+
+    def hook(spec: ModelSpec) -> None:
+        retired.append((spec.version, registry.in_flight(spec)))
+        hooked.set()
+
+    registry.add_retire_hook(hook)
+    registry.register(spec("1"))
+    registry.register(spec("2"))
+    first, second = registry.lease("m", "1"), registry.lease("m", "1")
+    with pytest.raises(RegistrationError, match=r"in flight after 0.01s: \{'m/1': 2\}"):
+        registry.unregister("m", "1", timeout=0.01)
+    first.release()
+    assert retired == []
+    second.release()
+    assert hooked.wait(30)
+    assert retired == [("1", 0)]
+
+
 def test_lease_reasons_name_the_rule(registry: Registry) -> None:
     registry.register(spec("1"))
     with registry.lease("m") as lease:

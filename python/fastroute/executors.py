@@ -49,7 +49,8 @@ class ExecutorConfig:
       a power of two); a full queue makes ``submit`` raise :class:`~fastroute.Overloaded`.
     - ``spin_us``: how long an idle worker spins before parking (a park/wake costs
       tens of microseconds; spinning is bounded so idle workers burn no core).
-    - ``max_lanes``: most model replicas one executor can serve over its lifetime.
+    - ``max_lanes``: most model replicas one executor serves at once (a retired
+      spec's queues are reused); past it ``submit`` raises :class:`~fastroute.Overloaded`.
     """
 
     threads: int = 2
@@ -308,8 +309,23 @@ class CPUExecutor:
                 raise RouterClosed(f"executor closed; model {spec.name!r} not started")
             known = self._lanes.get(id(spec))
             if known is None:
-                known = self._lanes[id(spec)] = (spec, tuple(self._core.add_lane() for _ in range(spec.replicas)))
+                known = self._lanes[id(spec)] = (spec, self._add_lanes(spec))
             return known[1]
+
+    def _add_lanes(self, spec: ModelSpec) -> tuple[int, ...]:
+        """One lane per replica (reusing retired ones), or none and Overloaded."""
+        lanes: list[int] = []
+        try:
+            for _ in range(spec.replicas):
+                lanes.append(self._core.add_lane())
+        except Overloaded as error:
+            for lane in lanes:
+                self._core.retire(lane, True)  # empty: frees it at once
+            raise Overloaded(
+                f"cannot start model {spec.name!r} version {spec.version!r} ({spec.replicas} replicas): "
+                f"all {self.config.max_lanes} queues (max_lanes) are in use; retire models or raise max_lanes"
+            ) from error
+        return tuple(lanes)
 
     def _pick_replica(self, lanes: tuple[int, ...]) -> int:
         first, second = self._rng.sample(lanes, 2)
