@@ -8,6 +8,7 @@ checks that its queues are empty and its worker threads are gone.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import random
 import subprocess
@@ -185,6 +186,55 @@ def test_deadline_passed_before_running_fails_without_running(make_executor):
         late.result(WAIT_S)
     assert in_time.result(WAIT_S) == "in time"
     assert recorder.calls == ["in time"]
+
+
+def sleep_past(monotonic_time: float) -> None:
+    while time.monotonic() <= monotonic_time:
+        time.sleep(0.01)
+
+
+def test_each_unbatched_request_is_checked_against_its_deadline_right_before_its_call(make_executor):
+    recorder = Recorder()
+    late_deadline = [math.inf]
+
+    def model(x):
+        recorder(x)
+        if x == "slow":
+            sleep_past(late_deadline[0])
+        return x
+
+    slow_model = spec("slow", model)
+    blocker = Blocker()
+    executor = make_executor(slow_model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    slow = executor.submit(slow_model, "slow")
+    late = executor.submit(slow_model, "late", deadline=0.2)  # taken in one batch with "slow"
+    late_deadline[0] = time.monotonic() + 0.2
+    blocker.release.set()
+    assert slow.result(WAIT_S) == "slow"
+    with pytest.raises(DeadlineExceeded, match="'slow' passed its deadline"):
+        late.result(WAIT_S)
+    assert recorder.calls == ["slow"]
+
+
+def test_a_batched_model_gets_only_the_rows_still_in_time(make_executor):
+    recorder = Recorder()
+    model = spec("batched", lambda xs: recorder(list(xs)), batched=True)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    expired = executor.submit(model, "expired", deadline=1e-9)
+    late = executor.submit(model, "late", deadline=0.2)
+    kept = executor.submit(model, "kept")
+    late_deadline = time.monotonic() + 0.2
+    # Runs on the worker after it took the batch, before the model call.
+    expired.add_done_callback(lambda _: sleep_past(late_deadline))
+    blocker.release.set()
+    assert kept.result(WAIT_S) == "kept"
+    for future in (expired, late):
+        with pytest.raises(DeadlineExceeded, match="'batched' passed its deadline"):
+            future.result(WAIT_S)
+    assert recorder.calls == [["kept"]]
 
 
 @pytest.mark.parametrize("deadline", [9.3e9, 1e10, 1e300, float("inf")])

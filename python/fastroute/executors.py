@@ -85,8 +85,8 @@ class QueueStats:
 
 
 def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
-    """The dispatcher's callback: resolves one batch of ``(future, input, spec)``
-    requests with the GIL held (taken once). Never raises: if resolving breaks
+    """The dispatcher's callback: resolves one batch of ``(future, input, spec,
+    deadline_ns)`` requests with the GIL held (taken once). Never raises: if resolving breaks
     off, every request not yet resolved fails.
 
     A plain function, so the C++ dispatcher holding it holds no reference to
@@ -100,9 +100,9 @@ def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
 
 def _resolve(ready: list, expired: list, aborted: list) -> None:
     """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
-    for future, _, spec in expired:
-        _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
-    for future, _, spec in aborted:
+    for future, _, spec, _ in expired:
+        _fail(future, _deadline_passed(spec))
+    for future, _, spec, _ in aborted:
         _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
     live = [request for request in ready if request[0].set_running_or_notify_cancel()]
     for spec, requests in _by_spec(live):
@@ -136,7 +136,7 @@ def _fail(future: Future, error: BaseException) -> None:
 
 def _fail_unfinished(requests: list, error: BaseException) -> None:
     """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
-    for future, _, spec in requests:
+    for future, _, spec, _ in requests:
         if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
             future.set_exception(_model_error(spec, f"its batch broke off: {_describe(error)}", error))
 
@@ -155,26 +155,53 @@ def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = No
     return error
 
 
-def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec]]) -> None:
+def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
+    return DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran")
+
+
+def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    live = _in_time(requests)
+    if not live:
+        return
     try:
-        outputs = list(spec.model(_stack_if_possible([x for _, x, _ in live])))
+        outputs = list(spec.model(_stack_if_possible([x for _, x, _, _ in live])))
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
-        for future, _, _ in live:
+        for future, _, _, _ in live:
             future.set_exception(_model_error(spec, _describe(error), error))
         return
     if len(outputs) != len(live):
-        for future, _, _ in live:
+        for future, _, _, _ in live:
             future.set_exception(
                 _model_error(spec, f"returned {len(outputs)} results for a batch of {len(live)}")
             )
         return
-    for (future, _, _), output in zip(live, outputs):
+    for (future, _, _, _), output in zip(live, outputs):
         future.set_result(output)
 
 
-def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec]]) -> None:
+def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[Future, Any, ModelSpec, int]]:
+    """The requests whose deadline has not passed now; the others fail.
+
+    The batcher checked when it took them from the queue; waiting for the GIL
+    or for earlier work of the same call may have taken them past it since.
+    """
+    now = time.monotonic_ns()  # the dispatcher's clock
+    in_time = []
+    for request in requests:
+        if request[3] > now:
+            in_time.append(request)
+        else:
+            request[0].set_exception(_deadline_passed(request[2]))
+    return in_time
+
+
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    """Calls the model once per request, each checked against its deadline right before."""
     model = spec.model
-    for future, x, _ in live:
+    for future, x, _, deadline_ns in live:
+        if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
+            future.set_exception(_deadline_passed(spec))
+            continue
         try:
             output = model(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
@@ -239,7 +266,8 @@ class CPUExecutor:
 
         ``priority``: "high" requests are batched before "normal" ones.
         ``deadline``: seconds from now by which the model must start on the
-        request, else the future fails with :class:`~fastroute.DeadlineExceeded`.
+        request (checked when it leaves the queue and right before the model
+        call), else the future fails with :class:`~fastroute.DeadlineExceeded`.
         ``timeout``: seconds to wait for room when the queue is full; without
         it a full queue raises :class:`~fastroute.Overloaded` at once.
         Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
@@ -252,7 +280,7 @@ class CPUExecutor:
         deadline_ns = _NO_DEADLINE if deadline is None else _deadline_ns(deadline)
         timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
         future: Future = Future()
-        status = self._core.push(lane, (future, x, spec), high, deadline_ns, timeout_s)
+        status = self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s)
         if status == _PUSH_FULL:
             raise Overloaded(
                 f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
