@@ -7,6 +7,7 @@ checks that its queues are empty and its worker threads are gone.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import os
@@ -393,6 +394,40 @@ def test_full_queue_raises_overloaded_or_waits_for_room(make_executor):
     threading.Timer(0.05, blocker.release.set).start()
     waited = executor.submit(model, 4, timeout=WAIT_S)
     assert [f.result(WAIT_S) for f in accepted + [waited]] == [0, 1, 2, 3, 4]
+
+
+def test_asubmit_waits_for_room_without_blocking_the_event_loop(make_executor):
+    model = spec("small", lambda x: x)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1, queue_capacity=1)
+    blocker.occupy(executor)
+    queued = executor.submit(model, "queued")
+
+    async def main():
+        waiting = asyncio.create_task(executor.asubmit(model, "waited", timeout=WAIT_S))
+        await asyncio.sleep(0)  # its first try finds the queue full
+        assert not waiting.done()
+        blocker.release.set()  # runs only because the try did not block the loop
+        return await asyncio.wrap_future(await waiting)
+
+    assert asyncio.run(main()) == "waited"
+    assert queued.result(WAIT_S) == "queued"
+
+
+def test_asubmit_gives_up_like_submit(make_executor):
+    model = spec("small", lambda x: x)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1, queue_capacity=1)
+    blocker.occupy(executor)
+    queued = executor.submit(model, "queued")
+    with pytest.raises(Overloaded, match=r"'small' is full \(1 normal requests\)$"):
+        asyncio.run(executor.asubmit(model, "x", timeout=None))
+    with pytest.raises(Overloaded, match="waited 0.02s"):
+        asyncio.run(executor.asubmit(model, "x", timeout=0.02))
+    with pytest.raises(InvalidInput, match="timeout .* -1"):
+        asyncio.run(executor.asubmit(model, "x", timeout=-1))
+    blocker.release.set()
+    assert queued.result(WAIT_S) == "queued"
 
 
 def test_stats_count_queued_and_in_flight(make_executor):

@@ -15,6 +15,7 @@ priority class start FIFO; a model that hangs holds only the worker serving it.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -32,7 +33,8 @@ from .router import _stack_if_possible
 __all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
 
 PRIORITIES = ("high", "normal")
-_PUSH_FULL, _PUSH_CLOSED = 1, 2
+_PUSH_ACCEPTED, _PUSH_FULL = 0, 1  # else 2: closed
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 50e-6, 5e-3  # asubmit's waits for room
 _NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
 _FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
@@ -268,26 +270,48 @@ class CPUExecutor:
         ``deadline``: seconds from now by which the model must start on the
         request (checked when it leaves the queue and right before the model
         call), else the future fails with :class:`~fastroute.DeadlineExceeded`.
-        ``timeout``: seconds to wait for room when the queue is full; without
-        it a full queue raises :class:`~fastroute.Overloaded` at once.
+        ``timeout``: seconds to wait for room when the queue is full (blocking
+        the calling thread); without it ``submit`` never blocks and a full
+        queue raises :class:`~fastroute.Overloaded` at once.
         Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
         to drop the request before it runs.
         """
-        known = self._lanes.get(id(spec))
-        lanes = known[1] if known is not None else self._add_model(spec)
-        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
-        high = _is_high(priority)
-        deadline_ns = _NO_DEADLINE if deadline is None else _deadline_ns(deadline)
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
         timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
-        future: Future = Future()
-        status = self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s)
-        if status == _PUSH_FULL:
-            raise Overloaded(
-                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
-                + (f", waited {timeout}s)" if timeout else ")")
-            )
-        if status == _PUSH_CLOSED:
-            raise RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+        status, future = self._push(spec, x, high, deadline_ns, timeout_s)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
+        return future
+
+    async def asubmit(
+        self,
+        spec: ModelSpec,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """:meth:`submit` for asyncio: waits up to ``timeout`` for room without blocking the loop.
+
+        Each try is a non-blocking push; while the queue is full it retries
+        after ``await asyncio.sleep`` (backing off from 50 us to 5 ms), so the
+        event loop keeps running. ``deadline`` counts from this call. Returns
+        the request's Future (``await asyncio.wrap_future(future)`` for its result).
+        """
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (0.0 if timeout is None else _positive_seconds("timeout", timeout))
+        backoff = _FIRST_BACKOFF_S
+        while True:
+            status, future = self._push(spec, x, high, deadline_ns, 0.0)
+            remaining = give_up - loop.time()
+            if status != _PUSH_FULL or remaining <= 0:
+                break
+            await asyncio.sleep(min(backoff, remaining))
+            backoff = min(2 * backoff, _MAX_BACKOFF_S)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
         return future
 
     def stats(self, spec: ModelSpec) -> QueueStats:
@@ -331,6 +355,22 @@ class CPUExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _push(self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float) -> tuple[int, Future]:
+        """One push to the less loaded of ``spec``'s lanes: (push status, the request's future)."""
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else self._add_model(spec)
+        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
+        future: Future = Future()
+        return self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s), future
+
+    def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
+        if status == _PUSH_FULL:
+            return Overloaded(
+                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
+                + (f", waited {timeout}s)" if timeout else ")")
+            )
+        return RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+
     def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
         with self._lock:
             if self._closed:
@@ -369,9 +409,11 @@ def _is_high(priority: str) -> bool:
     raise InvalidInput(f"priority must be one of {PRIORITIES}, got {priority!r}")
 
 
-def _deadline_ns(seconds_from_now: float) -> int:
+def _deadline_or_none(seconds_from_now: float | None) -> int:
     """The absolute deadline on the dispatcher's clock (time.monotonic_ns is the
     same steady clock), saturated at "no deadline" for absurdly far ones."""
+    if seconds_from_now is None:
+        return _NO_DEADLINE
     seconds = _positive_seconds("deadline", seconds_from_now)
     if seconds >= _FOREVER_S:  # also inf, which int() cannot take
         return _NO_DEADLINE
