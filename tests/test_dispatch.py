@@ -21,7 +21,12 @@ from concurrent.futures import CancelledError, wait
 
 import numpy as np
 import pytest
-from _threads import native_thread_count, settled_native_thread_count
+from _threads import (
+    native_thread_count,
+    native_threads_started_since,
+    settled_native_thread_count,
+    thread_state_and_cpu_ticks,
+)
 
 from fastroute import ConfigError, DeadlineExceeded, InvalidInput, ModelError, ModelSpec, Overloaded, RouterClosed
 from fastroute import _core
@@ -88,14 +93,18 @@ def make_executor():
 
 def test_idle_workers_park_instead_of_spinning(make_executor):
     model = spec("m", lambda x: x)
+    tasks_before = set(os.listdir("/proc/self/task"))
     executor = make_executor(model, threads=2, spin_us=20)
+    workers = native_threads_started_since(tasks_before)
+    assert len(workers) == 2
     assert executor.submit(model, 1).result(WAIT_S) == 1
-    cpu_before, wall_before = time.process_time(), time.perf_counter()
-    time.sleep(0.5)
-    cpu_used = time.process_time() - cpu_before
-    wall = time.perf_counter() - wall_before
-    # Two spinning workers would burn about 2 * wall seconds of CPU.
-    assert cpu_used < 0.25 * wall
+    give_up = time.monotonic() + WAIT_S  # a spinning worker stays runnable ("R") until then
+    while any(thread_state_and_cpu_ticks(w)[0] != "S" for w in workers) and time.monotonic() < give_up:
+        time.sleep(0.01)
+    parked = [thread_state_and_cpu_ticks(w) for w in workers]
+    time.sleep(0.2)
+    assert [thread_state_and_cpu_ticks(w) for w in workers] == parked  # still asleep, not one tick used
+    assert [state for state, _ in parked] == ["S", "S"]
 
 
 def test_submit_returns_each_result(make_executor):
@@ -307,7 +316,8 @@ def test_batched_model_error_or_wrong_length_fails_only_its_batch(make_executor)
         futures[4].result()
     assert futures[1].exception().__cause__.args == ("boom in batch",)
     assert [futures[i].result() for i in (2, 3)] == ["b", "c"]
-    assert futures[5].exception() is not None  # "short" and "d" share a batch
+    with pytest.raises(ModelError, match="'batchy' failed: returned 1 results for a batch of 2"):
+        futures[5].result()  # "short" and "d" share a batch
 
 
 class Unprintable(Exception):
@@ -552,8 +562,10 @@ def test_close_without_drain_fails_pending_requests():
 def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     stuck = threading.Event()
     first_call = threading.Event()
+    calls = []
 
     def model_fn(x):
+        calls.append(x)
         if not first_call.is_set():
             first_call.set()
             stuck.wait(WAIT_S)
@@ -563,15 +575,19 @@ def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     executor = make_executor(model, threads=3, rng=random.Random(7))
     slow = executor.submit(model, "slow")
     assert first_call.wait(WAIT_S)
+    (stuck_lane,) = [lane for lane in executor._lanes[id(model)][1] if executor._core.stats(lane)[1] == 1]
     try:
-        stuck_behind_slow = []
+        queued_behind_slow = []  # its worker is inside the model: queued there means waiting, exactly
         for i in range(50):
             future = executor.submit(model, i)
-            if wait([future], timeout=2).not_done:
-                stuck_behind_slow.append(i)
+            if executor._core.stats(stuck_lane)[0] > len(queued_behind_slow):
+                queued_behind_slow.append(i)
+            else:
+                assert future.result(WAIT_S) == i
         # Only a tie (the healthy replica finishing a request) can send one
         # request to the stuck replica; once queued there, it loses every draw.
-        assert len(stuck_behind_slow) <= 1
+        assert len(queued_behind_slow) <= 1
+        assert calls == ["slow"] + [i for i in range(50) if i not in queued_behind_slow]
         assert executor.stats(model).replicas == 2
     finally:
         stuck.set()
