@@ -10,7 +10,9 @@ Guarantees: every accepted request ends with exactly one result or one
 exception; a model's exception fails only its own batch (each request gets a
 :class:`~fastroute.ModelError` whose ``__cause__`` is the model's exception);
 one replica runs its batches one at a time, in queue order, so requests of one
-priority class start FIFO; a model that hangs holds only the worker serving it.
+priority class start FIFO; a model that hangs holds only the worker serving it;
+a request past its deadline is not run (checked when it leaves the queue and
+again right before its model call).
 """
 
 from __future__ import annotations
