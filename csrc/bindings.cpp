@@ -44,6 +44,8 @@ void register_error_translation() {
       raise("UnsupportedInput", e);
     } catch (const Closed& e) {
       raise("RouterClosed", e);
+    } catch (const Exhausted& e) {
+      raise("Overloaded", e);
     }
   });
 }
@@ -607,22 +609,28 @@ std::int64_t seconds_to_ns(double seconds) {
 }
 
 // Returns the PushStatus as an int (0: accepted, 1: full, 2: closed). On
-// acceptance the dispatcher holds a reference to payload until the sink.
-int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, bool high, double deadline_s,
+// acceptance `payload`'s reference moves to the dispatcher, which hands it to
+// the sink; refused or on an exception, `payload` still drops it.
+// `deadline` is absolute, on the monotonic_ns() clock (the caller computes it
+// once and also checks it before the model call).
+int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, bool high, std::int64_t deadline,
                   double timeout_s) {
   const Priority priority = high ? Priority::kHigh : Priority::kNormal;
-  const std::int64_t deadline = deadline_s == INFINITY ? kNoDeadline : now_ns() + seconds_to_ns(deadline_s);
-  const auto handle = reinterpret_cast<Payload>(payload.release().ptr());
+  const auto handle = reinterpret_cast<Payload>(payload.ptr());
   PushStatus status = dispatcher.try_push(lane, handle, priority, deadline);
   if (status == PushStatus::kFull && timeout_s > 0) {  // only a full queue costs a GIL release
     py::gil_scoped_release release;
     status = dispatcher.push_wait(lane, handle, priority, deadline, seconds_to_ns(timeout_s));
   }
-  if (status != PushStatus::kAccepted) py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(handle));
+  // The caller's argument keeps the object alive even if a worker's sink has
+  // already taken this reference (push_wait runs without the GIL).
+  if (status == PushStatus::kAccepted) payload.release();
   return static_cast<int>(status);
 }
 
 void bind_dispatch(py::module_& m) {
+  m.attr("NO_DEADLINE") = kNoDeadline;
+  m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
   py::class_<Dispatcher, std::unique_ptr<Dispatcher, ReleaseGilDelete>>(m, "Dispatcher")
       .def(py::init([](std::size_t threads, std::size_t max_batch, std::int64_t max_delay_us,
                        std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us, py::object sink) {
@@ -635,7 +643,7 @@ void bind_dispatch(py::module_& m) {
            py::arg("threads"), py::arg("max_batch"), py::arg("max_delay_us"), py::arg("queue_capacity"),
            py::arg("max_lanes"), py::arg("spin_us"), py::arg("sink"))
       .def("add_lane", &Dispatcher::add_lane)
-      .def("push", &dispatch_push, py::arg("lane"), py::arg("payload"), py::arg("high"), py::arg("deadline_s"),
+      .def("push", &dispatch_push, py::arg("lane"), py::arg("payload"), py::arg("high"), py::arg("deadline_ns"),
            py::arg("timeout_s"))
       .def("stats",
            [](const Dispatcher& d, std::size_t lane) {

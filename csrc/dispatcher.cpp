@@ -14,6 +14,7 @@ struct Dispatcher::Core {
         max_lanes(config.max_lanes),
         sink(std::move(batch_sink)),
         lanes(std::make_unique<std::unique_ptr<Lane>[]>(config.max_lanes)),
+        lane_free(config.max_lanes, false),
         ready(config.max_lanes) {}
 
   Lane& lane(std::size_t id) const {
@@ -91,9 +92,11 @@ struct Dispatcher::Core {
   const std::size_t max_lanes;
   const BatchSink sink;
 
-  std::mutex lanes_mu;  // serialises add_lane
+  std::mutex lanes_mu;  // serialises add_lane and the freeing of retired lanes
   const std::unique_ptr<std::unique_ptr<Lane>[]> lanes;  // slot i written once, before lane_count > i
   std::atomic<std::size_t> lane_count{0};
+  std::vector<std::size_t> free_lanes;  // retired and drained, closed until reopened; guarded by lanes_mu
+  std::vector<bool> lane_free;          // by id: in free_lanes; guarded by lanes_mu
   MpmcQueue<std::size_t> ready;  // ids of scheduled lanes not owned by a worker
   Parker idle;                   // workers with nothing to do
 
@@ -152,9 +155,18 @@ Dispatcher::~Dispatcher() { close(false); }
 std::size_t Dispatcher::add_lane() {
   std::lock_guard lock(core_->lanes_mu);
   if (core_->closed.load()) throw Closed("the dispatcher is closed");
+  if (!core_->free_lanes.empty()) {
+    const std::size_t id = core_->free_lanes.back();
+    core_->free_lanes.pop_back();
+    core_->lane_free[id] = false;
+    Lane& lane = *core_->lanes[id];  // drained: no worker owns it, nothing is queued
+    lane.aborting.store(false, std::memory_order_seq_cst);
+    lane.closed.store(false, std::memory_order_seq_cst);
+    return id;
+  }
   const std::size_t id = core_->lane_count.load(std::memory_order_relaxed);
   if (id >= core_->max_lanes) {
-    throw InvalidInput("too many lanes: max_lanes=" + std::to_string(core_->max_lanes));
+    throw Exhausted("all " + std::to_string(core_->max_lanes) + " lanes (max_lanes) are in use");
   }
   core_->lanes[id] = std::make_unique<Lane>(core_->queue_capacity);
   core_->lane_count.store(id + 1, std::memory_order_release);
@@ -202,6 +214,11 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
            target.in_flight.load(std::memory_order_acquire) == 0;
   };
   target.progress.wait_until(drained, kNoDeadline, core_->limits.spin_ns);
+  std::lock_guard lock(core_->lanes_mu);
+  if (!core_->lane_free[lane]) {  // a second retire() of the lane frees nothing more
+    core_->lane_free[lane] = true;
+    core_->free_lanes.push_back(lane);
+  }
 }
 
 bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {

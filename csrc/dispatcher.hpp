@@ -96,8 +96,9 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Thread-safe, allocates the lane's rings. Throws InvalidInput past max_lanes
-  // and Closed after close().
+  // Thread-safe. Reopens a lane freed by retire() if there is one (its rings
+  // are reused), else allocates a new one. Throws Exhausted when max_lanes
+  // lanes are in use and Closed after close().
   std::size_t add_lane();
 
   // Thread-safe, never allocates, never waits for room: a lock-free push,
@@ -117,8 +118,11 @@ class Dispatcher {
   // True once close() has begun (requests are refused from then on).
   bool closed() const noexcept;
 
-  // Thread-safe, blocking. Closes one lane to new requests, then waits until
-  // every request it accepted went through the sink: run (drain) or aborted.
+  // Thread-safe, blocking. Closes one lane to new requests, waits until every
+  // request it accepted went through the sink (run if drain, else aborted),
+  // then frees it: a later add_lane() may return the same id for a new lane.
+  // A push with the old id is refused (kClosed) until then, and goes to the
+  // new lane after.
   void retire(std::size_t lane, bool drain);
 
   // Thread-safe, blocking, idempotent. Rejects new requests, runs (drain) or

@@ -32,6 +32,12 @@ struct Closed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A bounded resource is used up (every dispatcher lane is taken): nothing
+// was started. Python: fastroute.Overloaded.
+struct Exhausted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Rethrows `error` as the same kind with `context` prefixed to its message
 // ("item 3: "); other exceptions propagate unchanged.
 [[noreturn]] inline void rethrow_with_context(std::exception_ptr error, const std::string& context) {

@@ -7,7 +7,9 @@ checks that its queues are empty and its worker threads are gone.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import math
 import os
 import random
 import subprocess
@@ -19,9 +21,16 @@ from concurrent.futures import CancelledError, wait
 
 import numpy as np
 import pytest
-from _threads import native_thread_count, settled_native_thread_count
+from _threads import (
+    native_thread_count,
+    native_threads_started_since,
+    settled_native_thread_count,
+    thread_state_and_cpu_ticks,
+)
 
 from fastroute import ConfigError, DeadlineExceeded, InvalidInput, ModelError, ModelSpec, Overloaded, RouterClosed
+from fastroute import _core
+from fastroute import executors
 from fastroute.executors import CPUExecutor
 
 WAIT_S = 30  # generous: only reached when something is broken
@@ -84,14 +93,18 @@ def make_executor():
 
 def test_idle_workers_park_instead_of_spinning(make_executor):
     model = spec("m", lambda x: x)
+    tasks_before = set(os.listdir("/proc/self/task"))
     executor = make_executor(model, threads=2, spin_us=20)
+    workers = native_threads_started_since(tasks_before)
+    assert len(workers) == 2
     assert executor.submit(model, 1).result(WAIT_S) == 1
-    cpu_before, wall_before = time.process_time(), time.perf_counter()
-    time.sleep(0.5)
-    cpu_used = time.process_time() - cpu_before
-    wall = time.perf_counter() - wall_before
-    # Two spinning workers would burn about 2 * wall seconds of CPU.
-    assert cpu_used < 0.25 * wall
+    give_up = time.monotonic() + WAIT_S  # a spinning worker stays runnable ("R") until then
+    while any(thread_state_and_cpu_ticks(w)[0] != "S" for w in workers) and time.monotonic() < give_up:
+        time.sleep(0.01)
+    parked = [thread_state_and_cpu_ticks(w) for w in workers]
+    time.sleep(0.2)
+    assert [thread_state_and_cpu_ticks(w) for w in workers] == parked  # still asleep, not one tick used
+    assert [state for state, _ in parked] == ["S", "S"]
 
 
 def test_submit_returns_each_result(make_executor):
@@ -185,6 +198,69 @@ def test_deadline_passed_before_running_fails_without_running(make_executor):
     assert recorder.calls == ["in time"]
 
 
+def sleep_past(monotonic_time: float) -> None:
+    while time.monotonic() <= monotonic_time:
+        time.sleep(0.01)
+
+
+def test_each_unbatched_request_is_checked_against_its_deadline_right_before_its_call(make_executor):
+    recorder = Recorder()
+    late_deadline = [math.inf]
+
+    def model(x):
+        recorder(x)
+        if x == "slow":
+            sleep_past(late_deadline[0])
+        return x
+
+    slow_model = spec("slow", model)
+    blocker = Blocker()
+    executor = make_executor(slow_model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    slow = executor.submit(slow_model, "slow")
+    late = executor.submit(slow_model, "late", deadline=0.2)  # taken in one batch with "slow"
+    late_deadline[0] = time.monotonic() + 0.2
+    blocker.release.set()
+    assert slow.result(WAIT_S) == "slow"
+    with pytest.raises(DeadlineExceeded, match="'slow' passed its deadline"):
+        late.result(WAIT_S)
+    assert recorder.calls == ["slow"]
+
+
+def test_a_batched_model_gets_only_the_rows_still_in_time(make_executor):
+    recorder = Recorder()
+    model = spec("batched", lambda xs: recorder(list(xs)), batched=True)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    expired = executor.submit(model, "expired", deadline=1e-9)
+    late = executor.submit(model, "late", deadline=0.2)
+    kept = executor.submit(model, "kept")
+    late_deadline = time.monotonic() + 0.2
+    # Runs on the worker after it took the batch, before the model call.
+    expired.add_done_callback(lambda _: sleep_past(late_deadline))
+    blocker.release.set()
+    assert kept.result(WAIT_S) == "kept"
+    for future in (expired, late):
+        with pytest.raises(DeadlineExceeded, match="'batched' passed its deadline"):
+            future.result(WAIT_S)
+    assert recorder.calls == [["kept"]]
+
+
+@pytest.mark.parametrize("deadline", [9.3e9, 1e10, 1e300, float("inf")])
+def test_far_deadlines_mean_no_deadline(make_executor, deadline):
+    model = spec("m", lambda x: x)
+    executor = make_executor(model, threads=1)
+    assert executor.submit(model, "far", deadline=deadline).result(WAIT_S) == "far"
+
+
+def test_deadlines_share_the_dispatchers_clock():
+    before = time.monotonic_ns()
+    native = _core.monotonic_ns()
+    after = time.monotonic_ns()
+    assert before <= native <= after
+
+
 def test_cancel_before_execution_skips_the_model(make_executor):
     recorder = Recorder()
     model = spec("recorder", recorder)
@@ -240,7 +316,65 @@ def test_batched_model_error_or_wrong_length_fails_only_its_batch(make_executor)
         futures[4].result()
     assert futures[1].exception().__cause__.args == ("boom in batch",)
     assert [futures[i].result() for i in (2, 3)] == ["b", "c"]
-    assert futures[5].exception() is not None  # "short" and "d" share a batch
+    with pytest.raises(ModelError, match="'batchy' failed: returned 1 results for a batch of 2"):
+        futures[5].result()  # "short" and "d" share a batch
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_model_exception_whose_message_raises_still_fails_its_requests(make_executor, batched):
+    def broken(x):
+        raise Unprintable()
+
+    model = spec("broken", broken, batched=batched)
+    executor = make_executor(model, threads=1)
+    futures = [executor.submit(model, i) for i in range(3)]
+    for future in futures:
+        with pytest.raises(ModelError, match=r"'broken' failed: Unprintable \(its message could not be formatted\)"):
+            future.result(WAIT_S)
+        assert isinstance(future.exception().__cause__, Unprintable)
+
+
+def test_a_batch_that_breaks_off_fails_its_unfinished_requests(make_executor, monkeypatch):
+    def resolve_first_then_break(model_spec, live):
+        live[0][0].set_result("first")
+        raise RuntimeError("runner bug")
+
+    model = spec("batchy", lambda xs: list(xs), batched=True)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1)
+    blocker.occupy(executor)
+    monkeypatch.setattr(executors, "_run_batched", resolve_first_then_break)
+    futures = [executor.submit(model, i) for i in range(3)]
+    expired = executor.submit(model, "late", deadline=1e-9)
+    cancelled = executor.submit(model, "cancelled")
+    assert cancelled.cancel()
+    blocker.release.set()
+    assert futures[0].result(WAIT_S) == "first"
+    for future in futures[1:]:
+        with pytest.raises(ModelError, match="'batchy' failed: its batch broke off: RuntimeError: runner bug"):
+            future.result(WAIT_S)
+    with pytest.raises(DeadlineExceeded):
+        expired.result(WAIT_S)
+    assert cancelled.cancelled()
+
+
+def test_a_refused_push_keeps_no_reference_to_its_payload(make_executor):
+    class Payload:
+        pass
+
+    executor = make_executor(threads=1)
+    payload = Payload()
+    ref = weakref.ref(payload)
+    with pytest.raises(InvalidInput, match="unknown lane 5"):
+        executor._core.push(5, payload, False, _core.NO_DEADLINE, 0.0)
+    del payload
+    gc.collect()
+    assert ref() is None
 
 
 def test_hanging_model_does_not_block_other_models(make_executor):
@@ -272,6 +406,40 @@ def test_full_queue_raises_overloaded_or_waits_for_room(make_executor):
     assert [f.result(WAIT_S) for f in accepted + [waited]] == [0, 1, 2, 3, 4]
 
 
+def test_asubmit_waits_for_room_without_blocking_the_event_loop(make_executor):
+    model = spec("small", lambda x: x)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1, queue_capacity=1)
+    blocker.occupy(executor)
+    queued = executor.submit(model, "queued")
+
+    async def main():
+        waiting = asyncio.create_task(executor.asubmit(model, "waited", timeout=WAIT_S))
+        await asyncio.sleep(0)  # its first try finds the queue full
+        assert not waiting.done()
+        blocker.release.set()  # runs only because the try did not block the loop
+        return await asyncio.wrap_future(await waiting)
+
+    assert asyncio.run(main()) == "waited"
+    assert queued.result(WAIT_S) == "queued"
+
+
+def test_asubmit_gives_up_like_submit(make_executor):
+    model = spec("small", lambda x: x)
+    blocker = Blocker()
+    executor = make_executor(model, blocker.spec, threads=1, queue_capacity=1)
+    blocker.occupy(executor)
+    queued = executor.submit(model, "queued")
+    with pytest.raises(Overloaded, match=r"'small' is full \(1 normal requests\)$"):
+        asyncio.run(executor.asubmit(model, "x", timeout=None))
+    with pytest.raises(Overloaded, match="waited 0.02s"):
+        asyncio.run(executor.asubmit(model, "x", timeout=0.02))
+    with pytest.raises(InvalidInput, match="timeout .* -1"):
+        asyncio.run(executor.asubmit(model, "x", timeout=-1))
+    blocker.release.set()
+    assert queued.result(WAIT_S) == "queued"
+
+
 def test_stats_count_queued_and_in_flight(make_executor):
     model = spec("counted", lambda x: x)
     blocker = Blocker()
@@ -297,13 +465,57 @@ def test_retire_drains_then_refuses_and_restarts_fresh(make_executor):
     blocker.release.set()
 
 
+def test_specs_sharing_a_name_and_version_keep_their_own_queues(make_executor):
+    old, new = spec("m", lambda x: ("old", x)), spec("m", lambda x: ("new", x))
+    executor = make_executor(old, new, threads=1)
+    assert executor.submit(old, 1).result(WAIT_S) == ("old", 1)
+    assert executor.submit(new, 2).result(WAIT_S) == ("new", 2)
+    executor.retire(old)
+    assert executor.stats(old).replicas == 0 and executor.stats(new).replicas == 1
+    assert executor.submit(new, 3).result(WAIT_S) == ("new", 3)
+
+
+def test_retired_queues_are_reused_so_swaps_never_run_out(make_executor):
+    executor = make_executor(threads=1, max_lanes=2)
+    for generation in range(50):
+        model = spec("m", lambda x, generation=generation: (generation, x))
+        assert executor.submit(model, "x").result(WAIT_S) == (generation, "x")
+        executor.retire(model, drain=generation % 2 == 0)
+
+
+def test_running_out_of_queues_is_overloaded_until_one_is_retired(make_executor):
+    single, pair = spec("single", lambda x: x), spec("pair", lambda x: -x, replicas=2)
+    executor = make_executor(single, pair, threads=1, max_lanes=2)
+    assert executor.submit(single, 1).result(WAIT_S) == 1
+    with pytest.raises(Overloaded, match=r"'pair' version '1' \(2 replicas\): all 2 queues \(max_lanes\) are in use"):
+        executor.submit(pair, 1)
+    executor.retire(single)
+    assert executor.submit(pair, 2).result(WAIT_S) == -2  # the lane taken before it ran out was given back
+
+
+def test_a_retired_model_is_not_kept_alive(make_executor):
+    class Model:
+        def __call__(self, x):
+            return x
+
+    model = Model()
+    ref = weakref.ref(model)
+    retired = spec("m", model)
+    executor = make_executor(threads=1)
+    assert executor.submit(retired, 1).result(WAIT_S) == 1
+    executor.retire(retired)
+    del model, retired
+    gc.collect()
+    assert ref() is None
+
+
 def test_retire_without_drain_fails_queued_requests(make_executor):
     model = spec("old", lambda x: x)
     blocker = Blocker()
     executor = make_executor(model, blocker.spec, threads=1)
     blocker.occupy(executor)
     futures = [executor.submit(model, i) for i in range(5)]
-    (lane,) = executor._lanes[model.key]
+    (lane,) = executor._lanes[id(model)][1]
     retiring = threading.Thread(target=executor.retire, args=(model,), kwargs={"drain": False})
     retiring.start()
     while not executor._core.stats(lane)[2]:  # closed, hence aborting: nothing of it may run now
@@ -350,8 +562,10 @@ def test_close_without_drain_fails_pending_requests():
 def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     stuck = threading.Event()
     first_call = threading.Event()
+    calls = []
 
     def model_fn(x):
+        calls.append(x)
         if not first_call.is_set():
             first_call.set()
             stuck.wait(WAIT_S)
@@ -361,15 +575,19 @@ def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     executor = make_executor(model, threads=3, rng=random.Random(7))
     slow = executor.submit(model, "slow")
     assert first_call.wait(WAIT_S)
+    (stuck_lane,) = [lane for lane in executor._lanes[id(model)][1] if executor._core.stats(lane)[1] == 1]
     try:
-        stuck_behind_slow = []
+        queued_behind_slow = []  # its worker is inside the model: queued there means waiting, exactly
         for i in range(50):
             future = executor.submit(model, i)
-            if wait([future], timeout=2).not_done:
-                stuck_behind_slow.append(i)
+            if executor._core.stats(stuck_lane)[0] > len(queued_behind_slow):
+                queued_behind_slow.append(i)
+            else:
+                assert future.result(WAIT_S) == i
         # Only a tie (the healthy replica finishing a request) can send one
         # request to the stuck replica; once queued there, it loses every draw.
-        assert len(stuck_behind_slow) <= 1
+        assert len(queued_behind_slow) <= 1
+        assert calls == ["slow"] + [i for i in range(50) if i not in queued_behind_slow]
         assert executor.stats(model).replicas == 2
     finally:
         stuck.set()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections import Counter
 
 import pytest
 from _library_helpers import Versioned, route_everything_as
 
-from fastroute import Router, Shadow, Split
-from fastroute.registry import ModelSpec
+from fastroute import CPUExecutor, RegistrationError, Router, Shadow, Split
+from fastroute.registry import ModelPlan, ModelSpec
 
 
 @pytest.fixture
@@ -76,3 +78,45 @@ def test_submit_follows_the_split_and_feeds_the_shadow(router: Router) -> None:
     assert [version for version, _ in results] == [split.choose(key).version for key in keys]
     assert shadow.wait_idle(timeout=60) and shadow.counts() == {"ok": 200}
     assert {record.comparison for record in shadow.records()} == {True}
+
+
+def test_a_new_definition_of_a_version_serves_submit_as_infer(router: Router) -> None:
+    router.register("m", lambda x: ("old", x), modality="tabular", version="1")
+    assert router.submit(1).result(timeout=60) == ("old", 1)
+    router.models.apply({"m": ModelPlan({"1": ModelSpec("m", "1", lambda x: ("new", x), "tabular")})})
+    assert router.infer(2) == ("new", 2)
+    assert router.submit(3).result(timeout=60) == ("new", 3)
+
+
+def test_versions_can_be_redefined_forever_without_keeping_old_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    route_everything_as(monkeypatch)
+    with Router(executor=CPUExecutor(threads=1, max_lanes=2)) as router:
+        router.register("m", lambda x: (0, x), modality="tabular", version="1")
+        replaced = []
+        for generation in range(1, 20):
+            model = lambda x, generation=generation: (generation, x)  # noqa: E731
+            replaced.append(weakref.ref(model))
+            router.models.apply({"m": ModelPlan({"1": ModelSpec("m", "1", model, "tabular")})})
+            assert router.submit("x").result(timeout=60) == (generation, "x")
+        del model
+        gc.collect()
+        assert [ref() is None for ref in replaced] == [True] * 18 + [False]  # only the serving one is kept
+
+
+def test_a_timed_out_unregister_frees_the_queues_once_the_request_ends(router: Router) -> None:
+    release = threading.Event()
+    router.register("m", lambda x: release.wait(60) and ("1", x), modality="tabular", version="1")
+    router.register("m", lambda x: ("2", x), modality="tabular", version="2")
+    router.models.set_alias("m", "stable", "1")
+    pending = router.submit(0)
+    old = router.models.get("m", "1")
+    router.models.set_alias("m", "stable", "2")
+    queues_freed = threading.Event()
+    router.models.add_retire_hook(lambda spec: queues_freed.set())  # runs after the router's own hook
+    with pytest.raises(RegistrationError, match="in flight after 0.01s"):
+        router.models.unregister("m", "1", timeout=0.01)
+    assert router.executor.stats(old).replicas == 1
+    release.set()
+    assert pending.result(timeout=60) == ("1", 0)
+    assert queues_freed.wait(60)
+    assert router.executor.stats(old).replicas == 0

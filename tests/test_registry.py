@@ -152,8 +152,8 @@ def test_retire_hooks_run_after_each_retired_version_drains(registry: Registry) 
     lease.release()
     swapper.join()
     registry.apply({"m": ModelPlan({"3": spec("3")})})
-    registry.apply({"m": ModelPlan({"3": spec("3")})})  # a new spec under the same key: not retired
-    assert retired == [("1", 0), ("2", 0)]
+    registry.apply({"m": ModelPlan({"3": spec("3")})})  # a new spec under the same key retires the old one
+    assert retired == [("1", 0), ("2", 0), ("3", 0)]
 
 
 def test_unregister_timeout_and_references(registry: Registry) -> None:
@@ -170,6 +170,27 @@ def test_unregister_timeout_and_references(registry: Registry) -> None:
         registry.unregister("m", "2", timeout=0.01)
     lease.release()
     assert registry.versions("m") == ["1"]
+
+
+def test_a_timed_out_retirement_runs_its_hooks_when_the_last_request_ends(registry: Registry) -> None:
+    hooked = threading.Event()
+    retired: list[tuple[str, int]] = []
+
+    def hook(spec: ModelSpec) -> None:
+        retired.append((spec.version, registry.in_flight(spec)))
+        hooked.set()
+
+    registry.add_retire_hook(hook)
+    registry.register(spec("1"))
+    registry.register(spec("2"))
+    first, second = registry.lease("m", "1"), registry.lease("m", "1")
+    with pytest.raises(RegistrationError, match=r"in flight after 0.01s: \{'m/1': 2\}"):
+        registry.unregister("m", "1", timeout=0.01)
+    first.release()
+    assert retired == []
+    second.release()
+    assert hooked.wait(30)
+    assert retired == [("1", 0)]
 
 
 def test_lease_reasons_name_the_rule(registry: Registry) -> None:

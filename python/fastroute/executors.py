@@ -10,14 +10,18 @@ Guarantees: every accepted request ends with exactly one result or one
 exception; a model's exception fails only its own batch (each request gets a
 :class:`~fastroute.ModelError` whose ``__cause__`` is the model's exception);
 one replica runs its batches one at a time, in queue order, so requests of one
-priority class start FIFO; a model that hangs holds only the worker serving it.
+priority class start FIFO; a model that hangs holds only the worker serving it;
+a request past its deadline is not run (checked when it leaves the queue and
+again right before its model call).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
+import time
 import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,7 +34,10 @@ from .registry import ModelSpec, stack_if_possible
 __all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
 
 PRIORITIES = ("high", "normal")
-_PUSH_FULL, _PUSH_CLOSED = 1, 2
+_PUSH_ACCEPTED, _PUSH_FULL = 0, 1  # else 2: closed
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 50e-6, 5e-3  # asubmit's waits for room
+_NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
+_FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
 
 
@@ -45,7 +52,8 @@ class ExecutorConfig:
       a power of two); a full queue makes ``submit`` raise :class:`~fastroute.Overloaded`.
     - ``spin_us``: how long an idle worker spins before parking (a park/wake costs
       tens of microseconds; spinning is bounded so idle workers burn no core).
-    - ``max_lanes``: most model replicas one executor can serve over its lifetime.
+    - ``max_lanes``: most model replicas one executor serves at once (a retired
+      spec's queues are reused); past it ``submit`` raises :class:`~fastroute.Overloaded`.
     """
 
     threads: int = 2
@@ -79,34 +87,69 @@ class QueueStats:
     replicas: int
 
 
-class _BatchRunner:
-    """The dispatcher's callback: runs one batch with the GIL held (taken once).
+def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
+    """The dispatcher's callback: resolves one batch of ``(future, input, spec,
+    deadline_ns)`` requests with the GIL held (taken once). Never raises: if resolving breaks
+    off, every request not yet resolved fails.
 
-    Kept apart from the executor so that the C++ dispatcher, which holds this
-    object, holds no reference back to the executor (no uncollectable cycle).
+    A plain function, so the C++ dispatcher holding it holds no reference to
+    the executor (no uncollectable cycle) nor to any model.
     """
+    try:
+        _resolve(ready, expired, aborted)
+    except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
+        _fail_unfinished(ready + expired + aborted, error)
 
-    def __init__(self) -> None:
-        self.specs: list[ModelSpec] = []  # by lane id; append-only, published before any push
 
-    def __call__(self, lane: int, ready: list, expired: list, aborted: list) -> None:
-        spec = self.specs[lane]
-        for future, _ in expired:
-            _fail(future, DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran"))
-        for future, _ in aborted:
-            _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
-        live = [(future, x) for future, x in ready if future.set_running_or_notify_cancel()]
-        if not live:
-            return
+def _resolve(ready: list, expired: list, aborted: list) -> None:
+    """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
+    for future, _, spec, _ in expired:
+        _fail(future, _deadline_passed(spec))
+    for future, _, spec, _ in aborted:
+        _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
+    live = [request for request in ready if request[0].set_running_or_notify_cancel()]
+    for spec, requests in _by_spec(live):
         if spec.batched:
-            _run_batched(spec, live)
+            _run_batched(spec, requests)
         else:
-            _run_each(spec, live)
+            _run_each(spec, requests)
+
+
+def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
+    """The requests grouped by the spec they were submitted for, in order.
+
+    One group, unless a request submitted for a retired spec raced into its
+    lane's reuse by another spec: each still runs on its own model.
+    """
+    if not requests:
+        return []
+    first = requests[0][2]
+    if all(request[2] is first for request in requests):
+        return [(first, requests)]
+    groups: dict[int, tuple[ModelSpec, list]] = {}
+    for request in requests:
+        groups.setdefault(id(request[2]), (request[2], []))[1].append(request)
+    return list(groups.values())
 
 
 def _fail(future: Future, error: BaseException) -> None:
     if future.set_running_or_notify_cancel():
         future.set_exception(error)
+
+
+def _fail_unfinished(requests: list, error: BaseException) -> None:
+    """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
+    for future, _, spec, _ in requests:
+        if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+            future.set_exception(_model_error(spec, f"its batch broke off: {_describe(error)}", error))
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message``, even for an exception whose ``__str__`` raises."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except BaseException:  # noqa: BLE001 - the model's exception type, not ours, is broken
+        return f"{type(error).__name__} (its message could not be formatted)"
 
 
 def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = None) -> ModelError:
@@ -115,30 +158,57 @@ def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = No
     return error
 
 
-def _run_batched(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
+    return DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran")
+
+
+def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    live = _in_time(requests)
+    if not live:
+        return
     try:
-        outputs = list(spec.model(stack_if_possible([x for _, x in live])))
+        outputs = list(spec.model(stack_if_possible([x for _, x, _, _ in live])))
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
-        for future, _ in live:
-            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+        for future, _, _, _ in live:
+            future.set_exception(_model_error(spec, _describe(error), error))
         return
     if len(outputs) != len(live):
-        for future, _ in live:
+        for future, _, _, _ in live:
             future.set_exception(
                 _model_error(spec, f"returned {len(outputs)} results for a batch of {len(live)}")
             )
         return
-    for (future, _), output in zip(live, outputs):
+    for (future, _, _, _), output in zip(live, outputs):
         future.set_result(output)
 
 
-def _run_each(spec: ModelSpec, live: list[tuple[Future, Any]]) -> None:
+def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[Future, Any, ModelSpec, int]]:
+    """The requests whose deadline has not passed now; the others fail.
+
+    The batcher checked when it took them from the queue; waiting for the GIL
+    or for earlier work of the same call may have taken them past it since.
+    """
+    now = time.monotonic_ns()  # the dispatcher's clock
+    in_time = []
+    for request in requests:
+        if request[3] > now:
+            in_time.append(request)
+        else:
+            request[0].set_exception(_deadline_passed(request[2]))
+    return in_time
+
+
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    """Calls the model once per request, each checked against its deadline right before."""
     model = spec.model
-    for future, x in live:
+    for future, x, _, deadline_ns in live:
+        if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
+            future.set_exception(_deadline_passed(spec))
+            continue
         try:
             output = model(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
-            future.set_exception(_model_error(spec, f"{type(error).__name__}: {error}", error))
+            future.set_exception(_model_error(spec, _describe(error), error))
         else:
             future.set_result(output)
 
@@ -154,8 +224,8 @@ class CPUExecutor:
     >>> executor.submit(spec, x).result()
     >>> executor.close()
 
-    Models are served by name and version (``spec.key``); a spec's replicas
-    get one queue each, and each request goes to the less loaded of two
+    Each model spec (told apart by identity, not by name and version) gets
+    one queue per replica, and each request goes to the less loaded of two
     replicas drawn at random (power of two choices). ``rng`` draws them.
     Thread-safe. Close it (or use ``with``); at interpreter exit an open
     executor fails its pending requests and stops its workers.
@@ -174,15 +244,15 @@ class CPUExecutor:
     ) -> None:
         self.config = ExecutorConfig(threads, max_batch, max_delay_us, queue_capacity, spin_us, max_lanes)
         self._rng = rng if rng is not None else random.Random()
-        self._runner = _BatchRunner()
         self._lock = threading.Lock()
-        self._lanes: dict[tuple[str, str], tuple[int, ...]] = {}  # guarded by _lock for writes
-        # id(spec) -> (spec, lanes): submit's fast path; hashing a frozen dataclass is slow.
-        self._by_spec_id: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
+        # id(spec) -> (spec, its lanes). Keyed by identity: a new spec under an old
+        # name and version gets its own lanes. Holding the spec keeps its id unique
+        # until retire(). (Hashing a frozen dataclass would also be slow.)
+        self._lanes: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
         self._closed = False  # guarded by _lock
         c = self.config
         self._core = _core.Dispatcher(
-            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, self._runner
+            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, _run_requests
         )
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core)
 
@@ -199,32 +269,56 @@ class CPUExecutor:
 
         ``priority``: "high" requests are batched before "normal" ones.
         ``deadline``: seconds from now by which the model must start on the
-        request, else the future fails with :class:`~fastroute.DeadlineExceeded`.
-        ``timeout``: seconds to wait for room when the queue is full; without
-        it a full queue raises :class:`~fastroute.Overloaded` at once.
+        request (checked when it leaves the queue and right before the model
+        call), else the future fails with :class:`~fastroute.DeadlineExceeded`.
+        ``timeout``: seconds to wait for room when the queue is full (blocking
+        the calling thread); without it ``submit`` never blocks and a full
+        queue raises :class:`~fastroute.Overloaded` at once.
         Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
         to drop the request before it runs.
         """
-        known = self._by_spec_id.get(id(spec))
-        lanes = known[1] if known is not None and known[0] is spec else self._add_model(spec)
-        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
-        high = _is_high(priority)
-        deadline_s = math.inf if deadline is None else _positive_seconds("deadline", deadline)
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
         timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
-        future: Future = Future()
-        status = self._core.push(lane, (future, x), high, deadline_s, timeout_s)
-        if status == _PUSH_FULL:
-            raise Overloaded(
-                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
-                + (f", waited {timeout}s)" if timeout else ")")
-            )
-        if status == _PUSH_CLOSED:
-            raise RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+        status, future = self._push(spec, x, high, deadline_ns, timeout_s)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
+        return future
+
+    async def asubmit(
+        self,
+        spec: ModelSpec,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """:meth:`submit` for asyncio: waits up to ``timeout`` for room without blocking the loop.
+
+        Each try is a non-blocking push; while the queue is full it retries
+        after ``await asyncio.sleep`` (backing off from 50 us to 5 ms), so the
+        event loop keeps running. ``deadline`` counts from this call. Returns
+        the request's Future (``await asyncio.wrap_future(future)`` for its result).
+        """
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (0.0 if timeout is None else _positive_seconds("timeout", timeout))
+        backoff = _FIRST_BACKOFF_S
+        while True:
+            status, future = self._push(spec, x, high, deadline_ns, 0.0)
+            remaining = give_up - loop.time()
+            if status != _PUSH_FULL or remaining <= 0:
+                break
+            await asyncio.sleep(min(backoff, remaining))
+            backoff = min(2 * backoff, _MAX_BACKOFF_S)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
         return future
 
     def stats(self, spec: ModelSpec) -> QueueStats:
         """Queued and in-flight requests of ``spec``'s model (zeros if never used)."""
-        lanes = self._lanes.get(spec.key, ())
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else ()
         counts = [self._core.stats(lane) for lane in lanes]
         return QueueStats(sum(c[0] for c in counts), sum(c[1] for c in counts), len(lanes))
 
@@ -233,13 +327,13 @@ class CPUExecutor:
 
         With ``drain`` every accepted request runs first; otherwise the queued
         ones fail with :class:`~fastroute.RouterClosed`. Blocks until the
-        model's last batch has returned. A later ``submit`` for the same
-        name and version starts fresh queues.
+        model's last batch has returned. A later ``submit`` for this spec
+        starts fresh queues. Specs are told apart by identity: retiring one
+        leaves another with the same name and version running.
         """
         with self._lock:
-            lanes = self._lanes.pop(spec.key, ())
-            self._by_spec_id = {k: v for k, v in self._by_spec_id.items() if v[1] != lanes}
-        for lane in lanes:
+            known = self._lanes.pop(id(spec), None)
+        for lane in known[1] if known is not None else ():
             self._core.retire(lane, drain)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
@@ -262,19 +356,45 @@ class CPUExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _push(self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float) -> tuple[int, Future]:
+        """One push to the less loaded of ``spec``'s lanes: (push status, the request's future)."""
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else self._add_model(spec)
+        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
+        future: Future = Future()
+        return self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s), future
+
+    def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
+        if status == _PUSH_FULL:
+            return Overloaded(
+                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
+                + (f", waited {timeout}s)" if timeout else ")")
+            )
+        return RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+
     def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
         with self._lock:
             if self._closed:
                 raise RouterClosed(f"executor closed; model {spec.name!r} not started")
-            lanes = self._lanes.get(spec.key)
-            if lanes is None:
-                lanes = []
-                for _ in range(spec.replicas):
-                    lanes.append(self._core.add_lane())  # ids count up from 0 under _lock
-                    self._runner.specs.append(spec)
-                lanes = self._lanes[spec.key] = tuple(lanes)
-            self._by_spec_id[id(spec)] = (spec, lanes)
-            return lanes
+            known = self._lanes.get(id(spec))
+            if known is None:
+                known = self._lanes[id(spec)] = (spec, self._add_lanes(spec))
+            return known[1]
+
+    def _add_lanes(self, spec: ModelSpec) -> tuple[int, ...]:
+        """One lane per replica (reusing retired ones), or none and Overloaded."""
+        lanes: list[int] = []
+        try:
+            for _ in range(spec.replicas):
+                lanes.append(self._core.add_lane())
+        except Overloaded as error:
+            for lane in lanes:
+                self._core.retire(lane, True)  # empty: frees it at once
+            raise Overloaded(
+                f"cannot start model {spec.name!r} version {spec.version!r} ({spec.replicas} replicas): "
+                f"all {self.config.max_lanes} queues (max_lanes) are in use; retire models or raise max_lanes"
+            ) from error
+        return tuple(lanes)
 
     def _pick_replica(self, lanes: tuple[int, ...]) -> int:
         first, second = self._rng.sample(lanes, 2)
@@ -288,6 +408,17 @@ def _is_high(priority: str) -> bool:
     if priority == "high":
         return True
     raise InvalidInput(f"priority must be one of {PRIORITIES}, got {priority!r}")
+
+
+def _deadline_or_none(seconds_from_now: float | None) -> int:
+    """The absolute deadline on the dispatcher's clock (time.monotonic_ns is the
+    same steady clock), saturated at "no deadline" for absurdly far ones."""
+    if seconds_from_now is None:
+        return _NO_DEADLINE
+    seconds = _positive_seconds("deadline", seconds_from_now)
+    if seconds >= _FOREVER_S:  # also inf, which int() cannot take
+        return _NO_DEADLINE
+    return min(time.monotonic_ns() + int(seconds * 1e9), _NO_DEADLINE)
 
 
 def _positive_seconds(name: str, value: float) -> float:

@@ -152,7 +152,9 @@ class Lease:
             if self._released:
                 return False
             self._released = True
-            self._registry._release(self.spec)
+            retired = self._registry._release(self.spec)
+        if retired is not None:
+            self._registry._retire_in_background(retired)
         return True
 
     def __enter__(self) -> Lease:
@@ -195,6 +197,8 @@ class Registry:
         self._entries: dict[str, _Entry] = {}  # guarded by _lock
         self._in_flight: dict[int, int] = {}  # id(spec) -> held leases; guarded by _lock
         self._retire_hooks: list[Callable[[ModelSpec], None]] = []  # guarded by _lock
+        # Hidden specs whose retirement timed out: hooked when their last lease ends.
+        self._retiring: dict[int, ModelSpec] = {}  # id(spec) -> spec; guarded by _lock
 
     # -- registration -------------------------------------------------------------
 
@@ -222,8 +226,8 @@ class Registry:
 
         Refused while an alias, experiment or shadow still points at the
         version. Raises RegistrationError if requests are still in flight
-        after ``timeout`` seconds (the version stays hidden and is released
-        when they finish).
+        after ``timeout`` seconds (the version stays hidden and is retired,
+        retire hooks included, when they finish).
         """
         with self._lock:
             entry = self._entry(name)
@@ -293,7 +297,10 @@ class Registry:
     def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
         """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues).
 
-        Not called when a replacement took over the same name and version.
+        Called for every retired spec object, also one whose name and version a
+        new spec took over (specs are told apart by identity). Called by the
+        retiring call, or, when that timed out, on a thread of its own once
+        the spec's last request ends.
         """
         with self._lock:
             self._retire_hooks.append(hook)
@@ -493,9 +500,10 @@ class Registry:
             return spec, f"alias {DEFAULT_ALIAS!r} -> version {spec.version!r}"
         return spec, f"latest version {spec.version!r}"
 
-    def _has_version(self, name: str, version: str) -> bool:
-        entry = self._entries.get(name)
-        return entry is not None and version in entry.versions
+    def _is_active(self, spec: ModelSpec) -> bool:
+        """Whether this very spec (not merely its name and version) is registered."""
+        entry = self._entries.get(spec.name)
+        return entry is not None and entry.versions.get(spec.version) is spec
 
     def _swap_target(self, entry: _Entry | None, alias: str) -> str | None:
         if entry is None:
@@ -513,31 +521,54 @@ class Registry:
         for alias in aliases:
             _check_alias(spec.name, alias, {**entry.versions, spec.version: spec})
 
-    def _release(self, spec: ModelSpec) -> None:
+    def _release(self, spec: ModelSpec) -> ModelSpec | None:
+        """Ends one lease on ``spec``; returns it if its retire hooks are now due."""
         remaining = self._in_flight[id(spec)] - 1
         if remaining:
             self._in_flight[id(spec)] = remaining
-        else:
-            del self._in_flight[id(spec)]
-            self._drained.notify_all()
+            return None
+        del self._in_flight[id(spec)]
+        self._drained.notify_all()
+        retiring = self._retiring.pop(id(spec), None)
+        return retiring if retiring is not None and not self._is_active(retiring) else None
+
+    def _retire_in_background(self, spec: ModelSpec) -> None:
+        """Calls the retire hooks of a spec whose timed-out retirement just drained (without _lock).
+
+        On a thread of its own: the last lease may end inside an executor
+        worker (a future's done callback), where a hook waiting for that
+        executor's queue to drain would wait for itself.
+        """
+        with self._lock:
+            hooks = list(self._retire_hooks)
+        threading.Thread(target=_call_hooks, args=(hooks, [spec]), name="fastroute-retire", daemon=True).start()
 
     def _wait_drained(self, specs: list[ModelSpec], timeout: float | None) -> None:
-        """Block (without holding _lock on entry) until no lease holds any of ``specs``."""
+        """Block (without holding _lock on entry) until no lease holds any of ``specs``,
+        then call the retire hooks of those no longer registered. On timeout the
+        ones still held are hooked when their last lease ends (see _release)."""
         with self._lock:
             drained = self._drained.wait_for(
                 lambda: not any(id(spec) in self._in_flight for spec in specs), timeout
             )
-            if not drained:
-                busy = {f"{spec.name}/{spec.version}": self._in_flight.get(id(spec), 0) for spec in specs}
-                raise RegistrationError(
-                    f"retired models still have requests in flight after {timeout}s: {busy}; "
-                    "they take no new requests and are released when these finish"
-                )
+            held = {id(spec): spec for spec in specs if id(spec) in self._in_flight}
+            busy = {f"{spec.name}/{spec.version}": self._in_flight[key] for key, spec in held.items()}
             hooks = list(self._retire_hooks)
-            gone = [spec for spec in specs if not self._has_version(spec.name, spec.version)]
-        for spec in gone:
-            for hook in hooks:
-                hook(spec)
+            gone = [spec for spec in specs if not self._is_active(spec)]
+            self._retiring.update((id(spec), spec) for spec in gone if id(spec) in held)
+            drained_now = [spec for spec in gone if id(spec) not in held]
+        _call_hooks(hooks, drained_now)
+        if not drained:
+            raise RegistrationError(
+                f"retired models still have requests in flight after {timeout}s: {busy}; "
+                "they take no new requests and are retired when these finish"
+            )
+
+
+def _call_hooks(hooks: list[Callable[[ModelSpec], None]], specs: list[ModelSpec]) -> None:
+    for spec in specs:
+        for hook in hooks:
+            hook(spec)
 
 
 def _validate(spec: ModelSpec) -> None:

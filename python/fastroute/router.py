@@ -257,10 +257,27 @@ class Router:
         future.add_done_callback(lambda done: self._complete(lease, x, done))
         return future
 
-    async def ainfer(self, x: Any, **options: Any) -> Any:
-        """:meth:`submit` for asyncio (same keyword options): the result is delivered
-        on the caller's loop through ``call_soon_threadsafe``, no polling."""
-        future = self.submit(x, **options)
+    async def ainfer(
+        self,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        hint: str | None = None,
+        key: Any = None,
+        features: Mapping[str, float] | None = None,
+    ) -> Any:
+        """:meth:`submit` for asyncio: waits for queue room (up to ``timeout``) without
+        blocking the event loop; the result is delivered on the caller's loop, no polling."""
+        executor = self.executor
+        _, lease = self._decide_leased(x, hint, key, features)
+        try:
+            future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+        except BaseException:  # CancelledError while waiting for room too
+            lease.discard()
+            raise
+        future.add_done_callback(lambda done: self._complete(lease, x, done))
         return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
 
     def close(self, drain: bool = True) -> None:

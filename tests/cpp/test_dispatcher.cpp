@@ -231,6 +231,50 @@ void retire_drains_one_lane() {
   CHECK(dispatcher.close(true));
 }
 
+// A retired lane's id is reused by add_lane, reopened (neither closed nor
+// aborting); only lanes in use count against max_lanes.
+void retired_lanes_are_reused() {
+  std::atomic<int> ran{0}, aborted{0};
+  DispatchConfig c = config(1, 4, 0);
+  c.max_lanes = 2;
+  Dispatcher dispatcher(c, for_each_batch([&](const Batch& batch) {
+    ran += static_cast<int>(batch.ready.size());
+    aborted += static_cast<int>(batch.aborted.size());
+  }));
+  const std::size_t kept = dispatcher.add_lane();
+  for (int round = 0; round < 100; ++round) {
+    const std::size_t lane = dispatcher.add_lane();
+    CHECK(lane == 1);
+    CHECK(!dispatcher.stats(lane).closed);
+    const bool drain = round % 2 == 0;
+    const int ran_before = ran.load();
+    push_until_accepted(dispatcher, lane, 1);
+    dispatcher.retire(lane, drain);
+    if (drain) CHECK(ran.load() == ran_before + 1);  // not aborted by the previous round's retire
+    CHECK(dispatcher.try_push(lane, 2, Priority::kNormal) == PushStatus::kClosed);
+  }
+  bool threw = false;
+  dispatcher.add_lane();
+  try {
+    dispatcher.add_lane();
+  } catch (const Exhausted&) {
+    threw = true;
+  }
+  CHECK(threw);
+  dispatcher.retire(kept, /*drain=*/true);
+  dispatcher.retire(kept, /*drain=*/true);  // twice: freed once
+  CHECK(dispatcher.add_lane() == kept);
+  threw = false;
+  try {
+    dispatcher.add_lane();
+  } catch (const Exhausted&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(dispatcher.close(true));
+  CHECK(ran.load() + aborted.load() == 100);
+}
+
 void bad_config_and_lane() {
   bool threw = false;
   try {
@@ -258,6 +302,7 @@ int main() {
   RUN(close_without_drain_aborts_queued);
   RUN(full_queue_and_push_wait);
   RUN(retire_drains_one_lane);
+  RUN(retired_lanes_are_reused);
   RUN(bad_config_and_lane);
   return TEST_MAIN_RESULT();
 }
