@@ -61,6 +61,22 @@ bool holds(const Condition& c, float v) {
   return false;
 }
 
+// Tree t owns nodes [tree_begin[t], tree_begin[t+1]): every range must be
+// non-empty and inside the node arrays before any node is read.
+void check_tree_begin(const std::vector<std::uint32_t>& tree_begin, std::size_t n_nodes) {
+  if (tree_begin.size() < 2 || tree_begin.front() != 0)
+    invalid("tree_begin must start at 0 and hold at least one tree");
+  for (std::size_t t = 0; t + 1 < tree_begin.size(); ++t) {
+    if (tree_begin[t + 1] <= tree_begin[t] || tree_begin[t + 1] > n_nodes)
+      invalid("tree_begin[" + std::to_string(t + 1) + "] = " + std::to_string(tree_begin[t + 1]) +
+              " must exceed tree_begin[" + std::to_string(t) + "] = " + std::to_string(tree_begin[t]) +
+              " and be at most the node count " + std::to_string(n_nodes));
+  }
+  if (tree_begin.back() != n_nodes)
+    invalid("tree_begin ends at " + std::to_string(tree_begin.back()) + ", not at the node count " +
+            std::to_string(n_nodes));
+}
+
 }  // namespace
 
 Scorer::Scorer(std::size_t num_features, std::size_t num_models)
@@ -150,8 +166,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   if (a.threshold.size() != n_nodes || a.left.size() != n_nodes || a.right.size() != n_nodes ||
       a.missing_left.size() != n_nodes || a.values.size() != n_nodes * num_models)
     invalid("node arrays differ in length");
-  if (a.tree_begin.size() < 2 || a.tree_begin.front() != 0 || a.tree_begin.back() != n_nodes)
-    invalid("tree_begin must start at 0, end at the node count and hold at least one tree");
+  check_tree_begin(a.tree_begin, n_nodes);
   if (divisor_.size() != num_models) invalid("divisor must hold one entry per model");
   for (double d : divisor_) {
     if (!(d > 0) || !std::isfinite(d)) invalid("divisors must be positive and finite");
@@ -161,12 +176,15 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   values_.assign(a.values.begin(), a.values.end());
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
     const std::uint32_t begin = a.tree_begin[t], end = a.tree_begin[t + 1];
-    if (begin >= end) invalid("tree " + std::to_string(t) + " is empty");
-    std::vector<std::uint32_t> depth(end - begin, 0);
+    constexpr std::uint32_t kUnreached = std::numeric_limits<std::uint32_t>::max();
+    std::vector<std::uint32_t> depth(end - begin, kUnreached);
+    depth[0] = 0;
     std::uint32_t max_depth = 0;
     for (std::uint32_t i = begin; i < end; ++i) {
       TreeNode& node = nodes_[i];
       const std::string where = "node " + std::to_string(i) + " (tree " + std::to_string(t) + ")";
+      // Parents come first, so an unreached node has no parent at all.
+      if (depth[i - begin] == kUnreached) invalid(where + " is not reached from the tree's root");
       if ((a.left[i] < 0) != (a.right[i] < 0)) invalid(where + " has one child");
       if (a.left[i] < 0) {
         node = {0.0f, 0, {i, i}};
@@ -180,6 +198,9 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       for (std::int32_t child : {a.left[i], a.right[i]}) {
         if (static_cast<std::uint32_t>(child) <= i || static_cast<std::uint32_t>(child) >= end)
           invalid(where + " has child " + std::to_string(child) + " outside its tree or before it");
+        // Two parents would give the child two depths: the walk could stop early.
+        if (depth[child - begin] != kUnreached)
+          invalid(where + " has child " + std::to_string(child) + ", which already has a parent");
         depth[child - begin] = depth[i - begin] + 1;
         max_depth = std::max(max_depth, depth[child - begin]);
       }
