@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "features.hpp"
 #include "scorer.hpp"
 
 using namespace fastroute;
@@ -80,9 +81,9 @@ std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k) {
   return static_cast<std::int32_t>(best);
 }
 
-void test_forests() {
+void test_forests(std::size_t nf) {
   std::mt19937 rng(7);
-  const std::size_t nf = 5, k = 3;
+  const std::size_t k = 3;
   for (int depth : {0, 1, 3, 8, 14}) {
     for (int trees : {1, 4}) {
       ForestArrays a;
@@ -165,7 +166,8 @@ void test_rejected_arrays() {
 }  // namespace
 
 int main() {
-  test_forests();
+  test_forests(5);
+  test_forests(kNumFeatures);  // the walk specialised for the schema's width
   test_rules_and_threshold();
   test_rejected_arrays();
   std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");
