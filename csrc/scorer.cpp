@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "errors.hpp"
+#include "features.hpp"
 
 namespace fastroute {
 
@@ -59,6 +60,22 @@ bool holds(const Condition& c, float v) {
     case CompareOp::kNotEqual: return v == v && v != c.value;
   }
   return false;
+}
+
+// Tree t owns nodes [tree_begin[t], tree_begin[t+1]): every range must be
+// non-empty and inside the node arrays before any node is read.
+void check_tree_begin(const std::vector<std::uint32_t>& tree_begin, std::size_t n_nodes) {
+  if (tree_begin.size() < 2 || tree_begin.front() != 0)
+    invalid("tree_begin must start at 0 and hold at least one tree");
+  for (std::size_t t = 0; t + 1 < tree_begin.size(); ++t) {
+    if (tree_begin[t + 1] <= tree_begin[t] || tree_begin[t + 1] > n_nodes)
+      invalid("tree_begin[" + std::to_string(t + 1) + "] = " + std::to_string(tree_begin[t + 1]) +
+              " must exceed tree_begin[" + std::to_string(t) + "] = " + std::to_string(tree_begin[t]) +
+              " and be at most the node count " + std::to_string(n_nodes));
+  }
+  if (tree_begin.back() != n_nodes)
+    invalid("tree_begin ends at " + std::to_string(tree_begin.back()) + ", not at the node count " +
+            std::to_string(n_nodes));
 }
 
 }  // namespace
@@ -150,8 +167,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   if (a.threshold.size() != n_nodes || a.left.size() != n_nodes || a.right.size() != n_nodes ||
       a.missing_left.size() != n_nodes || a.values.size() != n_nodes * num_models)
     invalid("node arrays differ in length");
-  if (a.tree_begin.size() < 2 || a.tree_begin.front() != 0 || a.tree_begin.back() != n_nodes)
-    invalid("tree_begin must start at 0, end at the node count and hold at least one tree");
+  check_tree_begin(a.tree_begin, n_nodes);
   if (divisor_.size() != num_models) invalid("divisor must hold one entry per model");
   for (double d : divisor_) {
     if (!(d > 0) || !std::isfinite(d)) invalid("divisors must be positive and finite");
@@ -161,12 +177,15 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   values_.assign(a.values.begin(), a.values.end());
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
     const std::uint32_t begin = a.tree_begin[t], end = a.tree_begin[t + 1];
-    if (begin >= end) invalid("tree " + std::to_string(t) + " is empty");
-    std::vector<std::uint32_t> depth(end - begin, 0);
+    constexpr std::uint32_t kUnreached = std::numeric_limits<std::uint32_t>::max();
+    std::vector<std::uint32_t> depth(end - begin, kUnreached);
+    depth[0] = 0;
     std::uint32_t max_depth = 0;
     for (std::uint32_t i = begin; i < end; ++i) {
       TreeNode& node = nodes_[i];
       const std::string where = "node " + std::to_string(i) + " (tree " + std::to_string(t) + ")";
+      // Parents come first, so an unreached node has no parent at all.
+      if (depth[i - begin] == kUnreached) invalid(where + " is not reached from the tree's root");
       if ((a.left[i] < 0) != (a.right[i] < 0)) invalid(where + " has one child");
       if (a.left[i] < 0) {
         node = {0.0f, 0, {i, i}};
@@ -180,6 +199,9 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       for (std::int32_t child : {a.left[i], a.right[i]}) {
         if (static_cast<std::uint32_t>(child) <= i || static_cast<std::uint32_t>(child) >= end)
           invalid(where + " has child " + std::to_string(child) + " outside its tree or before it");
+        // Two parents would give the child two depths: the walk could stop early.
+        if (depth[child - begin] != kUnreached)
+          invalid(where + " has child " + std::to_string(child) + ", which already has a parent");
         depth[child - begin] = depth[i - begin] + 1;
         max_depth = std::max(max_depth, depth[child - begin]);
       }
@@ -246,9 +268,9 @@ void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<fl
   }
 }
 
-template <std::size_t Rows>
+template <std::size_t Rows, std::size_t Features>
 void ForestScorer::walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
-  const std::size_t stride = 2 * num_features();
+  const std::size_t stride = 2 * (Features ? Features : num_features());
   if (tree.dense) {
     const DenseSplit* splits = dense_splits_.data() + tree.dense_begin;
     std::uint32_t slot[Rows] = {};
@@ -275,12 +297,24 @@ void ForestScorer::walk(const TreeLayout& tree, const float* prepared, std::uint
   std::copy(node, node + Rows, leaf);
 }
 
+template <std::size_t Features>
+void ForestScorer::walk_blocks(const TreeLayout& tree, const float* prepared, std::size_t n,
+                               std::uint32_t* leaf) const {
+  const std::size_t stride = 2 * (Features ? Features : num_features());
+  std::size_t r = 0;
+  for (; r + kBlock <= n; r += kBlock) walk<kBlock, Features>(tree, prepared + r * stride, leaf + r);
+  for (; r < n; ++r) walk<1, Features>(tree, prepared + r * stride, leaf + r);
+}
+
 void ForestScorer::walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n,
                              std::uint32_t* leaf) const {
-  const std::size_t stride = 2 * num_features();
-  std::size_t r = 0;
-  for (; r + kBlock <= n; r += kBlock) walk<kBlock>(tree, prepared + r * stride, leaf + r);
-  for (; r < n; ++r) walk<1>(tree, prepared + r * stride, leaf + r);
+  // The schema's width as a constant turns each row's offset into an
+  // immediate: fewer instructions and registers per step.
+  if (num_features() == kNumFeatures) {
+    walk_blocks<kNumFeatures>(tree, prepared, n, leaf);
+  } else {
+    walk_blocks<0>(tree, prepared, n, leaf);
+  }
 }
 
 void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double* sums,

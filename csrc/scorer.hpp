@@ -174,9 +174,12 @@ class ForestScorer final : public Scorer {
   // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
   // TreeNode).
   void prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const;
-  // The leaf (node id) each of Rows prepared rows reaches in `tree`.
-  template <std::size_t Rows>
+  // The leaf (node id) each of Rows prepared rows reaches in `tree`;
+  // Features: num_features() as a compile-time constant, or 0.
+  template <std::size_t Rows, std::size_t Features>
   void walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
+  template <std::size_t Features>
+  void walk_blocks(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
   // The same for n rows: whole blocks of kBlock, then the rest one by one.
   void walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
   // Averaged scores (n x num_models) of n <= kPassRows prepared rows; the

@@ -158,3 +158,27 @@ def test_save_load_roundtrip_and_corruption(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(PolicyError, match="not a readable policy file"):
         load(tmp_path / "junk.npz")
+
+
+def _corrupt_tree_begin(arrays):
+    arrays["tree_begin"][1] = 5_000_000  # first and last entries still look right
+    return r"tree_begin\[1\] = 5000000 must exceed tree_begin\[0\] = 0 and be at most the node count"
+
+
+def _shared_child(arrays):
+    # The root's right child also becomes the right child of the root's left child.
+    assert arrays["left"][1] >= 0, "the root's left child must split for this corruption"
+    arrays["right"][1] = arrays["right"][0]
+    return f"node 1 .*has child {arrays['right'][0]}, which already has a parent"
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_tree_begin, _shared_child])
+def test_corrupt_tree_structure_is_rejected_on_load(tmp_path, corrupt):
+    features, labels = random_data(5)
+    policy = Forest.from_sklearn(RandomForestClassifier(3, max_depth=4, random_state=0).fit(features, labels), MODELS)
+    policy.save(tmp_path / "forest.npz")
+    arrays = {name: array.copy() for name, array in np.load(tmp_path / "forest.npz").items()}
+    message = corrupt(arrays)
+    np.savez(tmp_path / "corrupt.npz", **arrays)
+    with pytest.raises(PolicyError, match=message):
+        load(tmp_path / "corrupt.npz")

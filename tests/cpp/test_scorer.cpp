@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "features.hpp"
 #include "scorer.hpp"
 
 using namespace fastroute;
@@ -80,9 +81,9 @@ std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k) {
   return static_cast<std::int32_t>(best);
 }
 
-void test_forests() {
+void test_forests(std::size_t nf) {
   std::mt19937 rng(7);
-  const std::size_t nf = 5, k = 3;
+  const std::size_t k = 3;
   for (int depth : {0, 1, 3, 8, 14}) {
     for (int trees : {1, 4}) {
       ForestArrays a;
@@ -124,16 +125,36 @@ void test_rules_and_threshold() {
   check(model[0] == 0 && model[1] == 1 && model[2] == 2 && model[3] == 0, "threshold: strictly above cuts");
 }
 
+bool forest_rejected(const ForestArrays& arrays) {
+  try {
+    ForestScorer forest(1, 1, arrays);
+  } catch (const InvalidInput&) {
+    return true;
+  }
+  return false;
+}
+
+// Three one-leaf trees, each valid on its own: nodes 0, 1, 2.
+ForestArrays three_leaves() { return {{0, 0, 0}, {0, 0, 0}, {-1, -1, -1}, {-1, -1, -1}, {1, 1, 1}, {1, 1, 1}, {0, 1, 2, 3}, {3}}; }
+
 void test_rejected_arrays() {
   ForestArrays cyclic{{0}, {0.0}, {0}, {0}, {1}, {1.0}, {0, 1}, {1.0}};
+  check(forest_rejected(cyclic), "a node that is its own child is rejected");
+  check(!forest_rejected(three_leaves()), "three one-leaf trees are accepted");
+  ForestArrays past_the_end = three_leaves();
+  past_the_end.tree_begin = {0, 5000000, 3};  // first and last entries look right
+  check(forest_rejected(past_the_end), "a tree_begin entry past the node count is rejected");
+  ForestArrays decreasing = three_leaves();
+  decreasing.tree_begin = {0, 2, 1, 3};
+  check(forest_rejected(decreasing), "a decreasing tree_begin is rejected");
+  // Root 0 splits into 1 and 2; node 1 splits into 2 and 3: node 2 has two parents.
+  ForestArrays shared_child{{0, 0, 0, 0}, {0.5, 0.5, 0, 0}, {1, 2, -1, -1}, {2, 3, -1, -1},
+                            {1, 1, 1, 1}, {0, 0, 1, 2},     {0, 4},       {1.0}};
+  check(forest_rejected(shared_child), "a node with two parents is rejected");
+  // Root 0 is a leaf; node 1 follows in the same tree with no parent.
+  ForestArrays orphan{{0, 0}, {0, 0}, {-1, -1}, {-1, -1}, {1, 1}, {1, 2}, {0, 2}, {1.0}};
+  check(forest_rejected(orphan), "a node no parent reaches is rejected");
   bool thrown = false;
-  try {
-    ForestScorer forest(1, 1, cyclic);
-  } catch (const InvalidInput&) {
-    thrown = true;
-  }
-  check(thrown, "a node that is its own child is rejected");
-  thrown = false;
   try {
     ThresholdScorer threshold(1, 0, {1.0f, 1.0f}, 0);
   } catch (const InvalidInput&) {
@@ -145,7 +166,8 @@ void test_rejected_arrays() {
 }  // namespace
 
 int main() {
-  test_forests();
+  test_forests(5);
+  test_forests(kNumFeatures);  // the walk specialised for the schema's width
   test_rules_and_threshold();
   test_rejected_arrays();
   std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");
