@@ -117,18 +117,24 @@ struct Counts {
   std::array<std::size_t, kScriptNames.size()> scripts{};
   bool in_word = false;
 
-  void add_ascii(char32_t cp) {
-    const std::uint8_t cls = kAsciiClasses[cp];
-    ++chars, ++ascii;
-    newlines += cp == '\n';
-    if (cls & kSpace) {
+  // White space ends a word (false); any other character counts towards one (true).
+  bool count_word_char(bool space) {
+    if (space) {
       ++spaces;
       in_word = false;
-      return;
+      return false;
     }
     words += !in_word;
     in_word = true;
     ++word_chars;
+    return true;
+  }
+
+  void add_ascii(char32_t cp) {
+    const std::uint8_t cls = kAsciiClasses[cp];
+    ++chars, ++ascii;
+    newlines += cp == '\n';
+    if (!count_word_char((cls & kSpace) != 0)) return;
     digits += (cls & kDigit) != 0;
     punct += (cls & kPunct) != 0;
     upper += (cls & kUpper) != 0;
@@ -139,14 +145,7 @@ struct Counts {
   void add(char32_t cp) {
     if (cp < 0x80) return add_ascii(cp);
     ++chars;
-    if (is_space(cp)) {
-      ++spaces;
-      in_word = false;
-      return;
-    }
-    words += !in_word;
-    in_word = true;
-    ++word_chars;
+    if (!count_word_char(is_space(cp))) return;
     if (is_digit(cp)) {
       ++digits;
     } else if (is_punct(cp)) {
