@@ -281,3 +281,23 @@ def test_closing_the_registry_stops_its_shadows(registry: Registry) -> None:
     registry.close()
     assert shadow.wait_idle(timeout=30) and sum(shadow.counts().values()) == 1
     assert not shadow.offer(2, 2, "1", lambda x: x), "a closed shadow mirrors nothing"
+
+
+def test_concurrent_swaps_of_one_model_run_one_after_the_other(registry: Registry) -> None:
+    registry.register(spec("1"), aliases=["stable"])
+    start = threading.Barrier(2)
+    retired: list[str] = []
+
+    def swap_in(version: str) -> None:
+        start.wait()
+        replaced = registry.swap(spec(version))
+        retired.append(replaced.version)
+
+    swappers = [threading.Thread(target=swap_in, args=(v,)) for v in "23"]
+    for thread in swappers:
+        thread.start()
+    for thread in swappers:
+        thread.join()
+    survivor = registry.versions("m")
+    assert len(survivor) == 1 and registry.aliases("m") == {"stable": survivor[0]}
+    assert sorted(retired) == sorted({"1", "2", "3"} - set(survivor)), "each swap retired the version before it"

@@ -199,6 +199,8 @@ class Registry:
         self._retire_hooks: list[Callable[[ModelSpec], None]] = []  # guarded by _lock
         # Hidden specs whose retirement timed out: hooked when their last lease ends.
         self._retiring: dict[int, ModelSpec] = {}  # id(spec) -> spec; guarded by _lock
+        # Serialises swap(): each one checks, registers, moves the alias and retires as a unit.
+        self._swapping = threading.Lock()
 
     # -- registration -------------------------------------------------------------
 
@@ -252,23 +254,24 @@ class Registry:
         The replaced version is the one ``alias`` pointed at (for the default
         alias with none set: the version the name resolved to). It is retired
         only after its in-flight requests finish; it is returned (None when
-        nothing was replaced).
+        nothing was replaced). Concurrent swaps run one after the other.
         """
-        with self._lock:
-            entry = self._entries.get(spec.name)
-            old = self._swap_target(entry, alias)
-            if old is not None:
-                others = [ref for ref in entry.references(old) if ref != f"alias {alias!r}"]
-                if others:
-                    raise RegistrationError(
-                        f"cannot swap out model {spec.name!r} version {old!r}: "
-                        f"{', '.join(others)} still route to it"
-                    )
-        self.register(spec, warmup=warmup)
-        self.set_alias(spec.name, alias, spec.version)
-        if old is None or old == spec.version:
-            return None
-        return self.unregister(spec.name, old, timeout=timeout)
+        with self._swapping:
+            with self._lock:
+                entry = self._entries.get(spec.name)
+                old = self._swap_target(entry, alias)
+                if old is not None:
+                    others = [ref for ref in entry.references(old) if ref != f"alias {alias!r}"]
+                    if others:
+                        raise RegistrationError(
+                            f"cannot swap out model {spec.name!r} version {old!r}: "
+                            f"{', '.join(others)} still route to it"
+                        )
+            self.register(spec, warmup=warmup)
+            self.set_alias(spec.name, alias, spec.version)
+            if old is None or old == spec.version:
+                return None
+            return self.unregister(spec.name, old, timeout=timeout)
 
     def apply(self, plans: Mapping[str, ModelPlan], *, remove: Iterable[str] = (), timeout: float | None = None) -> None:
         """Atomically make each planned name's state exactly its plan; drop ``remove`` names.
