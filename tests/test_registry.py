@@ -284,20 +284,27 @@ def test_closing_the_registry_stops_its_shadows(registry: Registry) -> None:
 
 
 def test_concurrent_swaps_of_one_model_run_one_after_the_other(registry: Registry) -> None:
+    """Version 2's warm-up holds its swap open while version 3's swap starts: the second
+    swap must wait, then replace version 2, so exactly one version is left."""
     registry.register(spec("1"), aliases=["stable"])
-    start = threading.Barrier(2)
-    retired: list[str] = []
+    warming, finish_warmup = threading.Event(), threading.Event()
 
-    def swap_in(version: str) -> None:
-        start.wait()
-        replaced = registry.swap(spec(version))
-        retired.append(replaced.version)
+    def slow_to_warm(x):
+        warming.set()
+        finish_warmup.wait(timeout=30)
+        return x
 
-    swappers = [threading.Thread(target=swap_in, args=(v,)) for v in "23"]
-    for thread in swappers:
-        thread.start()
-    for thread in swappers:
-        thread.join()
-    survivor = registry.versions("m")
-    assert len(survivor) == 1 and registry.aliases("m") == {"stable": survivor[0]}
-    assert sorted(retired) == sorted({"1", "2", "3"} - set(survivor)), "each swap retired the version before it"
+    retired: dict[str, str] = {}
+    first = threading.Thread(
+        target=lambda: retired.setdefault("2", registry.swap(ModelSpec("m", "2", slow_to_warm, "tabular"), warmup=0).version)
+    )
+    second = threading.Thread(target=lambda: retired.setdefault("3", registry.swap(spec("3")).version))
+    first.start()
+    assert warming.wait(timeout=30)
+    second.start()
+    second.join(timeout=0.2)  # gives an unserialised swap time to run ahead
+    finish_warmup.set()
+    first.join()
+    second.join()
+    assert retired == {"2": "1", "3": "2"}
+    assert registry.versions("m") == ["3"] and registry.aliases("m") == {"stable": "3"}
