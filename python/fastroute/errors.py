@@ -61,6 +61,25 @@ class ModelError(FastrouteError):
     def __init__(self, model: str, message: str) -> None:
         super().__init__(f"model {model!r} failed: {message}")
         self.model = model
+        self.detail = message
+
+    @classmethod
+    def caused_by(cls, model: str, error: BaseException, context: str = "") -> ModelError:
+        """A ModelError for ``model`` whose ``__cause__`` is ``error``, described as
+        ``Type: message`` even when the error's ``__str__`` itself raises."""
+        try:
+            described = f"{type(error).__name__}: {error}"
+        except BaseException:  # noqa: BLE001 - the model's exception type, not ours, is broken
+            described = f"{type(error).__name__} (its message could not be formatted)"
+        failure = cls(model, context + described)
+        failure.__cause__ = error
+        return failure
+
+    def copy(self) -> ModelError:
+        """The same failure as a new exception object (one per request it fails)."""
+        twin = ModelError(self.model, self.detail)
+        twin.__cause__ = self.__cause__
+        return twin
 
 
 class DeadlineExceeded(FastrouteError, TimeoutError):

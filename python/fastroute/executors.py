@@ -29,7 +29,7 @@ from typing import Any
 
 from . import _core
 from .errors import ConfigError, DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
-from .registry import ModelSpec, stack_if_possible
+from .registry import ModelSpec
 
 __all__ = ["CPUExecutor", "ExecutorConfig", "QueueStats", "PRIORITIES"]
 
@@ -141,21 +141,7 @@ def _fail_unfinished(requests: list, error: BaseException) -> None:
     """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
     for future, _, spec, _ in requests:
         if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
-            future.set_exception(_model_error(spec, f"its batch broke off: {_describe(error)}", error))
-
-
-def _describe(error: BaseException) -> str:
-    """``Type: message``, even for an exception whose ``__str__`` raises."""
-    try:
-        return f"{type(error).__name__}: {error}"
-    except BaseException:  # noqa: BLE001 - the model's exception type, not ours, is broken
-        return f"{type(error).__name__} (its message could not be formatted)"
-
-
-def _model_error(spec: ModelSpec, message: str, cause: BaseException | None = None) -> ModelError:
-    error = ModelError(spec.name, message)
-    error.__cause__ = cause
-    return error
+            future.set_exception(ModelError.caused_by(spec.name, error, "its batch broke off: "))
 
 
 def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
@@ -167,19 +153,19 @@ def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, i
     if not live:
         return
     try:
-        outputs = list(spec.model(stack_if_possible([x for _, x, _, _ in live])))
+        outputs = spec.run_batch([x for _, x, _, _ in live])
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
+        failure = _as_model_error(spec, error)
         for future, _, _, _ in live:
-            future.set_exception(_model_error(spec, _describe(error), error))
-        return
-    if len(outputs) != len(live):
-        for future, _, _, _ in live:
-            future.set_exception(
-                _model_error(spec, f"returned {len(outputs)} results for a batch of {len(live)}")
-            )
+            future.set_exception(failure.copy())
         return
     for (future, _, _, _), output in zip(live, outputs):
         future.set_result(output)
+
+
+def _as_model_error(spec: ModelSpec, error: BaseException) -> ModelError:
+    """What a request sees when its model call failed (ModelSpec already wraps an Exception)."""
+    return error if isinstance(error, ModelError) else ModelError.caused_by(spec.name, error)
 
 
 def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[Future, Any, ModelSpec, int]]:
@@ -200,15 +186,14 @@ def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[F
 
 def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> None:
     """Calls the model once per request, each checked against its deadline right before."""
-    model = spec.model
     for future, x, _, deadline_ns in live:
         if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
             future.set_exception(_deadline_passed(spec))
             continue
         try:
-            output = model(x)
+            output = spec.run_one(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
-            future.set_exception(_model_error(spec, _describe(error), error))
+            future.set_exception(_as_model_error(spec, error))
         else:
             future.set_result(output)
 

@@ -79,7 +79,7 @@ class ModelSpec:
         try:
             return self.model(argument)
         except Exception as error:
-            raise ModelError(self.name, f"{type(error).__name__}: {error}") from error
+            raise ModelError.caused_by(self.name, error) from error
 
 
 def stack_if_possible(inputs: list[Any]) -> Any:
