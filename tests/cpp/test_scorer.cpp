@@ -23,6 +23,16 @@ void check(bool ok, const char* what) {
   }
 }
 
+// Appends a node with no children and k zero leaf values; the caller fills it in.
+void append_leaf(ForestArrays& a, std::size_t k) {
+  a.feature.push_back(0);
+  a.threshold.push_back(0);
+  a.left.push_back(-1);
+  a.right.push_back(-1);
+  a.missing_left.push_back(1);
+  a.values.insert(a.values.end(), k, 0);
+}
+
 // A random tree of the given depth over nf features, in sklearn's arrays
 // (children after parents), appended to `a`.
 void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::size_t k, int depth) {
@@ -30,12 +40,7 @@ void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::si
   std::normal_distribution<double> normal;
   std::uniform_int_distribution<int> feature(0, static_cast<int>(nf) - 1);
   std::vector<std::pair<std::int32_t, int>> stack{{begin, 0}};
-  a.feature.push_back(0);
-  a.threshold.push_back(0);
-  a.left.push_back(-1);
-  a.right.push_back(-1);
-  a.missing_left.push_back(1);
-  for (std::size_t j = 0; j < k; ++j) a.values.push_back(0);
+  append_leaf(a, k);
   while (!stack.empty()) {
     auto [node, level] = stack.back();
     stack.pop_back();
@@ -49,12 +54,7 @@ void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::si
     for (int side = 0; side < 2; ++side) {
       const auto child = static_cast<std::int32_t>(a.feature.size());
       (side == 0 ? a.left : a.right)[node] = child;
-      a.feature.push_back(0);
-      a.threshold.push_back(0);
-      a.left.push_back(-1);
-      a.right.push_back(-1);
-      a.missing_left.push_back(1);
-      for (std::size_t j = 0; j < k; ++j) a.values.push_back(0);
+      append_leaf(a, k);
       stack.push_back({child, level + 1});
     }
   }
