@@ -21,7 +21,7 @@ import pytest
 import fastroute as fr
 from fastroute import _core
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analyzer"))
 from analyzer_samples import samples  # noqa: E402  (the tests' real file builders)
 
 magic = pytest.importorskip("magic")

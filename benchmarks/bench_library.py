@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from fastroute.experiments import Canary, CanaryThresholds, Split
-from fastroute.registry import ModelSpec, Registry
+from fastroute.library.experiments import Canary, CanaryThresholds, Split
+from fastroute.library import ModelSpec, Registry
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from fastroute import Forest, cross_validate
-from fastroute.datasets import load_aslib
+from fastroute.tools.datasets import load_aslib
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aslib"
 PUBLISHED_GAP_CLOSED = {"QBF-2011": 0.883, "MAXSAT12-PMS": 0.877}

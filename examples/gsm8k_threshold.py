@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from fastroute import Threshold
-from fastroute.datasets import PROMPT_FEATURES, load_gsm8k, prompt_features
-from fastroute.evaluate import score_choices
+from fastroute.tools.datasets import PROMPT_FEATURES, load_gsm8k, prompt_features
+from fastroute.decision.evaluate import score_choices
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "routellm-gsm8k" / "gsm8k_responses.csv"
 

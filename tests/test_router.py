@@ -7,7 +7,7 @@ import pytest
 
 import fastroute
 from fastroute import NoRoute, RegistrationError, Router
-from fastroute.policies import ByModality
+from fastroute.decision import ByModality
 
 
 class CountingModel:

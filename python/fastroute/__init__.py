@@ -1,7 +1,8 @@
 """fastroute: route every machine-learning request to the model best suited for it.
 
-A request flows through four parts: the analyzer (modality and features), the
-decision engine (policies), the model library (registry) and the executors.
+A request flows through four parts, one subpackage each: the analyzer
+(modality and features), the decision engine (policies), the model library
+(registry, leases, experiments, config files) and the executors.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
+from .decision import BatchChoice, ByModality, Choice, Forest, Policy, Rule, Rules, Threshold, Tree
+from .decision.evaluate import Evaluation, cross_validate, evaluate
 from .executors import CPUExecutor
-from .experiments import Canary, CanaryThresholds, Shadow, Split
-from .evaluate import Evaluation, cross_validate, evaluate
-from .policies import BatchChoice, ByModality, Choice, Forest, Policy, Rule, Rules, Threshold, Tree
-from .registry import ModelSpec, Registry
+from .library import Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
 from .router import Decision, Router
 
 __version__ = "0.1.0"

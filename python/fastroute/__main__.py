@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from .tools.demo import run_demo
 
         run_demo(seed=args.seed, repeat=args.repeat)
     return 0

@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
-from .compiled import BatchChoice, Choice, CompiledPolicy, Policy, check_servable
+from .decision.base import BatchChoice, Choice, Policy
+from .decision.by_modality import ByModality
+from .decision.compiled import CompiledPolicy, check_servable
 from .errors import InvalidInput, PolicyError, RouterClosed
-from .policies import ByModality
-from .registry import Lease, ModelSpec, Registry
+from .library.leases import Lease
+from .library.registry import Registry
+from .library.spec import ModelSpec
 
 if TYPE_CHECKING:
     from .executors import CPUExecutor
@@ -116,14 +119,14 @@ class Router:
 
     @classmethod
     def from_config(cls, path: str | PathLike[str]) -> Router:
-        """A router built from a YAML or TOML file (see :mod:`fastroute.config`)."""
-        from .config import load_router
+        """A router built from a YAML or TOML file (see :mod:`fastroute.library.config`)."""
+        from .library.config import load_router
 
         return load_router(path, cls)
 
     def reload(self, path: str | PathLike[str]) -> None:
         """Apply a changed config file without dropping a request; an invalid one changes nothing."""
-        from .config import reload_router
+        from .library.config import reload_router
 
         reload_router(self, path)
 
@@ -223,7 +226,7 @@ class Router:
             if self._closed:
                 raise RouterClosed("the router is closed")
             if self._executor is None:
-                from .executors import CPUExecutor  # executors imports this module
+                from .executors import CPUExecutor
 
                 self._executor = CPUExecutor()
             return self._executor
@@ -243,7 +246,7 @@ class Router:
 
         ``priority`` ("high" or "normal"), ``deadline`` (seconds the model may
         take to start it) and ``timeout`` (seconds to wait for queue room, else
-        ``Overloaded``): see :meth:`fastroute.executors.CPUExecutor.submit`.
+        ``Overloaded``): see :meth:`fastroute.executors.cpu.CPUExecutor.submit`.
         The request holds a lease on its model version until it completes, so
         a hot swap retires the old version only after this request ends.
         """

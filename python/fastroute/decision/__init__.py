@@ -1,0 +1,47 @@
+"""Decision engine: policies choose which registered model serves an input.
+
+A policy sees feature rows: the analyzer's ``FEATURE_NAMES`` columns, then any
+user feature columns (``policy.feature_names`` lists them all, in order), and
+returns a :class:`Choice`. The compiled policies (:class:`Rules`,
+:class:`Tree`, :class:`Forest`, :class:`Threshold`) validate everything at
+construction and score in C++ (``fastroute._core``). Each decision reads one
+immutable compiled state, so swapping ``router.policy``, or refitting or
+recalibrating a policy in use, is atomic: no request sees half a policy.
+
+Policy contract used by the Router:
+
+- ``select(analysis, models) -> Choice``: ``analysis.features`` is one row of
+  ``len(policy.feature_names)`` values (``analysis.modality`` a str).
+- ``select_batch(batch, models) -> list[Choice]``: ``batch.features`` is (n, F).
+- compiled policies add ``decide_batch(features) -> BatchChoice`` (model
+  indices straight from the batch scorer), ``explain(row)`` and ``save(path)``.
+
+Rooms: ``base`` (Policy, Choice), ``compiled`` (the C++-scored policies' common
+part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``,
+``io`` (load), ``evaluate`` (offline measures on routing logs: import it from
+``fastroute`` or ``fastroute.decision.evaluate``).
+"""
+
+from __future__ import annotations
+
+from .base import BatchChoice, Choice, Policy
+from .by_modality import ByModality
+from .compiled import CompiledPolicy
+from .io import load
+from .rules import Rule, Rules
+from .threshold import Threshold
+from .trees import Forest, Tree
+
+# The built-in policies and their helpers; a config file's ``policy.use`` may name any of these.
+__all__ = [
+    "BatchChoice",
+    "ByModality",
+    "Choice",
+    "Forest",
+    "Policy",
+    "Rule",
+    "Rules",
+    "Threshold",
+    "Tree",
+    "load",
+]

@@ -1,0 +1,61 @@
+"""Base of the decision engine: a Policy maps an analysed input to a model name, a Choice says which and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+
+if TYPE_CHECKING:
+    from ..library.registry import Registry
+
+__all__ = ["BatchChoice", "Choice", "Policy"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A policy's verdict for one input: a model name and why."""
+
+    model: str
+    reason: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """A compiled policy's verdicts for a batch: ``models[index[i]]`` serves row i."""
+
+    models: tuple[str, ...]
+    index: np.ndarray  # (n,) int32
+    score: np.ndarray  # (n,) float32, NaN where the policy has no score (rules)
+    margin: np.ndarray  # (n,) float32: best score minus runner-up, or distance to the cut
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def names(self) -> list[str]:
+        """The chosen model name of every row."""
+        return [self.models[i] for i in self.index]
+
+
+class Policy:
+    """Base class: map an analysed input to a registered model name."""
+
+    #: Columns the policy reads; beyond FEATURE_NAMES they are user features.
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    def select(self, analysis: Analysis, models: Registry) -> Choice:
+        """The model serving one input. ``analysis`` has ``.modality`` and
+        ``.features`` (the analyzer's, then any user feature columns)."""
+        raise NotImplementedError
+
+    def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
+        """One choice per row of ``batch``; subclasses override with a vectorised path."""
+        return [self.select(batch[i], models) for i in range(len(batch))]
+
+    def pinned(self) -> Policy:
+        """This policy as it stands now, unaffected by a later refit: what one request uses."""
+        return self

@@ -1,0 +1,196 @@
+"""The compiled policies' common part, and the policy file format.
+
+A compiled policy is scored by a ``fastroute._core.Scorer`` (flat immutable
+arrays in C++) and never changes after construction or ``fit``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+from ..errors import InvalidInput, PolicyError
+from .base import BatchChoice, Choice, Policy
+
+if TYPE_CHECKING:
+    from ..library.registry import Registry
+
+__all__ = [
+    "Compiled",
+    "CompiledPolicy",
+    "as_feature_matrix",
+    "build_scorer",
+    "check_servable",
+    "write_json",
+]
+
+FORMAT = "fastroute-policy"
+FORMAT_VERSION = 1
+
+
+def check_servable(policy: Any) -> Policy:
+    """``policy`` if a Router can serve with it, else PolicyError saying why."""
+    if not isinstance(policy, Policy):
+        raise PolicyError(f"policy must be a fastroute Policy, got {type(policy).__name__}")
+    names = tuple(policy.feature_names)
+    if names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
+        raise PolicyError(f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}...")
+    if isinstance(policy, CompiledPolicy):
+        policy._checked_state()
+    return policy
+
+
+def build_scorer(factory: Any, *args: Any) -> Any:
+    """``factory(*args)`` for a ``_core`` scorer; its validation errors become PolicyError."""
+    try:
+        return factory(*args)
+    except InvalidInput as error:
+        raise PolicyError(str(error)) from None
+
+
+def as_feature_matrix(features: Any, width: int, what: str = "features") -> np.ndarray:
+    """``features`` as a C-contiguous float32 (n, width) matrix, or InvalidInput naming the problem."""
+    if type(features) is np.ndarray and features.dtype == np.float32 and features.ndim == 2:
+        if features.flags.c_contiguous and features.shape[1] == width:
+            return features  # already in the scorer's layout: no copy
+    array = np.asarray(features)
+    if array.dtype.kind not in "biuf":
+        raise InvalidInput(f"{what} must be numeric, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInput(f"{what} must have shape (n, {width}), got {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class Compiled(NamedTuple):
+    """Everything a compiled policy decides with, swapped in one assignment."""
+
+    scorer: Any  # a fastroute._core.Scorer
+    models: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    detail: Any  # what reasons, explain() and save() need: rule texts, tree arrays, cuts
+
+
+class CompiledPolicy(Policy):
+    """A policy scored by a ``fastroute._core.Scorer``.
+
+    Subclasses build a :class:`Compiled` state and install it with
+    :meth:`_install`, one attribute assignment: a request reads the state
+    once, so refitting or recalibrating a policy in use never shows a
+    request half of the old and half of the new policy.
+    """
+
+    _state: Compiled | None = None
+    # Before the first fit or calibration (e.g. a Threshold's configured models).
+    _unfitted_models: tuple[str, ...] = ()
+    _unfitted_feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The model names the scorer's indices refer to, in order."""
+        state = self._state
+        return state.models if state is not None else self._unfitted_models
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        state = self._state
+        return state.feature_names if state is not None else self._unfitted_feature_names
+
+    def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str], detail: Any = None) -> None:
+        if len(set(models)) != len(models):
+            raise PolicyError(f"model names must be unique, got {list(models)}")
+        self._state = Compiled(scorer, tuple(models), tuple(feature_names), detail)
+
+    def pinned(self) -> CompiledPolicy:
+        """A view sharing the current compiled state: a refit of this policy replaces
+        its state, never the view's, so a request builds and scores its row with one state."""
+        return copy.copy(self)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the policy has a compiled state (after construction, fit, calibrate or load)."""
+        return self._state is not None
+
+    def _checked_state(self) -> Compiled:
+        state = self._state
+        if state is None:
+            raise PolicyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return state
+
+    def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
+        state = self._checked_state()
+        row = analysis.features
+        try:  # the common case, a float32 vector of the right length: checked in C++ only
+            index, score, margin, reason = state.scorer.score(row)
+        except (InvalidInput, TypeError):
+            index, score, margin, reason = state.scorer.score(as_feature_matrix(row, len(state.feature_names))[0])
+        return Choice(state.models[index], self._reason(state, reason, index), _score_or_none(score))
+
+    def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:
+        """Model indices and scores for an (n, F) matrix through the batch scorer.
+
+        Uses up to ``threads`` threads (0: all cores) on large batches.
+        """
+        state = self._checked_state()
+        matrix = as_feature_matrix(features, len(state.feature_names))
+        index, score, margin, _ = state.scorer.score_batch(matrix, threads)
+        return BatchChoice(state.models, index, score, margin)
+
+    def predict(self, features: Any, threads: int = 0) -> np.ndarray:
+        """The chosen model index of every row of ``features`` (int32).
+
+        Uses up to ``threads`` threads (0: all cores) on large batches.
+        """
+        scorer = self._checked_state().scorer
+        try:  # the common case, already (n, F) C-contiguous float32: checked in C++ only
+            return scorer.predict(features, threads)
+        except (InvalidInput, TypeError):
+            return scorer.predict(as_feature_matrix(features, scorer.num_features), threads)
+
+    def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
+        """One Choice per row, with reasons, through the batch scorer (see also decide_batch)."""
+        state = self._checked_state()
+        matrix = as_feature_matrix(batch.features, len(state.feature_names))
+        index, score, _, reason = state.scorer.score_batch(matrix, 0)
+        return [
+            Choice(state.models[i], self._reason(state, r, i), _score_or_none(s))
+            for i, s, r in zip(index.tolist(), score.tolist(), reason.tolist())
+        ]
+
+    def _reason(self, state: Compiled, reason: int, index: int) -> str:
+        raise NotImplementedError
+
+    def explain(self, row: Any) -> str:
+        """A readable account of the decision for one feature row."""
+        choice = self.select(_Row(as_feature_matrix(row, len(self.feature_names))[0]))
+        return choice.reason
+
+    def save(self, path: str | Path) -> None:
+        """Write the policy to ``path``: ``.json`` for rules and thresholds, ``.npz`` for trees."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Row:
+    features: np.ndarray
+    modality: str = "tabular"
+
+
+def _score_or_none(score: float) -> float | None:
+    return None if score != score else float(score)
+
+
+def write_json(path: str | Path, kind: str, body: Mapping[str, Any]) -> None:
+    """Write a policy of ``kind`` as a versioned fastroute-policy JSON document."""
+    document = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **body}
+    Path(path).write_text(json.dumps(document, indent=1))
+
+

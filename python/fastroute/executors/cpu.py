@@ -1,0 +1,376 @@
+"""Executors: run routed requests on worker threads, in micro-batches.
+
+A :class:`CPUExecutor` owns a C++ dispatcher (``fastroute._core.Dispatcher``):
+one bounded lock-free queue pair (high/normal priority) per model replica,
+a batcher that gathers up to ``max_batch`` requests or waits ``max_delay_us``
+after the first one, and ``threads`` workers that take the GIL once per batch
+to call the model and resolve each request's :class:`concurrent.futures.Future`.
+
+Guarantees: every accepted request ends with exactly one result or one
+exception; a model's exception fails only its own batch (each request gets a
+:class:`~fastroute.ModelError` whose ``__cause__`` is the model's exception);
+one replica runs its batches one at a time, in queue order, so requests of one
+priority class start FIFO; a model that hangs holds only the worker serving it;
+a request past its deadline is not run (checked when it leaves the queue and
+again right before its model call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _core
+from ..errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
+from ..library.spec import ModelSpec
+from .config import ExecutorConfig
+
+__all__ = ["CPUExecutor", "QueueStats", "PRIORITIES"]
+
+PRIORITIES = ("high", "normal")
+_PUSH_ACCEPTED, _PUSH_FULL = 0, 1  # else 2: closed
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 50e-6, 5e-3  # asubmit's waits for room
+_NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
+_FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
+_EXIT_JOIN_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A model's load, summed over its replicas (approximate while requests flow)."""
+
+    queued: int
+    in_flight: int
+    replicas: int
+
+
+def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
+    """The dispatcher's callback: resolves one batch of ``(future, input, spec,
+    deadline_ns)`` requests with the GIL held (taken once). Never raises: if resolving breaks
+    off, every request not yet resolved fails.
+
+    A plain function, so the C++ dispatcher holding it holds no reference to
+    the executor (no uncollectable cycle) nor to any model.
+    """
+    try:
+        _resolve(ready, expired, aborted)
+    except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
+        _fail_unfinished(ready + expired + aborted, error)
+
+
+def _resolve(ready: list, expired: list, aborted: list) -> None:
+    """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
+    for future, _, spec, _ in expired:
+        _fail(future, _deadline_passed(spec))
+    for future, _, spec, _ in aborted:
+        _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
+    live = [request for request in ready if request[0].set_running_or_notify_cancel()]
+    for spec, requests in _by_spec(live):
+        if spec.batched:
+            _run_batched(spec, requests)
+        else:
+            _run_each(spec, requests)
+
+
+def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
+    """The requests grouped by the spec they were submitted for, in order.
+
+    One group, unless a request submitted for a retired spec raced into its
+    lane's reuse by another spec: each still runs on its own model.
+    """
+    if not requests:
+        return []
+    first = requests[0][2]
+    if all(request[2] is first for request in requests):
+        return [(first, requests)]
+    groups: dict[int, tuple[ModelSpec, list]] = {}
+    for request in requests:
+        groups.setdefault(id(request[2]), (request[2], []))[1].append(request)
+    return list(groups.values())
+
+
+def _fail(future: Future, error: BaseException) -> None:
+    if future.set_running_or_notify_cancel():
+        future.set_exception(error)
+
+
+def _fail_unfinished(requests: list, error: BaseException) -> None:
+    """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
+    for future, _, spec, _ in requests:
+        if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+            future.set_exception(ModelError.caused_by(spec.name, error, "its batch broke off: "))
+
+
+def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
+    return DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran")
+
+
+def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    live = _in_time(requests)
+    if not live:
+        return
+    try:
+        outputs = spec.run_batch([x for _, x, _, _ in live])
+    except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
+        failure = _as_model_error(spec, error)
+        for future, _, _, _ in live:
+            future.set_exception(failure.copy())
+        return
+    for (future, _, _, _), output in zip(live, outputs):
+        future.set_result(output)
+
+
+def _as_model_error(spec: ModelSpec, error: BaseException) -> ModelError:
+    """What a request sees when its model call failed (ModelSpec already wraps an Exception)."""
+    return error if isinstance(error, ModelError) else ModelError.caused_by(spec.name, error)
+
+
+def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[Future, Any, ModelSpec, int]]:
+    """The requests whose deadline has not passed now; the others fail.
+
+    The batcher checked when it took them from the queue; waiting for the GIL
+    or for earlier work of the same call may have taken them past it since.
+    """
+    now = time.monotonic_ns()  # the dispatcher's clock
+    in_time = []
+    for request in requests:
+        if request[3] > now:
+            in_time.append(request)
+        else:
+            request[0].set_exception(_deadline_passed(request[2]))
+    return in_time
+
+
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+    """Calls the model once per request, each checked against its deadline right before."""
+    for future, x, _, deadline_ns in live:
+        if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
+            future.set_exception(_deadline_passed(spec))
+            continue
+        try:
+            output = spec.run_one(x)
+        except BaseException as error:  # noqa: BLE001 - delivered to this request
+            future.set_exception(_as_model_error(spec, error))
+        else:
+            future.set_result(output)
+
+
+def _close_at_exit(core: Any) -> None:
+    core.close(drain=False, timeout_s=_EXIT_JOIN_TIMEOUT_S)
+
+
+class CPUExecutor:
+    """Runs models on a pool of C++ worker threads with dynamic micro-batching.
+
+    >>> executor = CPUExecutor(threads=2, max_batch=32, max_delay_us=200)
+    >>> executor.submit(spec, x).result()
+    >>> executor.close()
+
+    Each model spec (told apart by identity, not by name and version) gets
+    one queue per replica, and each request goes to the less loaded of two
+    replicas drawn at random (power of two choices). ``rng`` draws them.
+    Thread-safe. Close it (or use ``with``); at interpreter exit an open
+    executor fails its pending requests and stops its workers.
+    """
+
+    def __init__(
+        self,
+        threads: int = 2,
+        max_batch: int = 32,
+        max_delay_us: int = 200,
+        *,
+        queue_capacity: int = 4096,
+        spin_us: int = 20,
+        max_lanes: int = 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = ExecutorConfig(threads, max_batch, max_delay_us, queue_capacity, spin_us, max_lanes)
+        self._rng = rng if rng is not None else random.Random()
+        self._lock = threading.Lock()
+        # id(spec) -> (spec, its lanes). Keyed by identity: a new spec under an old
+        # name and version gets its own lanes. Holding the spec keeps its id unique
+        # until retire(). (Hashing a frozen dataclass would also be slow.)
+        self._lanes: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
+        self._closed = False  # guarded by _lock
+        c = self.config
+        self._core = _core.Dispatcher(
+            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, _run_requests
+        )
+        self._finalizer = weakref.finalize(self, _close_at_exit, self._core)
+
+    def submit(
+        self,
+        spec: ModelSpec,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """Queue ``x`` for ``spec``'s model; the future resolves with its result.
+
+        ``priority``: "high" requests are batched before "normal" ones.
+        ``deadline``: seconds from now by which the model must start on the
+        request (checked when it leaves the queue and right before the model
+        call), else the future fails with :class:`~fastroute.DeadlineExceeded`.
+        ``timeout``: seconds to wait for room when the queue is full (blocking
+        the calling thread); without it ``submit`` never blocks and a full
+        queue raises :class:`~fastroute.Overloaded` at once.
+        Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
+        to drop the request before it runs.
+        """
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
+        timeout_s = 0.0 if timeout is None else _positive_seconds("timeout", timeout)
+        status, future = self._push(spec, x, high, deadline_ns, timeout_s)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
+        return future
+
+    async def asubmit(
+        self,
+        spec: ModelSpec,
+        x: Any,
+        *,
+        priority: str = "normal",
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """:meth:`submit` for asyncio: waits up to ``timeout`` for room without blocking the loop.
+
+        Each try is a non-blocking push; while the queue is full it retries
+        after ``await asyncio.sleep`` (backing off from 50 us to 5 ms), so the
+        event loop keeps running. ``deadline`` counts from this call. Returns
+        the request's Future (``await asyncio.wrap_future(future)`` for its result).
+        """
+        high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (0.0 if timeout is None else _positive_seconds("timeout", timeout))
+        backoff = _FIRST_BACKOFF_S
+        while True:
+            status, future = self._push(spec, x, high, deadline_ns, 0.0)
+            remaining = give_up - loop.time()
+            if status != _PUSH_FULL or remaining <= 0:
+                break
+            await asyncio.sleep(min(backoff, remaining))
+            backoff = min(2 * backoff, _MAX_BACKOFF_S)
+        if status != _PUSH_ACCEPTED:
+            raise self._refusal(spec, status, priority, timeout)
+        return future
+
+    def stats(self, spec: ModelSpec) -> QueueStats:
+        """Queued and in-flight requests of ``spec``'s model (zeros if never used)."""
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else ()
+        counts = [self._core.stats(lane) for lane in lanes]
+        return QueueStats(sum(c[0] for c in counts), sum(c[1] for c in counts), len(lanes))
+
+    def retire(self, spec: ModelSpec, *, drain: bool = True) -> None:
+        """Stop accepting requests for ``spec`` and wait until its queues are empty.
+
+        With ``drain`` every accepted request runs first; otherwise the queued
+        ones fail with :class:`~fastroute.RouterClosed`. Blocks until the
+        model's last batch has returned. A later ``submit`` for this spec
+        starts fresh queues. Specs are told apart by identity: retiring one
+        leaves another with the same name and version running.
+        """
+        with self._lock:
+            known = self._lanes.pop(id(spec), None)
+        for lane in known[1] if known is not None else ():
+            self._core.retire(lane, drain)
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting requests, finish (``drain``) or fail the queued ones, join the workers.
+
+        Idempotent. With ``timeout`` (seconds), workers still inside a model
+        call after it are left to finish on their own; a ``RouterClosed``
+        error reports it.
+        """
+        with self._lock:
+            self._closed = True
+        self._finalizer.detach()
+        timeout_s = math.inf if timeout is None else _positive_seconds("timeout", timeout)
+        if not self._core.close(drain, timeout_s):
+            raise RouterClosed(f"workers still running a model after {timeout}s; they were detached")
+
+    def __enter__(self) -> CPUExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _push(self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float) -> tuple[int, Future]:
+        """One push to the less loaded of ``spec``'s lanes: (push status, the request's future)."""
+        known = self._lanes.get(id(spec))
+        lanes = known[1] if known is not None else self._add_model(spec)
+        lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
+        future: Future = Future()
+        return self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s), future
+
+    def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
+        if status == _PUSH_FULL:
+            return Overloaded(
+                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
+                + (f", waited {timeout}s)" if timeout else ")")
+            )
+        return RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+
+    def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
+        with self._lock:
+            if self._closed:
+                raise RouterClosed(f"executor closed; model {spec.name!r} not started")
+            known = self._lanes.get(id(spec))
+            if known is None:
+                known = self._lanes[id(spec)] = (spec, self._add_lanes(spec))
+            return known[1]
+
+    def _add_lanes(self, spec: ModelSpec) -> tuple[int, ...]:
+        """One lane per replica (reusing retired ones), or none and Overloaded."""
+        lanes: list[int] = []
+        try:
+            for _ in range(spec.replicas):
+                lanes.append(self._core.add_lane())
+        except Overloaded as error:
+            for lane in lanes:
+                self._core.retire(lane, True)  # empty: frees it at once
+            raise Overloaded(
+                f"cannot start model {spec.name!r} version {spec.version!r} ({spec.replicas} replicas): "
+                f"all {self.config.max_lanes} queues (max_lanes) are in use; retire models or raise max_lanes"
+            ) from error
+        return tuple(lanes)
+
+    def _pick_replica(self, lanes: tuple[int, ...]) -> int:
+        first, second = self._rng.sample(lanes, 2)
+        load_first, load_second = self._core.stats(first), self._core.stats(second)
+        return first if load_first[0] + load_first[1] <= load_second[0] + load_second[1] else second
+
+
+def _is_high(priority: str) -> bool:
+    if priority == "normal":
+        return False
+    if priority == "high":
+        return True
+    raise InvalidInput(f"priority must be one of {PRIORITIES}, got {priority!r}")
+
+
+def _deadline_or_none(seconds_from_now: float | None) -> int:
+    """The absolute deadline on the dispatcher's clock (time.monotonic_ns is the
+    same steady clock), saturated at "no deadline" for absurdly far ones."""
+    if seconds_from_now is None:
+        return _NO_DEADLINE
+    seconds = _positive_seconds("deadline", seconds_from_now)
+    if seconds >= _FOREVER_S:  # also inf, which int() cannot take
+        return _NO_DEADLINE
+    return min(time.monotonic_ns() + int(seconds * 1e9), _NO_DEADLINE)
+
+
+def _positive_seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInput(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

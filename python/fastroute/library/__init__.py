@@ -1,0 +1,25 @@
+"""Model library: registered model versions, leases on them, experiments and config files.
+
+Rooms: ``spec`` (ModelSpec), ``registry`` (Registry, aliases, swaps),
+``leases`` (a request's claim on a version, drain on retire), ``experiments``
+(Split, Canary, Shadow), ``config`` (read, validate and apply a YAML/TOML file).
+"""
+
+from __future__ import annotations
+
+from .experiments import Canary, CanaryThresholds, Shadow, Split
+from .leases import Lease
+from .registry import DEFAULT_ALIAS, ModelPlan, Registry
+from .spec import ModelSpec
+
+__all__ = [
+    "DEFAULT_ALIAS",
+    "Canary",
+    "CanaryThresholds",
+    "Lease",
+    "ModelPlan",
+    "ModelSpec",
+    "Registry",
+    "Shadow",
+    "Split",
+]

@@ -1,0 +1,103 @@
+"""ModelSpec: one registered model version, its metadata, and how it is called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..analyzer import MODALITIES
+from ..errors import ModelError, RegistrationError
+
+__all__ = ["ModelSpec", "stack_if_possible", "validate_spec", "warm_up"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model version and its metadata.
+
+    ``model`` is called with one input, or, when ``batched`` is true, once
+    with a batch (a stacked numpy array when the inputs stack, else a list)
+    and must return one result per input.
+    """
+
+    name: str
+    version: str
+    model: Callable[[Any], Any]
+    modality: str
+    batched: bool = False
+    cost: float = 0.0
+    device: str = "cpu"
+    replicas: int = 1
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.version)
+
+    def run_one(self, x: Any) -> Any:
+        """The model's result for one input (a batch of one if the model is batched).
+
+        The model's exception becomes a :class:`ModelError` naming the model,
+        with the original as ``__cause__``, as on every path that runs a model.
+        """
+        return self.run_batch([x])[0] if self.batched else self._call(x)
+
+    def run_batch(self, inputs: list[Any]) -> list[Any]:
+        """The model's results for ``inputs``, in order: one call on the stacked
+        batch if the model is batched, else one call per input."""
+        if not self.batched:
+            return [self._call(x) for x in inputs]
+        outputs = list(self._call(stack_if_possible(inputs)))
+        if len(outputs) != len(inputs):
+            raise ModelError(self.name, f"returned {len(outputs)} results for a batch of {len(inputs)}")
+        return outputs
+
+    def _call(self, argument: Any) -> Any:
+        try:
+            return self.model(argument)
+        except Exception as error:
+            raise ModelError.caused_by(self.name, error) from error
+
+
+def stack_if_possible(inputs: list[Any]) -> Any:
+    """A stacked array when every input is an array of one shape and dtype, else the list."""
+    first = inputs[0]
+    if isinstance(first, np.ndarray) and all(
+        isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype
+        for x in inputs
+    ):
+        return np.stack(inputs)
+    return inputs
+
+
+def validate_spec(spec: ModelSpec) -> None:
+    """RegistrationError naming the first field of ``spec`` that is not valid."""
+    if not isinstance(spec.name, str) or not spec.name:
+        raise RegistrationError(f"model name must be a non-empty str, got {spec.name!r}")
+    if not isinstance(spec.version, str) or not spec.version:
+        raise RegistrationError(f"version must be a non-empty str, got {spec.version!r}")
+    if not callable(spec.model):
+        raise RegistrationError(
+            f"model {spec.name!r} must be callable, got {type(spec.model).__name__}"
+        )
+    if spec.modality not in MODALITIES:
+        raise RegistrationError(
+            f"model {spec.name!r}: unknown modality {spec.modality!r}; expected one of {MODALITIES}"
+        )
+    if spec.cost < 0 or spec.replicas < 1:
+        raise RegistrationError(
+            f"model {spec.name!r}: cost must be >= 0 and replicas >= 1 "
+            f"(got cost={spec.cost!r}, replicas={spec.replicas!r})"
+        )
+
+
+def warm_up(spec: ModelSpec, sample: Any) -> None:
+    """Run ``spec`` once on ``sample``; a failure becomes RegistrationError naming the version."""
+    try:
+        spec.run_one(sample)
+    except ModelError as error:
+        raise RegistrationError(
+            f"model {spec.name!r} version {spec.version!r} failed its warm-up: {error.__cause__ or error!r}"
+        ) from error

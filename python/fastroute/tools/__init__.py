@@ -1,0 +1,1 @@
+"""Tools beside the library: the runnable demo and loaders for the public routing logs."""

@@ -1,0 +1,130 @@
+"""The C++ core under sanitizers.
+
+- The C++ tests (tests/cpp: queue, dispatcher, scorer) are configured into
+  ``build/cpp-tests/<variant>`` (incremental between runs) with
+  ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
+- The extension itself is built with ASan+UBSan into ``build/asan-extension``
+  and the Python tests that drive untrusted input through it (the analyzer's
+  files, arrays, text and fuzzing; policy loading; the dispatcher) run against
+  it in a child pytest.
+
+Any sanitizer report or failed check fails the test. Marked ``sanitizer``:
+deselected by default, run by ``.ci/run`` (``pytest -m "slow or sanitizer"``).
+Skipped only when cmake or a C++ compiler is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANTS = {
+    "asan-ubsan": "address,undefined",
+    "tsan": "thread",
+}
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1",
+}
+
+pytestmark = [
+    pytest.mark.sanitizer,
+    pytest.mark.skipif(
+        shutil.which("cmake") is None or not (shutil.which("c++") or shutil.which("g++")),
+        reason="cmake or a C++ compiler is not installed",
+    ),
+]
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_cpp_core_under_sanitizer(variant: str) -> None:
+    build = ROOT / "build" / "cpp-tests" / variant
+    build.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "cmake",
+            "-S", str(ROOT),
+            "-B", str(build),
+            "-DFASTROUTE_CPP_TESTS=ON",
+            "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+            f"-DFASTROUTE_SANITIZE={VARIANTS[variant]}",
+        ],
+        cwd=ROOT,
+    )
+    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer"], cwd=ROOT)
+    _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})
+
+
+SANITIZED_SUITE = [
+    "tests/analyzer/test_analyzer_arrays.py",
+    "tests/analyzer/test_analyzer_batch.py",
+    "tests/analyzer/test_analyzer_files.py",
+    "tests/analyzer/test_analyzer_fuzz.py",
+    "tests/analyzer/test_analyzer_text.py",
+    "tests/decision/test_policies.py",
+    "tests/executors/test_dispatch.py",
+]
+
+
+@pytest.mark.skipif(os.environ.get("FASTROUTE_SANITIZED_CHILD") == "1", reason="already the sanitized run")
+def test_python_suite_against_an_asan_ubsan_extension(tmp_path: Path) -> None:
+    pybind11 = pytest.importorskip("pybind11", reason="building the extension by hand needs pybind11")
+    build = ROOT / "build" / "asan-extension"
+    _run(
+        [
+            "cmake", "-S", str(ROOT), "-B", str(build),
+            "-DFASTROUTE_PYTHON=ON",
+            "-DFASTROUTE_SANITIZE=address,undefined",
+            "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+        ],
+        cwd=ROOT,
+    )
+    _run(["cmake", "--build", str(build), "-j2", "--target", "_core"], cwd=ROOT)
+    package = tmp_path / "fastroute"
+    shutil.copytree(ROOT / "python" / "fastroute", package)
+    for extension in build.glob("_core*.so"):
+        shutil.copy2(extension, package)
+    # libstdc++ preloaded with ASan, so that its C++ exception interceptors find their targets.
+    preload = " ".join(_compiler_library(name) for name in ("libasan.so", "libstdc++.so"))
+    env = {
+        **os.environ,
+        **SANITIZER_ENV,
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",  # CPython itself keeps memory at exit
+        "LD_PRELOAD": preload,
+        "PYTHONPATH": str(tmp_path),
+        "FASTROUTE_SANITIZED_CHILD": "1",
+        "FASTROUTE_STRESS_REQUESTS": "20000",
+    }
+    _run([sys.executable, "-c", CHILD, str(tmp_path), *SANITIZED_SUITE], cwd=ROOT, env=env)
+
+
+def _compiler_library(name: str) -> str:
+    return subprocess.run(["c++", f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+
+
+# The child drops an editable install's import hook (it would win over
+# PYTHONPATH), checks that it imports the sanitized extension, then runs pytest
+# on every test of those files (``-m ""``: slow ones too).
+CHILD = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+import fastroute._core
+assert fastroute._core.__file__.startswith(sys.argv[1]), fastroute._core.__file__
+import pytest
+sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "-m", "", *sys.argv[2:]]))
+"""

@@ -1,0 +1,28 @@
+"""Models, factories and comparers that the config-file tests name by import path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def make_scaler(factor: float = 2.0):
+    """A model factory for config tests."""
+    return lambda x: x * factor
+
+
+def failing_factory(**kwargs: Any):
+    raise RuntimeError(f"cannot build with {kwargs}")
+
+
+def refuses_warmup(x: Any) -> Any:
+    if x == "boom":
+        raise ValueError("warm-up input rejected")
+    return x
+
+
+def same(served: Any, mirrored: Any) -> bool:
+    return served == mirrored
+
+
+def double(x: Any) -> Any:
+    return x * 2
