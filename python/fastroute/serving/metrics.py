@@ -1,0 +1,168 @@
+"""Prometheus metrics of a serving router: plain counters on the hot path, read at scrape time.
+
+Every request updates a few integers and one histogram bucket on the event
+loop thread (no lock, no prometheus_client call per request); ``/metrics``
+turns them, plus live state read from the router (queue depth, leases in
+flight, canary state), into Prometheus families through one collector.
+Names follow Prometheus conventions: base units (seconds), ``_total`` counters.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+__all__ = ["LATENCY_BUCKETS_S", "STAGES", "LatencyHistogram", "ServingMetrics"]
+
+#: Histogram bounds, seconds: 5 us to 10 s (routing takes microseconds, models milliseconds).
+LATENCY_BUCKETS_S = (
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
+    1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+#: Measured stages of a request: ``route`` (analyse + decide), ``executor`` (queue
+#: wait + batch wait + model call, from submit to result), ``total`` (HTTP body
+#: read to response). The executor does not yet report its three parts apart.
+STAGES = ("route", "executor", "total")
+
+
+class LatencyHistogram:
+    """Per-bucket counts and a sum; ``observe`` costs one bisect and two additions.
+
+    Not thread-safe: one thread (the event loop's) observes and reads.
+    """
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last is +Inf
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, count of observations <= le)`` pairs, ending with +Inf."""
+        pairs, running = [], 0
+        for bound, count in zip((*map(repr, LATENCY_BUCKETS_S), "+Inf"), self.counts):
+            running += count
+            pairs.append((bound, running))
+        return pairs
+
+
+class ServingMetrics:
+    """What the server counts; updated on the event loop thread, read by :meth:`render`."""
+
+    def __init__(self) -> None:
+        self.stages = {stage: LatencyHistogram() for stage in STAGES}
+        self.decisions: Counter[tuple[str, str, str]] = Counter()  # (model, version, version rule)
+        self.errors: Counter[str] = Counter()  # error class
+        self.responses: Counter[tuple[str, int]] = Counter()  # (endpoint, status)
+        self.reloads: Counter[str] = Counter()  # ok | failed
+        self.in_flight = 0
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._live: list[Callable[[], Iterator[Any]]] = []
+        self._registry.register(_Collector(self))
+
+    def add_live(self, families: Callable[[], Iterator[Any]]) -> None:
+        """Add a source of metric families read at scrape time (queue depth, canary state...)."""
+        self._live.append(families)
+
+    def count_decision(self, model: str, version: str, reason: str) -> None:
+        self.decisions[(model, version, version_rule(reason))] += 1
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything counted and every live source."""
+        return generate_latest(self._registry)
+
+
+def version_rule(reason: str) -> str:
+    """What chose the version, from a decision's reason: alias, split, canary, latest, pinned...
+
+    The last clause of a reason names it (``...; alias 'stable' -> version '2'``).
+    """
+    clause = reason.rsplit("; ", 1)[-1]
+    word = clause.split(" ", 1)[0]
+    return {"version": "pinned"}.get(word, word) if word.isidentifier() else "other"
+
+
+def router_families(router: Router) -> Iterator[Any]:
+    """Live state read from the router at scrape time: queue depth, leases, canaries."""
+    queued = GaugeMetricFamily(
+        "fastroute_model_queued_requests", "Requests waiting in a model version's executor queues.",
+        labels=["model", "version"],
+    )
+    leased = GaugeMetricFamily(
+        "fastroute_model_in_flight_requests", "Requests holding a lease on a model version (decided, not finished).",
+        labels=["model", "version"],
+    )
+    executor = router.executor
+    for spec in router.models.list():
+        labels = [spec.name, spec.version]
+        queued.add_metric(labels, executor.stats(spec).queued)
+        leased.add_metric(labels, router.models.in_flight(spec))
+    yield queued
+    yield leased
+    yield from _canary_families(router)
+
+
+def _canary_families(router: Router) -> Iterator[Any]:
+    from ..library.experiments import Canary
+
+    share = GaugeMetricFamily(
+        "fastroute_canary_candidate_share", "Share of a model's traffic its canary candidate receives.",
+        labels=["model", "stable", "candidate"],
+    )
+    state = GaugeMetricFamily(
+        "fastroute_canary_state", "1 for a canary's current state (running, promoted, rolled_back).",
+        labels=["model", "state"],
+    )
+    for name in router.models.names():
+        canary = router.models.experiment(name)
+        if isinstance(canary, Canary):
+            share.add_metric([name, canary.stable, canary.candidate], canary.share)
+            state.add_metric([name, canary.state], 1)
+    yield share
+    yield state
+
+
+class _Collector:
+    """Turns :class:`ServingMetrics`' counters into Prometheus families at scrape time."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        m = self._metrics
+        stages = HistogramMetricFamily(
+            "fastroute_stage_duration_seconds", "Latency of each stage of a served request.", labels=["stage"]
+        )
+        for stage, histogram in m.stages.items():
+            stages.add_metric([stage], histogram.cumulative(), histogram.total)
+        yield stages
+        yield _counter("fastroute_decisions", "Routing decisions by model, version and what chose the version.",
+                       ["model", "version", "rule"], m.decisions)
+        yield _counter("fastroute_errors", "Failed requests by error class.", ["error"], {(k,): v for k, v in m.errors.items()})
+        yield _counter("fastroute_http_responses", "HTTP responses by endpoint and status code.", ["endpoint", "code"],
+                       {(endpoint, str(code)): n for (endpoint, code), n in m.responses.items()})
+        yield _counter("fastroute_config_reloads", "Config reloads by outcome.", ["outcome"], {(k,): v for k, v in m.reloads.items()})
+        in_flight = GaugeMetricFamily("fastroute_http_in_flight_requests", "HTTP requests being served now.")
+        in_flight.add_metric([], m.in_flight)
+        yield in_flight
+        for families in m._live:
+            yield from families()
+
+
+def _counter(name: str, documentation: str, labels: list[str], counts: Any) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in counts.items():
+        family.add_metric(list(values), count)
+    return family
