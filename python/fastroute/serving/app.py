@@ -54,7 +54,8 @@ from .metrics import ServingMetrics, router_families
 from .protocol import HEADER_LENGTH, InferRequest, ProtocolError, encode_infer_response, parse_infer_request
 
 if TYPE_CHECKING:
-    from ..registry import Lease, ModelSpec
+    from ..library.leases import Lease
+    from ..library.spec import ModelSpec
     from ..router import Router
 
 __all__ = ["ROUTER_MODEL", "DEADLINE_HEADER", "ServingSettings", "Service", "create_app"]
