@@ -1,6 +1,6 @@
 """The C++ core under sanitizers.
 
-- The C++ tests (tests/cpp: queue, dispatcher, scorer) are configured into
+- The C++ tests (tests/cpp: queue, dispatcher, scorer, bandit) are configured into
   ``build/cpp-tests/<variant>`` (incremental between runs) with
   ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
 - The extension itself is built with ASan+UBSan into ``build/asan-extension``
@@ -64,7 +64,7 @@ def test_cpp_core_under_sanitizer(variant: str) -> None:
         ],
         cwd=ROOT,
     )
-    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer"], cwd=ROOT)
+    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit"], cwd=ROOT)
     _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})
 
 
