@@ -660,6 +660,8 @@ void bind_dispatch(py::module_& m) {
 
 }  // namespace
 
+void bind_bandit(py::module_& m);  // bindings_bandit.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastroute's C++ core (private: use the fastroute package).";
   register_error_translation();
@@ -674,4 +676,5 @@ PYBIND11_MODULE(_core, m) {
   bind_scorer(m);
   bind_analyzer(m);
   bind_dispatch(m);
+  bind_bandit(m);
 }
