@@ -33,7 +33,24 @@ from .errors import (
     RouterClosed,
     UnsupportedInput,
 )
-from .decision import BatchChoice, ByModality, Choice, Forest, Policy, Rule, Rules, Threshold, Tree
+from .decision import (
+    UCB1,
+    BatchChoice,
+    ByModality,
+    Choice,
+    EpsilonGreedy,
+    Forest,
+    LinThompson,
+    LinUCB,
+    OnlinePolicy,
+    Policy,
+    Rule,
+    Rules,
+    ThompsonSampling,
+    Threshold,
+    Tree,
+)
+from .decision.feedback import FeedbackStore
 from .decision.evaluate import Evaluation, cross_validate, evaluate
 from .executors import CPUExecutor
 from .library import Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
@@ -60,13 +77,18 @@ __all__ = [
     "CorruptFile",
     "DeadlineExceeded",
     "Decision",
+    "EpsilonGreedy",
     "Evaluation",
+    "FeedbackStore",
     "FastrouteError",
     "Forest",
     "InvalidInput",
+    "LinThompson",
+    "LinUCB",
     "ModelError",
     "ModelSpec",
     "NoRoute",
+    "OnlinePolicy",
     "Overloaded",
     "Policy",
     "PolicyError",
@@ -78,8 +100,10 @@ __all__ = [
     "Split",
     "Rule",
     "Rules",
+    "ThompsonSampling",
     "Threshold",
     "Tree",
+    "UCB1",
     "UnsupportedInput",
     "analyze",
     "analyze_batch",

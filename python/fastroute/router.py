@@ -17,6 +17,7 @@ from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
 from .decision.base import BatchChoice, Choice, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
+from .decision.feedback import FeedbackStore
 from .errors import InvalidInput, PolicyError, RouterClosed
 from .library.leases import Lease
 from .library.registry import Registry
@@ -30,13 +31,19 @@ __all__ = ["Decision", "Router"]
 
 @dataclass(frozen=True)
 class Decision:
-    """Where one request goes, and why."""
+    """Where one request goes, and why.
+
+    ``id`` names the decision for :meth:`Router.feedback`; ``propensity`` is
+    the probability the policy gave this model (1.0 for deterministic policies).
+    """
 
     model: str
     version: str
     modality: str
     reason: str
     score: float | None = None
+    id: str | None = None
+    propensity: float = 1.0
 
 
 class Router:
@@ -47,8 +54,16 @@ class Router:
     >>> router.infer(np.ones(4))
     """
 
-    def __init__(self, policy: Policy | None = None, *, executor: CPUExecutor | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        executor: CPUExecutor | None = None,
+        feedback: FeedbackStore | None = None,
+    ) -> None:
         self.models = Registry()
+        #: Joins outcomes to decisions (capacity and ttl: pass your own FeedbackStore).
+        self.feedback_store = feedback if feedback is not None else FeedbackStore()
         self._extractors: list[tuple[tuple[str, ...], Callable[[Any], Sequence[float]]]] = []
         self._policy: Policy = ByModality()
         if policy is not None:
@@ -146,7 +161,7 @@ class Router:
         """
         analysis, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
-        return _decision(spec, analysis, choice, version_reason)
+        return _decision(spec, analysis, choice, version_reason, self._record(choice, spec))
 
     def route_batch(self, xs: Any, *, features: Any = None) -> BatchChoice:
         """Route many inputs at once: model indices through the batch scorer.
@@ -165,7 +180,10 @@ class Router:
         names = tuple(dict.fromkeys(choice.model for choice in choices))
         index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
         score = np.array([np.nan if c.score is None else c.score for c in choices], dtype=np.float32)
-        return BatchChoice(names, index, score, np.full(len(choices), np.nan, dtype=np.float32))
+        learning = any(choice.pending is not None for choice in choices)
+        ids = tuple(self.feedback_store.record(choice) for choice in choices) if learning else ()
+        propensity = np.array([choice.propensity for choice in choices], dtype=np.float64)
+        return BatchChoice(names, index, score, np.full(len(choices), np.nan, dtype=np.float32), ids, propensity)
 
     def infer(
         self,
@@ -174,26 +192,45 @@ class Router:
         hint: str | None = None,
         key: Any = None,
         features: Mapping[str, float] | None = None,
+        return_decision: bool = False,
     ) -> Any:
-        """Route ``x`` and return the chosen model's result."""
-        _, lease = self._decide_leased(x, hint, key, features)
+        """Route ``x`` and return the chosen model's result.
+
+        With ``return_decision=True``: ``(result, decision)``, the decision's
+        ``id`` ready for :meth:`feedback`.
+        """
+        decision, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)
         self._mirror(lease, x, result)
-        return result
+        return (result, decision) if return_decision else result
 
     def infer_batch(
-        self, xs: Sequence[Any], *, keys: Sequence[Any] | None = None, features: Any = None
-    ) -> list[Any]:
-        """Route every input, call each chosen model once on its group, keep input order."""
-        names = self.route_batch(xs, features=features).names()
+        self,
+        xs: Sequence[Any],
+        *,
+        keys: Sequence[Any] | None = None,
+        features: Any = None,
+        return_decisions: bool = False,
+    ) -> Any:
+        """Route every input, call each chosen model once on its group, keep input order.
+
+        With ``return_decisions=True``: ``(results, routed)``, ``routed`` the
+        :class:`BatchChoice` whose ``ids`` (learning policies only) and
+        ``propensity`` are per input.
+        """
+        routed = self.route_batch(xs, features=features)
+        names = routed.names()
         if keys is not None and len(keys) != len(names):
             raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(names)} inputs")
         leases: list[Lease] = []
         try:
             for index, name in enumerate(names):
                 leases.append(self.models.lease(name, key=None if keys is None else keys[index]))
-            return self._run_leased(xs, leases)
+                if routed.ids:
+                    self._observe(leases[-1], routed.ids[index])
+            results = self._run_leased(xs, leases)
+            return (results, routed) if return_decisions else results
         finally:
             for lease in leases:
                 lease.discard()  # frees leases of groups that never ran; no-op for finished ones
@@ -244,6 +281,9 @@ class Router:
     ) -> Future:
         """Route ``x`` now and queue it for its model; returns a Future of the result.
 
+        The future's ``decision`` attribute is the :class:`Decision` (its ``id``
+        for :meth:`feedback`).
+
         ``priority`` ("high" or "normal"), ``deadline`` (seconds the model may
         take to start it) and ``timeout`` (seconds to wait for queue room, else
         ``Overloaded``): see :meth:`fastroute.executors.cpu.CPUExecutor.submit`.
@@ -251,12 +291,13 @@ class Router:
         a hot swap retires the old version only after this request ends.
         """
         executor = self.executor
-        _, lease = self._decide_leased(x, hint, key, features)
+        decision, lease = self._decide_leased(x, hint, key, features)
         try:
             future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:
             lease.discard()
             raise
+        future.decision = decision  # type: ignore[attr-defined]
         future.add_done_callback(lambda done: self._complete(lease, x, done))
         return future
 
@@ -270,18 +311,36 @@ class Router:
         hint: str | None = None,
         key: Any = None,
         features: Mapping[str, float] | None = None,
+        return_decision: bool = False,
     ) -> Any:
         """:meth:`submit` for asyncio: waits for queue room (up to ``timeout``) without
-        blocking the event loop; the result is delivered on the caller's loop, no polling."""
+        blocking the event loop; the result is delivered on the caller's loop, no polling.
+        With ``return_decision=True``: ``(result, decision)``."""
         executor = self.executor
-        _, lease = self._decide_leased(x, hint, key, features)
+        decision, lease = self._decide_leased(x, hint, key, features)
         try:
             future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:  # CancelledError while waiting for room too
             lease.discard()
             raise
         future.add_done_callback(lambda done: self._complete(lease, x, done))
-        return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+        result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+        return (result, decision) if return_decision else result
+
+    def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
+        """Join an outcome to decision ``decision_id`` (from :attr:`Decision.id`), from any thread.
+
+        ``reward=``, or ``quality=`` (with optional ``cost=``, ``latency=``) that a
+        learning policy turns into a reward. Returns the status: ``"joined"``,
+        or ``"unknown"``, ``"foreign"`` (another router's id), ``"expired"``,
+        ``"duplicate"``: counted in :meth:`feedback_stats`, never raised. A reward
+        that is NaN, infinite or out of the policy's range raises InvalidInput.
+        """
+        return self.feedback_store.feedback(decision_id, reward, **outcome)
+
+    def feedback_stats(self) -> dict[str, int]:
+        """Feedback counts by status (see :class:`fastroute.decision.feedback.FeedbackStore`)."""
+        return self.feedback_store.stats()
 
     def close(self, drain: bool = True) -> None:
         """Stop accepting requests; run (``drain``) or fail the queued ones; join the workers.
@@ -324,7 +383,18 @@ class Router:
         """The decision plus a lease on its model version, held until the request completes."""
         analysis, choice = self._choose(x, hint, features)
         lease = self.models.lease(choice.model, key=key)
-        return _decision(lease.spec, analysis, choice, lease.reason), lease
+        decision = _decision(lease.spec, analysis, choice, lease.reason, self._record(choice, lease.spec))
+        self._observe(lease, decision.id)
+        return decision, lease
+
+    def _record(self, choice: Choice, spec: ModelSpec) -> str:
+        """The decision's id in the feedback store (the model's registered cost is its default cost)."""
+        return self.feedback_store.record(choice, cost=spec.cost)
+
+    def _observe(self, lease: Lease, decision_id: str) -> None:
+        """The executor's latency and error reach the feedback store when the lease ends."""
+        store = self.feedback_store
+        lease.on_outcome = lambda error, latency: store.observe(decision_id, error, latency)
 
     def _choose(
         self, x: Any, hint: str | None, features: Mapping[str, float] | None
@@ -422,6 +492,8 @@ def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
     return values
 
 
-def _decision(spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str) -> Decision:
+def _decision(
+    spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str, decision_id: str
+) -> Decision:
     reason = f"{choice.reason}; {version_reason}"
-    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score)
+    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)

@@ -18,7 +18,8 @@ Policy contract used by the Router:
 
 Rooms: ``base`` (Policy, Choice), ``compiled`` (the C++-scored policies' common
 part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``,
-``io`` (load), ``evaluate`` (offline measures on routing logs: import it from
+``online`` (bandits that learn from feedback), ``feedback`` (the store joining
+outcomes to decisions), ``io`` (load), ``evaluate`` (offline measures on routing logs: import it from
 ``fastroute`` or ``fastroute.decision.evaluate``).
 """
 
@@ -28,6 +29,7 @@ from .base import BatchChoice, Choice, Policy
 from .by_modality import ByModality
 from .compiled import CompiledPolicy
 from .io import load
+from .online import EpsilonGreedy, LinThompson, LinUCB, OnlinePolicy, ThompsonSampling, UCB1
 from .rules import Rule, Rules
 from .threshold import Threshold
 from .trees import Forest, Tree
@@ -37,11 +39,17 @@ __all__ = [
     "BatchChoice",
     "ByModality",
     "Choice",
+    "EpsilonGreedy",
     "Forest",
+    "LinThompson",
+    "LinUCB",
+    "OnlinePolicy",
     "Policy",
     "Rule",
     "Rules",
     "Threshold",
+    "ThompsonSampling",
     "Tree",
+    "UCB1",
     "load",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,11 +17,18 @@ __all__ = ["BatchChoice", "Choice", "Policy"]
 
 @dataclass(frozen=True)
 class Choice:
-    """A policy's verdict for one input: a model name and why."""
+    """A policy's verdict for one input: a model name and why.
+
+    ``propensity`` is the probability the policy gave this model (1.0 for a
+    deterministic policy); ``pending`` is what a learning policy needs to
+    learn from this decision's outcome later (None for the others).
+    """
 
     model: str
     reason: str
     score: float | None = None
+    propensity: float = 1.0
+    pending: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class BatchChoice:
     index: np.ndarray  # (n,) int32
     score: np.ndarray  # (n,) float32, NaN where the policy has no score (rules)
     margin: np.ndarray  # (n,) float32: best score minus runner-up, or distance to the cut
+    ids: tuple[str, ...] = ()  # feedback ids, when a learning policy decided
+    propensity: np.ndarray | None = None  # (n,) float64, when the policy reports it
 
     def __len__(self) -> int:
         return len(self.index)

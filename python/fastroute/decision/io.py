@@ -1,4 +1,4 @@
-"""Loading saved policies: JSON (rules, thresholds) or npz (trees), never pickle."""
+"""Loading saved policies: JSON (rules, thresholds) or npz (trees, online policies), never pickle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PolicyError
-from .compiled import FORMAT, FORMAT_VERSION, CompiledPolicy
+from .base import Policy
+from .compiled import FORMAT, FORMAT_VERSION
+from .online import OnlinePolicy
 from .rules import Rules
 from .threshold import Threshold
 from .trees import Forest, Tree
@@ -17,8 +19,9 @@ from .trees import Forest, Tree
 __all__ = ["load"]
 
 
-def load(path: str | Path) -> CompiledPolicy:
-    """Load a policy written by ``save``; a corrupt or foreign file raises PolicyError."""
+def load(path: str | Path) -> Policy:
+    """Load a policy written by ``save`` (online policies with what they learned);
+    a corrupt or foreign file raises PolicyError."""
     path = Path(path)
     try:
         if path.suffix == ".npz":
@@ -31,7 +34,7 @@ def load(path: str | Path) -> CompiledPolicy:
         raise PolicyError(f"{path}: not a readable policy file ({error})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
         raise PolicyError(f"{path}: not a fastroute policy file (format/version header missing or unknown)")
-    kinds = {"rules": Rules, "threshold": Threshold, "tree": Tree, "forest": Forest}
+    kinds = {"rules": Rules, "threshold": Threshold, "tree": Tree, "forest": Forest, "online": OnlinePolicy}
     kind = header.get("kind")
     if kind not in kinds:
         raise PolicyError(f"{path}: unknown policy kind {kind!r}")

@@ -24,7 +24,9 @@ class Lease:
     and latency feed the experiment that chose the version, if any.
     """
 
-    __slots__ = ("spec", "reason", "shadow", "_registry", "_experiment", "_clock", "_started", "_released")
+    __slots__ = (
+        "spec", "reason", "shadow", "on_outcome", "_registry", "_experiment", "_clock", "_started", "_released"
+    )
 
     def __init__(
         self,
@@ -37,6 +39,8 @@ class Lease:
         self.spec = spec
         self.reason = reason
         self.shadow = shadow
+        #: Called with (error or None, latency in seconds) when the request ends (the feedback store's hook).
+        self.on_outcome: Callable[[BaseException | None, float], None] | None = None
         self._registry = registry
         self._experiment = experiment
         self._clock: Callable[[], float] = experiment.clock if experiment is not None else time.perf_counter
@@ -46,8 +50,12 @@ class Lease:
     def release(self, error: BaseException | None = None) -> None:
         """End the request: record its outcome and let a retiring version drain."""
         latency = self._clock() - self._started
-        if self._end() and self._experiment is not None:
+        if not self._end():
+            return
+        if self._experiment is not None:
             self._experiment.observe(self.spec.version, error is None, latency)
+        if self.on_outcome is not None:
+            self.on_outcome(error, latency)
 
     def restart_clock(self) -> None:
         """Measure latency from now: the request starts running after waiting its turn."""
