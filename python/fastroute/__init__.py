@@ -53,7 +53,7 @@ from .decision import (
 from .decision.feedback import FeedbackStore
 from .decision.evaluate import Evaluation, cross_validate, evaluate
 from .executors import CPUExecutor
-from .library import Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
+from .library import BanditSplit, Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
 from .router import Decision, Router
 
 __version__ = "0.1.0"
@@ -70,6 +70,7 @@ __all__ = [
     "CPUExecutor",
     "Canary",
     "CanaryThresholds",
+    "BanditSplit",
     "BatchChoice",
     "ByModality",
     "Choice",

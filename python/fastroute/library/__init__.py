@@ -2,11 +2,12 @@
 
 Rooms: ``spec`` (ModelSpec), ``registry`` (Registry, aliases, swaps),
 ``leases`` (a request's claim on a version, drain on retire), ``experiments``
-(Split, Canary, Shadow), ``config`` (read, validate and apply a YAML/TOML file).
+(Split, Canary, Shadow), ``bandit_split`` (BanditSplit: a split that learns), ``config`` (read, validate and apply a YAML/TOML file).
 """
 
 from __future__ import annotations
 
+from .bandit_split import BanditEvent, BanditSplit
 from .experiments import Canary, CanaryThresholds, Shadow, Split
 from .leases import Lease
 from .registry import DEFAULT_ALIAS, ModelPlan, Registry
@@ -14,6 +15,8 @@ from .spec import ModelSpec
 
 __all__ = [
     "DEFAULT_ALIAS",
+    "BanditEvent",
+    "BanditSplit",
     "Canary",
     "CanaryThresholds",
     "Lease",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import NoRoute, RegistrationError
+from .bandit_split import BanditSplit
 from .experiments import Canary, Experiment, Shadow
 from .leases import Lease
 from .spec import ModelSpec, validate_spec, warm_up
@@ -222,26 +223,30 @@ class Registry:
             entry.experiment = experiment
 
     def conclude_canary(self, name: str, *, retire: bool = True, timeout: float | None = None) -> str:
-        """End ``name``'s finished canary in one atomic step and return the winning version.
+        """End ``name``'s finished canary (or BanditSplit) in one atomic step and return the winning version.
 
-        Promoted: the ``stable`` alias moves to the candidate. Rolled back:
+        Promoted: the ``stable`` alias moves to the winner. Rolled back:
         stable stays. Either way the experiment is removed; with ``retire``
-        the losing version is then unregistered once its requests drain
-        (unless an alias or shadow still routes to it).
+        the losing versions are then unregistered once their requests drain
+        (unless an alias or shadow still routes to them).
         """
         with self._lock:
             entry = self._entry(name)
-            canary = entry.experiment
-            if not isinstance(canary, Canary) or canary.state == "running":
-                state = canary.state if isinstance(canary, Canary) else "no canary"
+            experiment = entry.experiment
+            if not isinstance(experiment, (Canary, BanditSplit)) or experiment.state == "running":
+                state = experiment.state if isinstance(experiment, (Canary, BanditSplit)) else "no canary"
                 raise RegistrationError(f"model {name!r}: no finished canary to conclude ({state})")
-            promoted = canary.state == "promoted"
-            winner, loser = (canary.candidate, canary.stable) if promoted else (canary.stable, canary.candidate)
+            if isinstance(experiment, Canary):
+                promoted = experiment.state == "promoted"
+                winner = experiment.candidate if promoted else experiment.stable
+            else:
+                winner = experiment.winner or experiment.stable
             entry.aliases[DEFAULT_ALIAS] = winner
             entry.experiment = None
-            retire = retire and not entry.references(loser)
+            losers = [v for v in sorted(experiment.versions()) if v != winner and not entry.references(v)]
         if retire:
-            self.unregister(name, loser, timeout=timeout)
+            for loser in losers:
+                self.unregister(name, loser, timeout=timeout)
         return winner
 
     def experiment(self, name: str) -> Experiment | None:
