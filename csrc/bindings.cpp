@@ -84,43 +84,64 @@ const float* checked_rows(const py::array& rows, const Scorer& scorer, int ndim,
   return static_cast<const float*>(rows.data());
 }
 
+// The mask to score with: every model when none is given.
+const ModelMask& checked_mask(const ModelMask* mask, const Scorer& scorer) {
+  static const ModelMask kEveryModel;
+  if (mask == nullptr) return kEveryModel;
+  if (mask->num_models() != scorer.num_models())
+    throw InvalidInput("the model mask covers " + std::to_string(mask->num_models()) + " models, the policy has " +
+                       std::to_string(scorer.num_models()));
+  return *mask;
+}
+
+std::shared_ptr<ModelMask> make_mask(const InArray<std::uint8_t>& flags) {
+  if (flags.ndim() != 2) throw InvalidInput("a model mask is a (groups, models) array");
+  return std::make_shared<ModelMask>(to_vector(flags), static_cast<std::size_t>(flags.shape(0)),
+                                     static_cast<std::size_t>(flags.shape(1)));
+}
+
 // One row is scored with the GIL held: releasing and re-taking it would cost
 // more than the scoring (a few hundred nanoseconds at most).
-py::tuple score_row(const Scorer& scorer, const py::array& row) {
+py::tuple score_row(const Scorer& scorer, const py::array& row, const ModelMask* mask) {
   std::size_t n = 0;
   const float* data = checked_rows(row, scorer, 1, &n);
   std::int32_t model = 0, reason = 0;
   float score = 0, margin = 0;
-  scorer.score_rows(data, 1, {&model, &score, &margin, &reason});
+  scorer.score_rows(data, 1, {&model, &score, &margin, &reason}, checked_mask(mask, scorer));
   return py::make_tuple(model, score, margin, reason);
 }
 
 // Batches below this many rows are scored with the GIL held, for the same reason.
 constexpr std::size_t kReleaseGilFromRows = 64;
 
-py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned threads) {
+// The mask is held by the caller's Python reference for the whole call (the GIL is
+// released meanwhile): pybind11 keeps the argument alive until the function returns.
+py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned threads, const ModelMask* mask) {
   std::size_t n = 0;
   const float* data = checked_rows(rows, scorer, 2, &n);
+  const ModelMask& allowed = checked_mask(mask, scorer);
   py::array_t<std::int32_t> model(n), reason(n);
   py::array_t<float> score(n), margin(n);
   ScoreOutput out{model.mutable_data(), score.mutable_data(), margin.mutable_data(), reason.mutable_data()};
   {
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilFromRows) release.emplace();
-    scorer.score_batch(data, n, out, threads);
+    scorer.score_batch(data, n, out, threads, allowed);
   }
   return py::make_tuple(model, score, margin, reason);
 }
 
-py::array_t<std::int32_t> predict_models(const Scorer& scorer, const py::array& rows, unsigned threads) {
+py::array_t<std::int32_t> predict_models(const Scorer& scorer, const py::array& rows, unsigned threads,
+                                         const ModelMask* mask) {
   std::size_t n = 0;
   const float* data = checked_rows(rows, scorer, 2, &n);
+  const ModelMask& allowed = checked_mask(mask, scorer);
   py::array_t<std::int32_t> model(n);
   ScoreOutput out{model.mutable_data(), nullptr, nullptr, nullptr};
   {
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilFromRows) release.emplace();
-    scorer.score_batch(data, n, out, threads);
+    scorer.score_batch(data, n, out, threads, allowed);
   }
   return model;
 }
@@ -169,13 +190,21 @@ std::vector<std::uint32_t> forest_path(const ForestScorer& forest, const py::arr
 }
 
 void bind_scorer(py::module_& m) {
+  m.attr("NO_MODEL") = kNoModel;
+  py::class_<ModelMask, std::shared_ptr<ModelMask>>(
+      m, "ModelMask",
+      "Which models each row may use: a (groups, models) array of flags; one group applies to every row, "
+      "several are indexed by the row's modality code (a row of no known modality may use no model).")
+      .def(py::init(&make_mask), py::arg("flags"))
+      .def_property_readonly("num_models", &ModelMask::num_models);
   py::class_<Scorer, std::shared_ptr<Scorer>>(m, "Scorer", "A compiled, immutable routing policy.")
       .def_property_readonly("num_features", &Scorer::num_features)
       .def_property_readonly("num_models", &Scorer::num_models)
-      .def("score", &score_row, py::arg("row"), "(model, score, margin, reason) for one float32 row.")
-      .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0,
+      .def("score", &score_row, py::arg("row"), py::arg("mask") = nullptr,
+           "(model, score, margin, reason) for one float32 row; model is NO_MODEL when the mask allows none.")
+      .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = nullptr,
            "(model, score, margin, reason) arrays for an (n, F) float32 matrix.")
-      .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0,
+      .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = nullptr,
            "Model index array for an (n, F) float32 matrix.");
   py::class_<RuleScorer, Scorer, std::shared_ptr<RuleScorer>>(m, "RuleScorer")
       .def(py::init(&make_rules), py::arg("num_features"), py::arg("num_models"), py::arg("feature"),

@@ -22,17 +22,24 @@ struct Ranked {
   double margin;
 };
 
-Ranked rank_scores(const double* scores, std::size_t k) {
-  std::size_t best = 0;
-  for (std::size_t j = 1; j < k; ++j) {
-    if (scores[j] > scores[best]) best = j;
+// Among the allowed models; best is kNoModel (score and margin NaN) when none is.
+Ranked rank_scores(const double* scores, std::size_t k, RowMask allowed) {
+  std::int32_t best = kNoModel;
+  for (std::size_t j = 0; j < k; ++j) {
+    const auto model = static_cast<std::int32_t>(j);
+    if (allowed.allows(model) && (best == kNoModel || scores[j] > scores[best])) best = model;
+  }
+  if (best == kNoModel) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    return {kNoModel, nan, nan};
   }
   double second = -std::numeric_limits<double>::infinity();
   for (std::size_t j = 0; j < k; ++j) {
-    if (j != best) second = std::max(second, scores[j]);
+    const auto model = static_cast<std::int32_t>(j);
+    if (model != best && allowed.allows(model)) second = std::max(second, scores[j]);
   }
-  double margin = k > 1 ? scores[best] - second : 0.0;
-  return {static_cast<std::int32_t>(best), scores[best], margin};
+  const double margin = std::isinf(second) ? 0.0 : scores[best] - second;
+  return {best, scores[best], margin};
 }
 
 // Largest float32 f with (x <= f) == (x <= threshold) for every float32 x.
@@ -80,16 +87,41 @@ void check_tree_begin(const std::vector<std::uint32_t>& tree_begin, std::size_t 
 
 }  // namespace
 
+ModelMask::ModelMask(std::vector<std::uint8_t> flags, std::size_t groups, std::size_t num_models)
+    : flags_(std::move(flags)), groups_(groups), num_models_(num_models) {
+  if (groups == 0 || num_models == 0 || flags_.size() != groups * num_models)
+    throw InvalidInput("a model mask needs groups x models flags, got " + std::to_string(flags_.size()) +
+                       " flags for " + std::to_string(groups) + " groups of " + std::to_string(num_models));
+  all_.resize(groups);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto* group = flags_.data() + g * num_models;
+    all_[g] = std::all_of(group, group + num_models, [](std::uint8_t flag) { return flag != 0; });
+  }
+}
+
+RowMask ModelMask::row(const float* row) const {
+  if (groups_ == 0) return {nullptr, true};
+  std::size_t group = 0;
+  if (groups_ > 1) {
+    const float code = row[kModality];
+    // Also false for NaN: a row of no known modality may use no model.
+    if (!(code >= 0.0f && code < static_cast<float>(groups_))) return {nullptr, false};
+    group = static_cast<std::size_t>(code);
+  }
+  return {flags_.data() + group * num_models_, all_[group] != 0};
+}
+
 Scorer::Scorer(std::size_t num_features, std::size_t num_models)
     : num_features_(num_features), num_models_(num_models) {
   if (num_features == 0) invalid("a policy needs at least one feature");
   if (num_models == 0) invalid("a policy needs at least one model");
 }
 
-void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const {
+void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads,
+                         const ModelMask& mask) const {
   const std::size_t work = n * work_per_row();
   if (work < kParallelMinWork || threads == 1) {
-    score_rows(rows, n, out);
+    score_rows(rows, n, out, mask);
     return;
   }
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -101,11 +133,11 @@ void Scorer::score_batch(const float* rows, std::size_t n, ScoreOutput out, unsi
   for (unsigned t = 1; t < threads; ++t) {
     std::size_t begin = std::min(n, t * chunk);
     std::size_t count = std::min(n, begin + chunk) - begin;
-    workers.emplace_back([this, rows, begin, count, out] {
-      score_rows(rows + begin * num_features(), count, out.offset(begin));
+    workers.emplace_back([this, rows, begin, count, out, &mask] {
+      score_rows(rows + begin * num_features(), count, out.offset(begin), mask);
     });
   }
-  score_rows(rows, std::min(n, chunk), out);
+  score_rows(rows, std::min(n, chunk), out, mask);
 }  // jthreads join here
 
 // ---- rules ----------------------------------------------------------------
@@ -137,8 +169,9 @@ RuleScorer::RuleScorer(std::size_t num_features, std::size_t num_models,
   }
 }
 
-std::int32_t RuleScorer::first_match(const float* row) const {
+std::int32_t RuleScorer::first_match(const float* row, RowMask allowed) const {
   for (std::size_t r = 0; r < rule_model_.size(); ++r) {
+    if (!allowed.allows(rule_model_[r])) continue;
     bool all = true;
     for (std::uint32_t i = rule_begin_[r]; all && i < rule_begin_[r + 1]; ++i) {
       const Condition& c = conditions_[i];
@@ -149,10 +182,16 @@ std::int32_t RuleScorer::first_match(const float* row) const {
   return -1;
 }
 
-void RuleScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+void RuleScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const {
   for (std::size_t i = 0; i < n; ++i) {
-    std::int32_t rule = first_match(rows + i * num_features());
-    out.model[i] = rule < 0 ? default_model_ : rule_model_[rule];
+    const float* row = rows + i * num_features();
+    const RowMask allowed = mask.row(row);
+    const std::int32_t rule = first_match(row, allowed);
+    if (rule >= 0) {
+      out.model[i] = rule_model_[rule];
+    } else {
+      out.model[i] = allowed.allows(default_model_) ? default_model_ : kNoModel;
+    }
     if (out.score) out.score[i] = std::numeric_limits<float>::quiet_NaN();
     if (out.margin) out.margin[i] = std::numeric_limits<float>::quiet_NaN();
     if (out.reason) out.reason[i] = rule;
@@ -233,7 +272,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
     std::vector<double> scores(num_models);
     for (std::size_t i = 0; i < n_nodes; ++i) {
       for (std::size_t j = 0; j < num_models; ++j) scores[j] = (0.0 + values_[i * num_models + j]) / divisor_[j];
-      const Ranked ranked = rank_scores(scores.data(), num_models);
+      const Ranked ranked = rank_scores(scores.data(), num_models, RowMask{nullptr, true});
       leaf_decisions_[i] = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
     }
   }
@@ -344,12 +383,14 @@ void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scor
   }
 }
 
-void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const {
   const std::size_t k = num_models();
   // Per-thread scratch: no allocation per call once warm.
   static thread_local std::vector<float> prepared;
   static thread_local std::vector<double> sums;
-  sums.resize(trees_.size() == 1 ? 0 : kPassRows * k);
+  // One tree: the precomputed leaf decision when every model is allowed,
+  // else the leaf's scores ranked among the allowed models.
+  sums.resize(trees_.size() == 1 ? (mask.restricts() ? k : 0) : kPassRows * k);
   std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
@@ -360,11 +401,16 @@ void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out)
       accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
     }
     for (std::size_t r = 0; r < count; ++r) {
+      const RowMask allowed = mask.row(rows + (begin + r) * num_features());
       LeafDecision decision;
-      if (trees_.size() == 1) {
+      if (trees_.size() == 1 && allowed.all) {
         decision = leaf_decisions_[leaf[r]];
       } else {
-        const Ranked ranked = rank_scores(sums.data() + r * k, k);
+        if (trees_.size() == 1) {
+          const double* leaf_values = values_.data() + std::size_t{leaf[r]} * k;
+          for (std::size_t j = 0; j < k; ++j) sums[j] = (0.0 + leaf_values[j]) / divisor_[j];
+        }
+        const Ranked ranked = rank_scores(sums.data() + (trees_.size() == 1 ? 0 : r * k), k, allowed);
         decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
       }
       out.model[begin + r] = decision.model;
@@ -406,7 +452,20 @@ ThresholdScorer::ThresholdScorer(std::size_t num_features, std::uint32_t feature
     invalid("missing model " + std::to_string(missing_model_) + " out of range");
 }
 
-void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out) const {
+// `model` if allowed, else the next allowed model above it, else the nearest below; kNoModel if none.
+std::int32_t ThresholdScorer::nearest_allowed(std::int32_t model, RowMask allowed) const {
+  if (allowed.allows(model)) return model;
+  const auto k = static_cast<std::int32_t>(num_models());
+  for (std::int32_t up = model + 1; up < k; ++up) {
+    if (allowed.allows(up)) return up;
+  }
+  for (std::int32_t down = model - 1; down >= 0; --down) {
+    if (allowed.allows(down)) return down;
+  }
+  return kNoModel;
+}
+
+void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const {
   for (std::size_t i = 0; i < n; ++i) {
     const float v = rows[i * num_features() + feature_];
     std::int32_t model = missing_model_;
@@ -418,7 +477,9 @@ void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput o
       if (model > 0) margin = v - cuts_[model - 1];
       if (static_cast<std::size_t>(model) < cuts_.size()) margin = std::min(margin, cuts_[model] - v);
     }
-    out.model[i] = model;
+    const std::int32_t chosen = nearest_allowed(model, mask.row(rows + i * num_features()));
+    if (chosen != model) margin = std::numeric_limits<float>::quiet_NaN();
+    out.model[i] = chosen;
     if (out.score) out.score[i] = v;
     if (out.margin) out.margin[i] = margin;
     if (out.reason) out.reason[i] = v == v ? model : -1;  // -1: the score was missing

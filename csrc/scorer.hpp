@@ -6,10 +6,16 @@
 // switch on one feature. Each decision is a model index, a score, a margin and
 // a reason id (rule index, leaf node or cut index).
 //
-// Thread-safety: a Scorer is immutable after construction, so any number of
-// threads may score with it at once. Scoring never allocates except the
-// per-call thread handles of score_batch. Construction validates every array
-// and throws InvalidInput naming the bad entry.
+// A ModelMask restricts each row to the models able to take its input (a
+// router passes the models registered for the row's modality): rule tables
+// skip rules naming a masked model, trees and forests pick the best allowed
+// score, a threshold moves to the nearest allowed model. A row allowed no
+// model gets kNoModel.
+//
+// Thread-safety: a Scorer and a ModelMask are immutable after construction,
+// so any number of threads may score with them at once. Scoring never
+// allocates except the per-call thread handles of score_batch. Construction
+// validates every array and throws InvalidInput naming the bad entry.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +23,40 @@
 #include <vector>
 
 namespace fastroute {
+
+// The model index of a row no allowed model may serve.
+inline constexpr std::int32_t kNoModel = -1;
+
+// The models one row may be routed to.
+struct RowMask {
+  const std::uint8_t* flags;  // num_models flags, nonzero = allowed; unused when `all`
+  bool all;                   // every model allowed
+  bool allows(std::int32_t model) const { return all || (flags != nullptr && flags[model] != 0); }
+};
+
+// Which models each row may use. Default-constructed: every model, every row.
+// Otherwise `groups` rows of num_models flags: one group applies to every
+// row; several are indexed by the row's modality code (feature kModality,
+// column 0 of the schema), and a row whose code is missing or out of range
+// may use no model.
+class ModelMask {
+ public:
+  ModelMask() = default;
+  // flags: groups x num_models, row-major. Throws InvalidInput on a size
+  // mismatch or zero groups. Allocates; not thread-safe while constructing.
+  ModelMask(std::vector<std::uint8_t> flags, std::size_t groups, std::size_t num_models);
+
+  std::size_t num_models() const { return num_models_; }
+  bool restricts() const { return groups_ != 0; }
+  // The models `row` may use. Thread-safe, never blocks or allocates.
+  RowMask row(const float* row) const;
+
+ private:
+  std::vector<std::uint8_t> flags_;
+  std::vector<std::uint8_t> all_;  // per group: every flag set
+  std::size_t groups_ = 0;
+  std::size_t num_models_ = 0;
+};
 
 // Destination columns of a scoring call; each points to n elements. Only
 // `model` is required: the others may be null.
@@ -43,14 +83,18 @@ class Scorer {
   std::size_t num_features() const { return num_features_; }
   std::size_t num_models() const { return num_models_; }
 
-  // Scores n contiguous rows on the calling thread. out.score, out.margin and
-  // out.reason may be null when the caller wants only the models.
-  virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out) const = 0;
+  // Scores n contiguous rows on the calling thread, each among the models
+  // `mask` allows it (its num_models() must match; the caller checks).
+  // out.score, out.margin and out.reason may be null when the caller wants
+  // only the models. Thread-safe; never blocks.
+  virtual void score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const = 0;
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const { score_rows(rows, n, out, ModelMask{}); }
 
   // Scores n rows, splitting them over up to `threads` threads (0 = hardware
   // concurrency) when the batch holds at least kParallelMinWork units of
-  // work (rows x work_per_row()). Blocking.
-  void score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads) const;
+  // work (rows x work_per_row()). Blocking; thread-safe.
+  void score_batch(const float* rows, std::size_t n, ScoreOutput out, unsigned threads,
+                   const ModelMask& mask = ModelMask{}) const;
 
   // Starting a thread costs tens of microseconds: below this much work
   // (about 1.5 ms of single-thread scoring, one depth-8 tree on 65,536 rows)
@@ -77,16 +121,18 @@ struct Condition {
 };
 
 // Ordered rules: rule r holds conditions [rule_begin[r], rule_begin[r+1]) and
-// routes to rule_model[r] when all hold. No match: default_model, reason -1.
+// routes to rule_model[r] when all hold and the mask allows that model. No
+// such rule: default_model (reason -1) if allowed, else kNoModel.
 class RuleScorer final : public Scorer {
  public:
   RuleScorer(std::size_t num_features, std::size_t num_models, std::vector<Condition> conditions,
              std::vector<std::uint32_t> rule_begin, std::vector<std::int32_t> rule_model,
              std::int32_t default_model);
-  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+  using Scorer::score_rows;
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const override;
 
  private:
-  std::int32_t first_match(const float* row) const;
+  std::int32_t first_match(const float* row, RowMask allowed) const;
 
   std::vector<Condition> conditions_;
   std::vector<std::uint32_t> rule_begin_;  // size rules + 1
@@ -127,7 +173,10 @@ struct ForestArrays {
 class ForestScorer final : public Scorer {
  public:
   ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays);
-  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+  using Scorer::score_rows;
+  // The best-scored allowed model (ties: the lowest index); margin: its lead
+  // over the best other allowed model (0 when it is the only one).
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const override;
 
   // Per-model scores of n rows (n x num_models), as the forest averages them.
   void predict_scores(const float* rows, std::size_t n, double* scores) const;
@@ -196,16 +245,20 @@ class ForestScorer final : public Scorer {
 };
 
 // Threshold switch on one feature: model = number of cuts the value exceeds
-// (strictly)
-// (cuts ascending), so model 0 is the default below every cut. Missing values
-// go to missing_model (reason -1; otherwise the reason is the model index).
+// (strictly, cuts ascending), so model 0 is the default below every cut.
+// Missing values go to missing_model (reason -1; otherwise the reason is the
+// model index). A masked model gives way to the next allowed model above it
+// (more capable), else the nearest allowed below; the margin is then NaN.
 class ThresholdScorer final : public Scorer {
  public:
   ThresholdScorer(std::size_t num_features, std::uint32_t feature, std::vector<float> cuts,
                   std::int32_t missing_model);
-  void score_rows(const float* rows, std::size_t n, ScoreOutput out) const override;
+  using Scorer::score_rows;
+  void score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const override;
 
  private:
+  std::int32_t nearest_allowed(std::int32_t model, RowMask allowed) const;
+
   std::uint32_t feature_;
   std::vector<float> cuts_;
   std::int32_t missing_model_;

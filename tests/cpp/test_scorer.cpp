@@ -61,8 +61,9 @@ void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::si
   a.tree_begin.push_back(static_cast<std::uint32_t>(a.feature.size()));
 }
 
-// Reference: walk each tree with sklearn's rule, sum, divide, argmax.
-std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k) {
+// Reference: walk each tree with sklearn's rule, sum, divide, argmax over the
+// allowed models (all when `allowed` is null; kNoModel when none is).
+std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k, const std::uint8_t* allowed = nullptr) {
   std::vector<double> sums(k, 0.0);
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
     std::int32_t node = static_cast<std::int32_t>(a.tree_begin[t]);
@@ -73,12 +74,12 @@ std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k) {
     }
     for (std::size_t j = 0; j < k; ++j) sums[j] += a.values[node * k + j];
   }
-  std::size_t best = 0;
+  std::int32_t best = kNoModel;
   for (std::size_t j = 0; j < k; ++j) {
     sums[j] /= a.divisor[j];
-    if (sums[j] > sums[best]) best = j;
+    if ((allowed == nullptr || allowed[j]) && (best == kNoModel || sums[j] > sums[best])) best = static_cast<std::int32_t>(j);
   }
-  return static_cast<std::int32_t>(best);
+  return best;
 }
 
 void test_forests(std::size_t nf) {
@@ -101,6 +102,18 @@ void test_forests(std::size_t nf) {
         bool same = true;
         for (std::size_t i = 0; i < n; ++i) same = same && model[i] == reference(a, &rows[i * nf], k);
         check(same, "forest matches the reference walk");
+        // Per modality (column 0): group 0 allows models 0 and 2, group 1 only
+        // model 1, group 2 none; other codes (NaN, 3) allow none either.
+        const std::vector<std::uint8_t> flags{1, 0, 1, /**/ 0, 1, 0, /**/ 0, 0, 0};
+        const ModelMask mask(flags, 3, k);
+        for (std::size_t i = 0; i < n; ++i) rows[i * nf] = static_cast<float>(i % 5);
+        forest.score_batch(rows.data(), n, {model.data(), score.data(), margin.data(), reason.data()}, 3, mask);
+        bool masked_same = true;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::uint8_t* allowed = i % 5 < 3 ? &flags[(i % 5) * k] : &flags[2 * k];
+          masked_same = masked_same && model[i] == reference(a, &rows[i * nf], k, allowed);
+        }
+        check(masked_same, "masked forest picks the best allowed model, kNoModel when none is");
       }
     }
   }
@@ -118,11 +131,31 @@ void test_rules_and_threshold() {
   rules.score_batch(rows, 4, {model, nullptr, nullptr, reason}, 1);
   check(model[0] == 1 && model[1] == 2 && model[2] == 0 && model[3] == 0, "rules: first match, NaN fails");
   check(reason[2] == -1, "rules: default has reason -1");
+  // Only models 0 and 2 allowed: rule 0 (model 1) is skipped, rule 1 may still match.
+  const ModelMask no_model_1({1, 0, 1}, 1, 3);
+  rules.score_batch(rows, 4, {model, nullptr, nullptr, reason}, 1, no_model_1);
+  check(model[0] == 0 && model[1] == 2 && model[2] == 0 && model[3] == 0, "rules: a masked rule is skipped");
+  const ModelMask only_model_1({0, 1, 0}, 1, 3);
+  rules.score_batch(rows, 4, {model, nullptr, nullptr, reason}, 1, only_model_1);
+  check(model[0] == 1 && model[1] == kNoModel && model[2] == kNoModel, "rules: a masked default gives kNoModel");
 
   ThresholdScorer threshold(1, 0, {0.5f, 1.5f}, 0);
   const float scores[] = {0.5f, 0.6f, 2.0f, nan};
   threshold.score_batch(scores, 4, {model, nullptr, nullptr, nullptr}, 1);
   check(model[0] == 0 && model[1] == 1 && model[2] == 2 && model[3] == 0, "threshold: strictly above cuts");
+  const ModelMask not_model_1({1, 0, 1}, 1, 3);
+  threshold.score_batch(scores, 4, {model, nullptr, nullptr, nullptr}, 1, not_model_1);
+  check(model[0] == 0 && model[1] == 2 && model[2] == 2 && model[3] == 0, "threshold: a masked model gives way upward");
+  const ModelMask only_model_0({1, 0, 0}, 1, 3);
+  threshold.score_batch(scores, 4, {model, nullptr, nullptr, nullptr}, 1, only_model_0);
+  check(model[1] == 0 && model[2] == 0, "threshold: then downward");
+  bool thrown = false;
+  try {
+    ModelMask wrong_size({1, 0}, 1, 3);
+  } catch (const InvalidInput&) {
+    thrown = true;
+  }
+  check(thrown, "a mask of the wrong size is rejected");
 }
 
 bool forest_rejected(const ForestArrays& arrays) {
