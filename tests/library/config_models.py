@@ -26,3 +26,15 @@ def same(served: Any, mirrored: Any) -> bool:
 
 def double(x: Any) -> Any:
     return x * 2
+
+
+CALLS: list[str] = []
+
+#: Not callable: a config file must not name it as a model or factory.
+NOT_CALLABLE = 42
+
+
+def make_recorder(**kwargs: Any):
+    """A factory that leaves a trace in CALLS, and takes any keyword (path, where, function...)."""
+    CALLS.append("make_recorder")
+    return lambda x: kwargs

@@ -39,6 +39,27 @@ class Rule:
     when: str
     model: str
 
+    @classmethod
+    def of(cls, value: Any) -> Rule:
+        """A Rule from a Rule, a ``[modality, when, model]`` list or a mapping with
+        ``model`` and optionally ``modality`` (default any) and ``when`` (default
+        always): the forms a config or policy file can hold. PolicyError otherwise."""
+        if isinstance(value, Rule):
+            rule = value
+        elif isinstance(value, Mapping):
+            unknown = sorted(set(map(str, value)) - {"modality", "when", "model"})
+            if unknown or "model" not in value:
+                raise PolicyError(f"a rule mapping takes model, modality and when; got keys {sorted(map(str, value))}")
+            rule = cls(value.get("modality"), value.get("when", ""), value["model"])
+        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == 3:
+            rule = cls(*value)
+        else:
+            raise PolicyError(f"a rule is a Rule, [modality, when, model] or a mapping; got {value!r:.80}")
+        for field_name, allowed in (("modality", (str, type(None))), ("when", str), ("model", str)):
+            if not isinstance(getattr(rule, field_name), allowed):
+                raise PolicyError(f"rule {field_name} must be a str, got {getattr(rule, field_name)!r:.80}")
+        return rule
+
 
 @dataclass(frozen=True)
 class _Comparison:
@@ -108,18 +129,34 @@ class Rules(CompiledPolicy):
     Rules are parsed and checked once, here: unknown features, unknown models
     (when ``models`` is given) and malformed conditions raise PolicyError with
     the position of the error. No rule matching sends the input to ``default``.
-    ``models`` fixes the model order (default: first appearance).
+    ``models`` fixes the model order (default: first appearance). Each rule
+    may also be given as a list or mapping (see :meth:`Rule.of`).
+
+    Served by a router, the table only considers models able to take the
+    input (registered for its modality): a matching rule naming another
+    modality's model is skipped, and the default applies only if it can take
+    the input, else the router raises ``NoRoute``.
     """
 
     def __init__(
         self,
-        rules: Sequence[Rule],
+        rules: Sequence[Rule | Sequence[Any] | Mapping[str, Any]],
         default: str,
         *,
         models: Sequence[str] | None = None,
         feature_names: Sequence[str] = FEATURE_NAMES,
     ) -> None:
-        self.rules = tuple(rules)
+        if isinstance(rules, (str, bytes, Mapping)) or not isinstance(rules, Sequence):
+            raise PolicyError(f"rules must be a list of rules, got {type(rules).__name__}")
+        parsed = []
+        for number, rule in enumerate(rules):
+            try:
+                parsed.append(Rule.of(rule))
+            except PolicyError as error:
+                raise PolicyError(f"rule {number}: {error}") from None
+        if not isinstance(default, str):
+            raise PolicyError(f"default must be a model name, got {default!r:.80}")
+        self.rules = tuple(parsed)
         self.default = default
         names = list(models) if models is not None else list(dict.fromkeys([r.model for r in self.rules] + [default]))
         for number, model in [(i, r.model) for i, r in enumerate(self.rules)] + [(None, default)]:
@@ -177,5 +214,4 @@ class Rules(CompiledPolicy):
 
     @classmethod
     def _from_saved(cls, body: Mapping[str, Any]) -> Rules:
-        rules = [Rule(modality, when, model) for modality, when, model in body["rules"]]
-        return cls(rules, body["default"], models=body["models"], feature_names=body["feature_names"])
+        return cls(body["rules"], body["default"], models=body["models"], feature_names=body["feature_names"])

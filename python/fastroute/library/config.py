@@ -1,12 +1,25 @@
 """Build and reload a Router from a YAML or TOML file.
 
-The file is parsed (YAML through ``yaml.safe_load`` only, TOML through
-``tomllib``), validated as a whole (pydantic models with unknown keys
-forbidden, then cross-references: aliases, splits, canaries and shadows
-must name versions that exist, weights must sum to 1), and only then are the named import paths imported, models built and
-warmed. Any mistake raises :class:`fastroute.ConfigError` naming the file,
-the field and the problem, before anything is applied. Nothing is imported or
-executed but the ``package.module:object`` paths the file names; no pickle.
+Trust model: **a config file is code**, like a Python module. It names
+callables (``package.module:object``) that fastroute imports and calls with
+the arguments the file gives, so only load files you would import. What
+fastroute guarantees on top of that:
+
+1. The file is parsed safely (:mod:`fastroute.library.config_text`: YAML
+   through the safe loader only, no duplicate keys, alias expansion bounded;
+   TOML through ``tomllib``; no pickle) and validated as a whole: pydantic
+   models with unknown keys forbidden and every size bounded (warm-up inputs
+   and factory or policy arguments by ``MAX_VALUE_ITEMS`` scalars and
+   ``MAX_VALUE_CHARS`` characters, replicas, shadow workers and queue, the
+   executor's limits), then cross-references (aliases, splits, canaries and
+   shadows name versions that exist, weights sum to 1).
+2. Only then is every import path resolved, all of them before any is
+   called: each must name a callable, and no part of it may be a dunder name
+   (``os:__dict__``, ``builtins:__import__``...).
+3. Only then are factories and the policy called and models warmed.
+
+Any mistake raises :class:`fastroute.ConfigError` naming the file, the field
+and the problem, before anything is applied.
 
 Example (YAML)::
 
@@ -28,6 +41,7 @@ from __future__ import annotations
 
 import importlib
 import random
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -41,6 +55,8 @@ from .. import decision as policies
 from ..analyzer import MODALITIES
 from ..decision.compiled import check_servable
 from ..errors import ConfigError, FastrouteError, PolicyError
+from ..executors.config import ExecutorConfig
+from .config_text import check_value_size, read_config_file
 from .experiments import Canary, CanaryThresholds, Experiment, Shadow, Split
 from .registry import ModelPlan
 from .spec import ModelSpec, validate_spec, warm_up
@@ -51,22 +67,45 @@ if TYPE_CHECKING:
 __all__ = ["load_config", "load_router", "reload_router"]
 
 IMPORT_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+_DUNDER = re.compile(r"^__\w*__$")
+
+#: What ``policy.use`` may name without an import path: the built-in policies,
+#: and ``load`` (``args: {path: ...}``) for a policy saved with ``policy.save``.
+BUILT_IN_POLICIES = ("ByModality", "Forest", "Rules", "Threshold", "Tree")
+#: Bounds of the sizes a file may ask for.
+MAX_REPLICAS = 1024
+MAX_SHADOW_WORKERS = 64
+MAX_SHADOW_QUEUE = 1 << 20
 
 
 def load_config(path: str | Path) -> Any:
     """Parse and validate ``path`` without importing anything it names; a ``RouterConfig``."""
     path = Path(path)
     schema = _schema()
-    raw = _read(path)
+    raw = read_config_file(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping, got {type(raw).__name__}")
     try:
         config = schema.RouterConfig.model_validate(raw)
     except schema.ValidationError as error:
-        problems = error.errors()
-        where = ".".join(str(part) for part in problems[0]["loc"]) or "(top level)"
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise ConfigError(f"{path}: {where}: {problems[0]['msg']}{more}") from None
+        raise ConfigError(f"{path}: {_first_problem(error.errors(), schema.RouterConfig)}") from None
     _check_references(config, path)
+    _check_values(config, path)
     return config
+
+
+def _first_problem(problems: list[Any], top: Any) -> str:
+    """The problem to report, unknown keys first: a misspelt key also makes the right one look missing."""
+    problems = sorted(problems, key=lambda problem: problem["type"] != "extra_forbidden")
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+        if len(first["loc"]) == 1:
+            message += f"; expected one of {', '.join(top.model_fields)}"
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"{where}: {message}{more}"
 
 
 def load_router(path: str | Path, router_cls: type[Router]) -> Router:
@@ -125,21 +164,46 @@ _RELOAD_LOCK = threading.Lock()
 
 
 def _build(config: Any, path: Path, previous: _Built | None) -> _Built:
+    resolved = _resolve_all(config, path)  # every import path, before anything is called
     old_config = previous.config if previous is not None else None
     if old_config is not None and config.policy == old_config.policy:
         policy = previous.policy
     else:
-        policy = _build_policy(config.policy, path)
+        policy = _build_policy(config.policy, resolved, path)
     _check_policy_models(policy, config.models, path)
     built = _Built(config, policy)
     for name, model in config.models.items():
         old_model = old_config.models.get(name) if old_config is not None else None
         old_plan = previous.plans.get(name) if previous is not None else None
-        built.plans[name] = _build_plan(name, model, old_model, old_plan, path)
+        built.plans[name] = _build_plan(name, model, old_model, old_plan, resolved, path)
     return built
 
 
-def _build_plan(name: str, model: Any, old_model: Any, old_plan: ModelPlan | None, path: Path) -> ModelPlan:
+def _import_paths(config: Any) -> list[tuple[str, str]]:
+    """(field, import path) of every callable the file names."""
+    found = [("policy.use", config.policy.use)] if ":" in config.policy.use else []
+    for name, model in config.models.items():
+        for version, definition in model.versions.items():
+            where = f"models.{name}.versions.{version}"
+            found += [(f"{where}.{field_name}", target) for field_name, target in
+                      (("model", definition.model), ("factory", definition.factory)) if target is not None]
+        if model.shadow is not None and model.shadow.compare is not None:
+            found.append((f"models.{name}.shadow.compare", model.shadow.compare))
+    return found
+
+
+def _resolve_all(config: Any, path: Path) -> dict[str, Any]:
+    """Import path -> the callable it names, for every path of the file."""
+    resolved: dict[str, Any] = {}
+    for where, target in _import_paths(config):
+        if target not in resolved:
+            resolved[target] = _import(target, path, where)
+    return resolved
+
+
+def _build_plan(
+    name: str, model: Any, old_model: Any, old_plan: ModelPlan | None, resolved: dict[str, Any], path: Path
+) -> ModelPlan:
     where = f"models.{name}"
     versions, rebuilt = {}, set()
     for version, definition in model.versions.items():
@@ -151,7 +215,7 @@ def _build_plan(name: str, model: Any, old_model: Any, old_plan: ModelPlan | Non
         if unchanged:
             versions[version] = old_plan.versions[version]
         else:
-            versions[version] = _build_spec(name, version, model.modality, definition, path)
+            versions[version] = _build_spec(name, version, model.modality, definition, resolved, path)
             rebuilt.add(version)
     # A running experiment keeps its measurements only while the versions it measures stay the same.
     keep_experiment = (
@@ -164,17 +228,18 @@ def _build_plan(name: str, model: Any, old_model: Any, old_plan: ModelPlan | Non
         versions,
         dict(model.aliases),
         old_plan.experiment if keep_experiment else _build_experiment(where, model, path),
-        old_plan.shadow if keep_shadow else _build_shadow(f"{where}.shadow", model.shadow, path),
+        old_plan.shadow if keep_shadow else _build_shadow(model.shadow, resolved),
     )
 
 
-def _build_spec(name: str, version: str, modality: str, definition: Any, path: Path) -> ModelSpec:
+def _build_spec(
+    name: str, version: str, modality: str, definition: Any, resolved: dict[str, Any], path: Path
+) -> ModelSpec:
     where = f"models.{name}.versions.{version}"
     if definition.model is not None:
-        model = _import(definition.model, path, f"{where}.model")
+        model = resolved[definition.model]
     else:
-        factory = _import(definition.factory, path, f"{where}.factory")
-        model = _call(path, f"{where}.factory", factory, *definition.args, **definition.kwargs)
+        model = _call(path, f"{where}.factory", resolved[definition.factory], *definition.args, **definition.kwargs)
     spec = ModelSpec(
         name=name,
         version=version,
@@ -213,10 +278,10 @@ def _build_experiment(where: str, model: Any, path: Path) -> Experiment | None:
     return None
 
 
-def _build_shadow(where: str, shadow: Any, path: Path) -> Shadow | None:
+def _build_shadow(shadow: Any, resolved: dict[str, Any]) -> Shadow | None:
     if shadow is None:
         return None
-    compare = _import(shadow.compare, path, f"{where}.compare") if shadow.compare is not None else None
+    compare = resolved[shadow.compare] if shadow.compare is not None else None
     return Shadow(
         shadow.version,
         share=shadow.share,
@@ -227,13 +292,8 @@ def _build_shadow(where: str, shadow: Any, path: Path) -> Shadow | None:
     )
 
 
-def _build_policy(policy: Any, path: Path) -> policies.Policy:
-    if ":" in policy.use:
-        cls = _import(policy.use, path, "policy.use")
-    elif policy.use in policies.__all__:
-        cls = getattr(policies, policy.use)
-    else:
-        raise ConfigError(f"{path}: policy.use: unknown policy {policy.use!r}; built in: {policies.__all__}")
+def _build_policy(policy: Any, resolved: dict[str, Any], path: Path) -> policies.Policy:
+    cls = resolved[policy.use] if ":" in policy.use else getattr(policies, policy.use)
     built = _call(path, "policy", cls, **policy.args)
     if not isinstance(built, policies.Policy):
         raise ConfigError(f"{path}: policy.use: {policy.use!r} made a {type(built).__name__}, not a fastroute Policy")
@@ -264,8 +324,11 @@ def _rng(seed: int | None) -> random.Random | None:
 
 
 def _import(target: str, path: Path, where: str) -> Any:
-    """Import ``package.module:object.attr`` (and nothing else)."""
+    """The callable ``package.module:object.attr`` names (no dunder part; nothing else)."""
     module_name, _, attributes = target.partition(":")
+    dunders = [part for part in re.split(r"[.:]", target) if _DUNDER.match(part) and part != "__main__"]
+    if dunders:
+        raise ConfigError(f"{path}: {where}: {target!r} names the dunder {dunders[0]!r}; name a public callable")
     try:
         found: Any = importlib.import_module(module_name)
     except Exception as error:
@@ -275,10 +338,12 @@ def _import(target: str, path: Path, where: str) -> Any:
             found = getattr(found, attribute)
         except AttributeError:
             raise ConfigError(f"{path}: {where}: {target!r} does not resolve: no attribute {attribute!r}") from None
+    if not callable(found):
+        raise ConfigError(f"{path}: {where}: {target!r} is not callable (a {type(found).__name__})")
     return found
 
 
-def _call(path: Path, where: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _call(path: Path, where: str, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call ``function``; any failure becomes a ConfigError naming the file and field."""
     try:
         return function(*args, **kwargs)
@@ -289,38 +354,6 @@ def _call(path: Path, where: str, function: Callable[..., Any], *args: Any, **kw
 
 
 # -- reading and validating --------------------------------------------------------------
-
-
-def _read(path: Path) -> Any:
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".toml"):
-        raise ConfigError(f"{path}: unsupported config type {suffix!r}; use .yaml, .yml or .toml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from None
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: invalid TOML: {error}") from None
-    else:
-        try:
-            import yaml
-        except ImportError as error:
-            raise ConfigError(f"YAML config files need the 'config' extra (pip install fastroute[config]): {error}") from None
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: invalid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: (top level): expected a mapping, got {type(raw).__name__}")
-    return raw
 
 
 def _check_references(config: Any, path: Path) -> None:
@@ -354,6 +387,28 @@ def _check_references(config: Any, path: Path) -> None:
             must_exist("canary.candidate", model.canary.candidate)
         if model.shadow is not None:
             must_exist("shadow.version", model.shadow.version)
+
+
+def _check_values(config: Any, path: Path) -> None:
+    """Bounds the schema does not state: free-form values, the executor's limits, the policy's name."""
+    use = config.policy.use
+    if ":" not in use and use not in BUILT_IN_POLICIES + ("load",):
+        raise ConfigError(
+            f"{path}: policy.use: unknown policy {use!r}; built in: {', '.join(BUILT_IN_POLICIES)} "
+            "(or load, with args {path: ...}, for a saved policy), or an import path 'package.module:Class'"
+        )
+    check_value_size(config.policy.args, f"{path}: policy.args")
+    for name, model in config.models.items():
+        for version, definition in model.versions.items():
+            where = f"{path}: models.{name}.versions.{version}"
+            check_value_size(definition.args, f"{where}.args")
+            check_value_size(definition.kwargs, f"{where}.kwargs")
+            check_value_size(definition.warmup, f"{where}.warmup")
+    if config.executor is not None:
+        try:
+            ExecutorConfig(**config.executor.model_dump())
+        except ConfigError as error:
+            raise ConfigError(f"{path}: executor: {error}") from None
 
 
 def _check_modality(path: Path, where: str, modality: str) -> None:
@@ -406,7 +461,7 @@ def _define_schema() -> Any:
         batched: bool = False
         cost: float = Field(0.0, ge=0)
         device: Name = "cpu"
-        replicas: int = Field(1, ge=1)
+        replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
         tags: list[str] = []
         warmup: Any = None
 
@@ -436,8 +491,8 @@ def _define_schema() -> Any:
         version: Version
         share: float = Field(1.0, ge=0, le=1)
         compare: ImportPath | None = None
-        workers: int = Field(1, ge=1)
-        queue_size: int = Field(64, ge=1)
+        workers: int = Field(1, ge=1, le=MAX_SHADOW_WORKERS)
+        queue_size: int = Field(64, ge=1, le=MAX_SHADOW_QUEUE)
         seed: int | None = None
 
     class ModelConfig(Strict):
