@@ -7,6 +7,7 @@ same decisions as scikit-learn on the same rows.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,43 @@ from .compiled import FORMAT, FORMAT_VERSION, Compiled, CompiledPolicy, as_featu
 __all__ = ["Forest", "Tree", "routing_objective"]
 
 _ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "values", "tree_begin", "divisor")
+#: Per array: the dtype kinds accepted, the number of dimensions and the dtype the scorer reads.
+_ARRAY_TYPES = {
+    "feature": ("iu", 1, np.int32),
+    "threshold": ("fiu", 1, np.float64),
+    "left": ("iu", 1, np.int32),
+    "right": ("iu", 1, np.int32),
+    "missing_left": ("biu", 1, np.uint8),
+    "values": ("fiu", 2, np.float64),
+    "tree_begin": ("iu", 1, np.uint32),
+    "divisor": ("fiu", 1, np.float64),
+}
+
+
+def _scorer_array(name: str, value: Any) -> np.ndarray:
+    """``value`` in the dtype the scorer reads, or PolicyError naming the array: a wrong kind,
+    shape, or integers the scorer's type cannot hold are refused, never cast."""
+    kinds, ndim, dtype = _ARRAY_TYPES[name]
+    array = np.asarray(value)
+    if array.dtype.kind not in kinds:
+        raise PolicyError(f"{name}: dtype {array.dtype} where {'an integer' if kinds == 'iu' else 'a numeric'} array belongs")
+    if array.ndim != ndim:
+        raise PolicyError(f"{name}: shape {array.shape} where a {ndim}-D array belongs")
+    if array.dtype.kind in "iu" and np.dtype(dtype).kind in "iu" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise PolicyError(f"{name}: values outside [{info.min}, {info.max}]")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _sklearn(module: str) -> Any:
+    """``sklearn.<module>``, or PolicyError naming the extra that installs it."""
+    try:
+        return importlib.import_module(f"sklearn.{module}")
+    except ImportError as error:
+        raise PolicyError(
+            f"fitting a tree or forest needs scikit-learn: pip install 'fastroute[learn]' ({error})"
+        ) from None
 
 
 def routing_objective(
@@ -75,7 +113,7 @@ class _TreeEnsemble(CompiledPolicy):
     _kind = ""
 
     def _compile(self, arrays: Mapping[str, np.ndarray], models: Sequence[str], feature_names: Sequence[str]) -> None:
-        arrays = {name: np.asarray(arrays[name]) for name in _ARRAYS}
+        arrays = {name: _scorer_array(name, arrays[name]) for name in _ARRAYS}
         scorer = build_scorer(_core.ForestScorer, len(feature_names), *(arrays[name] for name in _ARRAYS))
         if scorer.num_models != len(models):
             raise PolicyError(f"leaf values have {scorer.num_models} columns for {len(models)} models")
@@ -276,9 +314,8 @@ class Tree(_TreeEnsemble):
             max_depth, min_samples_leaf, method, random_state)
 
     def _estimator(self) -> Any:
-        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-        cls = DecisionTreeRegressor if self.method == "regression" else DecisionTreeClassifier
+        tree = _sklearn("tree")
+        cls = tree.DecisionTreeRegressor if self.method == "regression" else tree.DecisionTreeClassifier
         return cls(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf, random_state=self.random_state)
 
 
@@ -303,8 +340,7 @@ class Forest(_TreeEnsemble):
         self.method, self.extra, self.random_state, self.n_jobs = method, extra, random_state, n_jobs
 
     def _estimator(self) -> Any:
-        from sklearn import ensemble
-
+        ensemble = _sklearn("ensemble")
         name = ("ExtraTrees" if self.extra else "RandomForest") + (
             "Regressor" if self.method == "regression" else "Classifier")
         return getattr(ensemble, name)(
