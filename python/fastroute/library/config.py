@@ -69,9 +69,17 @@ __all__ = ["load_config", "load_router", "reload_router"]
 IMPORT_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
 _DUNDER = re.compile(r"^__\w*__$")
 
+
+def _built_in_policies() -> tuple[str, ...]:
+    """The policy classes ``fastroute.decision`` exports, base classes left out."""
+    classes = [getattr(policies, name) for name in policies.__all__]
+    classes = [c for c in classes if isinstance(c, type) and issubclass(c, policies.Policy)]
+    return tuple(sorted(c.__name__ for c in classes if not any(o is not c and issubclass(o, c) for o in classes)))
+
+
 #: What ``policy.use`` may name without an import path: the built-in policies,
 #: and ``load`` (``args: {path: ...}``) for a policy saved with ``policy.save``.
-BUILT_IN_POLICIES = ("ByModality", "Forest", "Rules", "Threshold", "Tree")
+BUILT_IN_POLICIES = _built_in_policies()
 #: Bounds of the sizes a file may ask for.
 MAX_REPLICAS = 1024
 MAX_SHADOW_WORKERS = 64
