@@ -37,6 +37,17 @@ def saved_arrays(tree: Tree, tmp_path: Path) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
+def peak_memory_refusing(path: Path, problem: str) -> int:
+    """Peak traced memory (bytes) while ``load(path)`` raises a PolicyError matching ``problem``."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(PolicyError, match=problem):
+            load(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
@@ -59,14 +70,7 @@ def test_a_member_declaring_4e9_values_is_refused_before_reading(tmp_path: Path,
         for name, array in arrays.items():
             data = npy_bytes(array) if name != "values" else b"\x93NUMPY" + header.getvalue()[6:] + b"\0" * 64
             archive.writestr(f"{name}.npy", data)
-    tracemalloc.start()
-    try:
-        with pytest.raises(PolicyError, match=r"values: declares 32000000000 bytes"):
-            load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 10_000_000
+    assert peak_memory_refusing(path, r"values: declares 32000000000 bytes") < 10_000_000
 
 
 def test_a_compressed_member_is_refused_before_it_expands(tmp_path: Path, tree: Tree) -> None:
@@ -75,14 +79,7 @@ def test_a_compressed_member_is_refused_before_it_expands(tmp_path: Path, tree: 
     arrays["values"] = np.zeros((1 << 22, 2))  # 64 MiB of zeros, ~65 KB compressed
     np.savez_compressed(tmp_path / "packed.npz", **arrays)
     assert (tmp_path / "packed.npz").stat().st_size < 200_000
-    tracemalloc.start()
-    try:
-        with pytest.raises(PolicyError, match="compressed"):
-            load(tmp_path / "packed.npz")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 10_000_000
+    assert peak_memory_refusing(tmp_path / "packed.npz", "compressed") < 10_000_000
 
 
 def test_a_pickled_member_is_refused(tmp_path: Path, tree: Tree) -> None:
