@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds to wait for a request body before 408 (default 30)")
     serve.add_argument("--drain-timeout", type=_positive_float, default=30.0,
                        help="seconds SIGTERM waits for requests in flight (default 30)")
+    serve.add_argument("--decision-log", type=Path, metavar="PATH",
+                       help="write a decision record per routed request: JSON lines, or Parquet for a .parquet path")
+    serve.add_argument("--decision-log-max-bytes", type=_positive_int, default=64 << 20,
+                       help="rotate the decision log past this size (default 64 MiB; 3 older files kept)")
     serve.add_argument("--admin", action="store_true", help="enable POST /admin/reload (off by default)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(run=_serve)
@@ -111,13 +115,14 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serving import ServingSettings, serve
+    from .serving import DecisionLog, ServingSettings, serve
 
     _add_import_path(args.app_dir)
     settings = ServingSettings(max_body_bytes=args.max_body_bytes, max_in_flight=args.max_in_flight,
                                body_timeout_s=args.body_timeout, admin=args.admin)
+    log = DecisionLog(args.decision_log, max_bytes=args.decision_log_max_bytes) if args.decision_log else None
     serve(args.config, host=args.host, port=args.port, settings=settings,
-          drain_timeout_s=args.drain_timeout, log_level=args.log_level)
+          drain_timeout_s=args.drain_timeout, log_level=args.log_level, decision_log=log)
     return 0
 
 

@@ -10,6 +10,7 @@ Needs the ``serve`` extra: ``pip install "fastroute[serve]"``.
 from __future__ import annotations
 
 from .app import DEADLINE_HEADER, ROUTER_MODEL, Service, ServingSettings, create_app
+from .decision_log import DecisionLog, read_log
 from .server import serve
 
-__all__ = ["DEADLINE_HEADER", "ROUTER_MODEL", "Service", "ServingSettings", "create_app", "serve"]
+__all__ = ["DEADLINE_HEADER", "ROUTER_MODEL", "DecisionLog", "Service", "ServingSettings", "create_app", "read_log", "serve"]

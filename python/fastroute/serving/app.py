@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..analyzer import analyze
 from ..errors import (
     ConfigError,
     DeadlineExceeded,
@@ -50,13 +51,14 @@ from ..errors import (
     Overloaded,
     RouterClosed,
 )
-from .metrics import ServingMetrics, router_families
+from .decision_log import DecisionLog
+from .metrics import ServingMetrics, decision_log_families, router_families
 from .protocol import HEADER_LENGTH, InferRequest, ProtocolError, encode_infer_response, parse_infer_request
 
 if TYPE_CHECKING:
     from ..library.leases import Lease
     from ..library.spec import ModelSpec
-    from ..router import Router
+    from ..router import Decision, Router
 
 __all__ = ["ROUTER_MODEL", "DEADLINE_HEADER", "ServingSettings", "Service", "create_app"]
 
@@ -105,14 +107,24 @@ class Service:
     read on it too (see :mod:`fastroute.serving.metrics`).
     """
 
-    def __init__(self, router: Router, settings: ServingSettings | None = None, *, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        settings: ServingSettings | None = None,
+        *,
+        config_path: Path | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
         if ROUTER_MODEL in router.models:
             raise ConfigError(f"a model is named {ROUTER_MODEL!r}, the name under which the server serves the router")
         self.router = router
         self.settings = settings if settings is not None else ServingSettings()
         self.config_path = config_path
+        self.decision_log = decision_log
         self.metrics = ServingMetrics()
         self.metrics.add_live(lambda: router_families(router))
+        if decision_log is not None:
+            self.metrics.add_live(lambda: decision_log_families(decision_log))
         self.draining = False
         self._reload_lock = asyncio.Lock()
 
@@ -130,9 +142,31 @@ class Service:
             self.metrics.reloads["ok"] += 1
 
     def close(self) -> None:
-        """Finish every accepted request and stop the router's workers."""
+        """Finish every accepted request, stop the router's workers, flush the decision log."""
         self.draining = True
         self.router.close(drain=True)
+        if self.decision_log is not None:
+            self.decision_log.close()
+
+    def log_decision(self, decision: Decision, decision_id: str, x: Any, latency_s: float, outcome: str) -> None:
+        """Queue one decision record (features recomputed from ``x``); no-op without a log."""
+        if self.decision_log is None:
+            return
+        self.decision_log.record({
+            "kind": "decision",
+            "id": decision_id,
+            "time": time.time(),
+            "model": decision.model,
+            "version": decision.version,
+            "modality": decision.modality,
+            "reason": decision.reason,
+            "score": decision.score,
+            "propensity": 1.0,
+            "candidates": self.router.models.for_modality(decision.modality),
+            "features": analyze(x).features,
+            "latency_s": latency_s,
+            "outcome": outcome,
+        })
 
 
 def create_app(service: Service) -> Starlette:
@@ -260,12 +294,20 @@ class _Handlers:
         lease = self.router.models.lease(decision.model, decision.version)
         self.metrics.stages["route"].observe(time.perf_counter() - started)
         self.metrics.count_decision(decision.model, decision.version, decision.reason)
-        result = await self._run(lease, infer, deadline)
+        decision_id = uuid.uuid4().hex
+        outcome = "ok"
+        try:
+            result = await self._run(lease, infer, deadline)
+        except BaseException as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            self.service.log_decision(decision, decision_id, infer.input, time.perf_counter() - started, outcome)
         parameters = {
             "model": decision.model,
             "version": decision.version,
             "reason": decision.reason,
-            "decision_id": uuid.uuid4().hex,
+            "decision_id": decision_id,
         }
         body, headers = encode_infer_response(result, infer, ROUTER_MODEL, "1", parameters)
         return Response(body, headers=headers)

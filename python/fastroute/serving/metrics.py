@@ -19,8 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 if TYPE_CHECKING:
     from ..router import Router
+    from .decision_log import DecisionLog
 
-__all__ = ["LATENCY_BUCKETS_S", "STAGES", "LatencyHistogram", "ServingMetrics"]
+__all__ = ["LATENCY_BUCKETS_S", "STAGES", "LatencyHistogram", "ServingMetrics", "decision_log_families", "router_families"]
 
 #: Histogram bounds, seconds: 5 us to 10 s (routing takes microseconds, models milliseconds).
 LATENCY_BUCKETS_S = (
@@ -112,6 +113,12 @@ def router_families(router: Router) -> Iterator[Any]:
     yield queued
     yield leased
     yield from _canary_families(router)
+
+
+def decision_log_families(log: DecisionLog) -> Iterator[Any]:
+    """The decision log's written and dropped record counts."""
+    yield _counter("fastroute_decision_log_records", "Decision log records by fate (written, dropped when the queue was full).",
+                   ["fate"], {("written",): log.written, ("dropped",): log.dropped})
 
 
 def _canary_families(router: Router) -> Iterator[Any]:

@@ -20,9 +20,10 @@ from typing import Any
 
 import uvicorn
 
-from ..errors import ConfigError, FastrouteError
+from ..errors import FastrouteError
 from ..router import Router
 from .app import Service, ServingSettings, create_app
+from .decision_log import DecisionLog
 
 __all__ = ["serve"]
 
@@ -37,17 +38,25 @@ def serve(
     settings: ServingSettings | None = None,
     drain_timeout_s: float = 30.0,
     log_level: str = "info",
+    decision_log: DecisionLog | None = None,
 ) -> None:
     """Serve the router built from ``config_path`` until SIGTERM/SIGINT; blocks.
 
     Raises ConfigError (before listening) when the file is invalid.
     """
     config_path = Path(config_path)
-    router = Router.from_config(config_path)
     try:
-        service = Service(router, settings, config_path=config_path)
-    except ConfigError:
+        router = Router.from_config(config_path)
+    except BaseException:
+        if decision_log is not None:
+            decision_log.close()
+        raise
+    try:
+        service = Service(router, settings, config_path=config_path, decision_log=decision_log)
+    except BaseException:
         router.close()
+        if decision_log is not None:
+            decision_log.close()
         raise
     config = uvicorn.Config(
         create_app(service),
