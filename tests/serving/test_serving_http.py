@@ -108,7 +108,7 @@ def test_router_infer_reports_its_decision(server: ServerProcess) -> None:
     parameters = body["parameters"]
     assert (parameters["model"], parameters["version"]) == ("sum", "1")
     assert "tabular" in parameters["reason"] and "alias 'stable'" in parameters["reason"]
-    assert len(parameters["decision_id"]) >= 16
+    assert isinstance(parameters["decision_id"], str) and parameters["propensity"] == 1.0
 
     request = {**tensor(["one two three"], "BYTES"), "id": "req-7"}
     text = server.client.post("/v2/models/router/infer", json=request)
@@ -363,3 +363,28 @@ def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     assert server.stop() == CLEAN_EXIT, server.output()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/v2/health/live")
+
+
+# -- feedback ---------------------------------------------------------------------------------
+
+
+def test_feedback_joins_an_outcome_to_a_decision(server: ServerProcess) -> None:
+    before = server.metrics()
+    served = server.client.post("/v2/models/router/infer", json=tensor([1.0, 1.0])).json()
+    decision_id = served["parameters"]["decision_id"]
+    joined = server.client.post("/feedback", json={"id": decision_id, "reward": 0.75, "cost": 0.1})
+    assert joined.json() == {"id": decision_id, "status": "joined"}
+    assert server.client.post("/feedback", json={"id": decision_id, "reward": 1.0}).json()["status"] == "duplicate"
+    assert server.client.post("/feedback", json={"id": "never-issued", "reward": 1.0}).json()["status"] == "foreign"
+    open_id = server.client.post("/v2/models/router/infer", json=tensor([2.0])).json()["parameters"]["decision_id"]
+    for body, message in [({"reward": 1.0}, "needs the decision's 'id'"),
+                          ({"id": open_id, "reward": "good"}, "reward"),
+                          ({"id": open_id, "mood": 1.0}, "unknown outcome fields"),
+                          ({"id": open_id, "decision_id": "x"}, "unknown feedback field")]:
+        refused = server.client.post("/feedback", json=body)
+        assert refused.status_code == 400 and message in refused.json()["error"], refused.text
+    nan = server.client.post("/feedback", content=b'{"id": "%s", "reward": NaN}' % open_id.encode())
+    assert nan.status_code == 400
+    after = server.metrics()
+    assert total(after, "fastroute_feedback_total", status="joined") - total(before, "fastroute_feedback_total", status="joined") == 1
+    assert total(after, "fastroute_feedback_reward_sum") - total(before, "fastroute_feedback_reward_sum") == 0.75

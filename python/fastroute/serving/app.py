@@ -9,6 +9,9 @@ Endpoints (``{version}`` parts are optional):
   a version); ``POST /v2/models/router/infer``: the router chooses the model, and the
   response's ``parameters`` carry ``model``, ``version``, ``reason`` and ``decision_id``
 - ``POST /route``: the decision only, for the same request body
+- ``POST /feedback``: ``{"id": decision_id, "reward": ..., "quality": ..., "cost": ...,
+  "latency": ...}`` joins an outcome to a decision (``Router.feedback``); answers
+  ``{"status": "joined" | "unknown" | "foreign" | "expired" | "duplicate"}``
 - ``GET /metrics``: Prometheus text; ``POST /admin/reload`` when enabled
 
 Every request runs through the router's executor on the asyncio path, so concurrent
@@ -26,8 +29,7 @@ import asyncio
 import json
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -148,20 +150,25 @@ class Service:
         if self.decision_log is not None:
             self.decision_log.close()
 
-    def log_decision(self, decision: Decision, decision_id: str, x: Any, latency_s: float, outcome: str) -> None:
+    def log_feedback(self, decision_id: str, outcome: Mapping[str, Any]) -> None:
+        """Queue one feedback record, joined to its decision when the log is read."""
+        if self.decision_log is not None:
+            self.decision_log.record({"kind": "feedback", "id": decision_id, "time": time.time(), **outcome})
+
+    def log_decision(self, decision: Decision, x: Any, latency_s: float, outcome: str) -> None:
         """Queue one decision record (features recomputed from ``x``); no-op without a log."""
         if self.decision_log is None:
             return
         self.decision_log.record({
             "kind": "decision",
-            "id": decision_id,
+            "id": decision.id,
             "time": time.time(),
             "model": decision.model,
             "version": decision.version,
             "modality": decision.modality,
             "reason": decision.reason,
             "score": decision.score,
-            "propensity": 1.0,
+            "propensity": decision.propensity,
             "candidates": self.router.models.for_modality(decision.modality),
             "features": analyze(x).features,
             "latency_s": latency_s,
@@ -185,6 +192,7 @@ def create_app(service: Service) -> Starlette:
         Route(model + "/infer", handlers.infer, methods=["POST"]),
         Route(versioned + "/infer", handlers.infer, methods=["POST"]),
         Route("/route", handlers.route, methods=["POST"]),
+        Route("/feedback", handlers.feedback, methods=["POST"]),
         Route("/metrics", handlers.scrape),
     ]
     if service.settings.admin:
@@ -280,61 +288,78 @@ class _Handlers:
 
     async def _infer_model(self, request: Request, infer: InferRequest, deadline: float | None) -> Response:
         name, version = request.path_params["name"], request.path_params.get("version")
+        remaining = _remaining(deadline)
         try:
             lease = self.router.models.lease(name, version, key=infer.parameters.get("key"))
         except NoRoute as error:
             raise ProtocolError(str(error), 404) from None
-        result = await self._run(lease, infer, deadline)
-        body, headers = encode_infer_response(result, infer, lease.spec.name, lease.spec.version, {})
-        return Response(body, headers=headers)
-
-    async def _infer_routed(self, request: Request, infer: InferRequest, deadline: float | None) -> Response:
-        started = time.perf_counter()
-        decision = self.router.route(infer.input, key=infer.parameters.get("key"))
-        lease = self.router.models.lease(decision.model, decision.version)
-        self.metrics.stages["route"].observe(time.perf_counter() - started)
-        self.metrics.count_decision(decision.model, decision.version, decision.reason)
-        decision_id = uuid.uuid4().hex
-        outcome = "ok"
         try:
-            result = await self._run(lease, infer, deadline)
-        except BaseException as error:
-            outcome = type(error).__name__
-            raise
-        finally:
-            self.service.log_decision(decision, decision_id, infer.input, time.perf_counter() - started, outcome)
-        parameters = {
-            "model": decision.model,
-            "version": decision.version,
-            "reason": decision.reason,
-            "decision_id": decision_id,
-        }
-        body, headers = encode_infer_response(result, infer, ROUTER_MODEL, "1", parameters)
-        return Response(body, headers=headers)
-
-    async def _run(self, lease: Lease, infer: InferRequest, deadline: float | None) -> Any:
-        """Run the leased model on the executor; the lease ends when the request does."""
-        started = time.perf_counter()
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            lease.discard()
-            raise DeadlineExceeded("the request's deadline passed before it was queued")
-        try:
-            future = await self.router.executor.asubmit(
+            future = self.router.executor.submit(
                 lease.spec, infer.input, priority=_priority(infer.parameters), deadline=remaining
             )
         except BaseException:
             lease.discard()
             raise
         future.add_done_callback(lambda done: _end_lease(lease, done))
+        result = await self._result(future, remaining, lease.spec.name)
+        body, headers = encode_infer_response(result, infer, lease.spec.name, lease.spec.version, {})
+        return Response(body, headers=headers)
+
+    async def _infer_routed(self, request: Request, infer: InferRequest, deadline: float | None) -> Response:
+        remaining = _remaining(deadline)
+        started = time.perf_counter()
+        future = self.router.submit(
+            infer.input, priority=_priority(infer.parameters), deadline=remaining, key=infer.parameters.get("key")
+        )
+        self.metrics.stages["route"].observe(time.perf_counter() - started)
+        decision = future.decision
+        self.metrics.count_decision(decision.model, decision.version, decision.reason)
+        outcome = "ok"
+        try:
+            result = await self._result(future, remaining, decision.model)
+        except BaseException as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            self.service.log_decision(decision, infer.input, time.perf_counter() - started, outcome)
+        parameters = {
+            "model": decision.model,
+            "version": decision.version,
+            "reason": decision.reason,
+            "decision_id": decision.id,
+            "propensity": decision.propensity,
+        }
+        body, headers = encode_infer_response(result, infer, ROUTER_MODEL, "1", parameters)
+        return Response(body, headers=headers)
+
+    async def _result(self, future: Future, remaining: float | None, model: str) -> Any:
+        """The queued request's result, awaited until its deadline at most."""
+        started = time.perf_counter()
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
         except DeadlineExceeded:
             raise
         except asyncio.TimeoutError:  # wait_for's own: the model is still running
-            raise DeadlineExceeded(f"model {lease.spec.name!r} had not answered by the request's deadline") from None
+            raise DeadlineExceeded(f"model {model!r} had not answered by the request's deadline") from None
         finally:
             self.metrics.stages["executor"].observe(time.perf_counter() - started)
+
+    async def feedback(self, request: Request) -> Response:
+        """``{"id": decision id, "reward": r, ...outcome}`` -> ``router.feedback``; answers its status."""
+
+        async def join() -> Response:
+            document = _json_object(await self._body(request))
+            decision_id = document.pop("id", None)
+            if not isinstance(decision_id, str):
+                raise ProtocolError("feedback needs the decision's 'id' (a string, from the infer response's decision_id)")
+            if "decision_id" in document:
+                raise ProtocolError("unknown feedback field 'decision_id': name the decision with 'id'")
+            status = self.router.feedback(decision_id, **document)
+            self.metrics.count_feedback(status, document.get("reward"))
+            self.service.log_feedback(decision_id, document)
+            return JSONResponse({"id": decision_id, "status": status})
+
+        return await self._answer("feedback", join)
 
     # -- admin and metrics -------------------------------------------------------------
 
@@ -446,6 +471,26 @@ def _status_of(error: FastrouteError) -> tuple[int, bool]:
     if isinstance(error, (InvalidInput, NoRoute, TypeError, ValueError)):
         return 400, False
     return 500, False
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProtocolError(f"request body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("request body must be a JSON object")
+    return document
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (time.monotonic), None for none; DeadlineExceeded when past."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded("the request's deadline passed before it was queued")
+    return remaining
 
 
 def _deadline(request: Request, infer: InferRequest, arrived: float) -> float | None:

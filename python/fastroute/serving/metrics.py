@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, SummaryMetricFamily
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -68,6 +68,9 @@ class ServingMetrics:
         self.errors: Counter[str] = Counter()  # error class
         self.responses: Counter[tuple[str, int]] = Counter()  # (endpoint, status)
         self.reloads: Counter[str] = Counter()  # ok | failed
+        self.feedback: Counter[str] = Counter()  # feedback status (joined, unknown, ...)
+        self.reward_sum = 0.0  # over joined feedback with a reward
+        self.reward_count = 0
         self.in_flight = 0
         self._registry = CollectorRegistry(auto_describe=False)
         self._live: list[Callable[[], Iterator[Any]]] = []
@@ -79,6 +82,12 @@ class ServingMetrics:
 
     def count_decision(self, model: str, version: str, reason: str) -> None:
         self.decisions[(model, version, version_rule(reason))] += 1
+
+    def count_feedback(self, status: str, reward: Any) -> None:
+        self.feedback[status] += 1
+        if status == "joined" and isinstance(reward, (int, float)) and not isinstance(reward, bool):
+            self.reward_sum += reward
+            self.reward_count += 1
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything counted and every live source."""
@@ -161,6 +170,10 @@ class _Collector:
         yield _counter("fastroute_http_responses", "HTTP responses by endpoint and status code.", ["endpoint", "code"],
                        {(endpoint, str(code)): n for (endpoint, code), n in m.responses.items()})
         yield _counter("fastroute_config_reloads", "Config reloads by outcome.", ["outcome"], {(k,): v for k, v in m.reloads.items()})
+        yield _counter("fastroute_feedback", "Feedback received by status.", ["status"], {(k,): v for k, v in m.feedback.items()})
+        rewards = SummaryMetricFamily("fastroute_feedback_reward", "Rewards of joined feedback.",
+                                      count_value=m.reward_count, sum_value=m.reward_sum)
+        yield rewards
         in_flight = GaugeMetricFamily("fastroute_http_in_flight_requests", "HTTP requests being served now.")
         in_flight.add_metric([], m.in_flight)
         yield in_flight
