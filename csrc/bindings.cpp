@@ -690,6 +690,9 @@ void bind_dispatch(py::module_& m) {
 }  // namespace
 
 void bind_bandit(py::module_& m);  // bindings_bandit.cpp
+namespace fastroute::binding {
+void bind_ngrams(py::module_& m);  // bind_ngrams.cpp
+}
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastroute's C++ core (private: use the fastroute package).";
@@ -706,4 +709,5 @@ PYBIND11_MODULE(_core, m) {
   bind_analyzer(m);
   bind_dispatch(m);
   bind_bandit(m);
+  fastroute::binding::bind_ngrams(m);
 }

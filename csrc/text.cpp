@@ -72,33 +72,6 @@ bool is_binary_control(char32_t cp) {
   return cp < 0x20 ? !((cp >= 0x07 && cp <= 0x0D) || cp == 0x1B) : cp == 0x7F;
 }
 
-// Decodes one code point at s[i]; returns its length in bytes, 0 if invalid.
-std::size_t decode(std::string_view s, std::size_t i, char32_t& cp) {
-  const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(s[i + k]); };
-  const std::uint8_t lead = byte(0);
-  std::size_t length = 0;
-  char32_t min = 0;
-  if (lead < 0x80) {
-    cp = lead;
-    return 1;
-  } else if ((lead >> 5) == 0x6) {
-    length = 2, cp = lead & 0x1F, min = 0x80;
-  } else if ((lead >> 4) == 0xE) {
-    length = 3, cp = lead & 0x0F, min = 0x800;
-  } else if ((lead >> 3) == 0x1E) {
-    length = 4, cp = lead & 0x07, min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (s.size() - i < length) return 0;
-  for (std::size_t k = 1; k < length; ++k) {
-    if ((byte(k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(k) & 0x3F);
-  }
-  const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
-  return (cp < min || cp > 0x10FFFF || surrogate) ? 0 : length;
-}
-
 // ASCII character classes, tabulated from the predicates above.
 enum AsciiClass : std::uint8_t { kSpace = 1, kDigit = 2, kPunct = 4, kUpper = 8, kLetter = 16 };
 constexpr std::array<std::uint8_t, 128> kAsciiClasses = [] {
@@ -167,6 +140,32 @@ struct Counts {
 
 }  // namespace
 
+std::size_t decode_utf8(std::string_view s, std::size_t i, char32_t& cp) {
+  const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(s[i + k]); };
+  const std::uint8_t lead = byte(0);
+  std::size_t length = 0;
+  char32_t min = 0;
+  if (lead < 0x80) {
+    cp = lead;
+    return 1;
+  } else if ((lead >> 5) == 0x6) {
+    length = 2, cp = lead & 0x1F, min = 0x80;
+  } else if ((lead >> 4) == 0xE) {
+    length = 3, cp = lead & 0x0F, min = 0x800;
+  } else if ((lead >> 3) == 0x1E) {
+    length = 4, cp = lead & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (s.size() - i < length) return 0;
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(k) & 0x3F);
+  }
+  const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
+  return (cp < min || cp > 0x10FFFF || surrogate) ? 0 : length;
+}
+
 namespace {
 
 // Byte counts from four interleaved histograms, which break the
@@ -216,7 +215,7 @@ bool measure_text(std::string_view utf8, TextCheck check, FeatureVector& f) {
   Counts c;
   for (std::size_t i = 0; i < utf8.size();) {
     char32_t cp = 0;
-    const std::size_t length = decode(utf8, i, cp);
+    const std::size_t length = decode_utf8(utf8, i, cp);
     if (check == TextCheck::kSniff && (length == 0 || is_binary_control(cp))) return false;
     c.add(cp);
     i += length ? length : 1;

@@ -24,6 +24,11 @@ bool measure_text(std::string_view utf8, TextCheck check, FeatureVector& feature
 // balance, with only JSON's literal characters between them.
 bool looks_like_json(std::string_view utf8);
 
+// Decodes the code point starting at utf8[i] (i < utf8.size()) into `cp`;
+// returns its length in bytes, or 0 when the bytes there are not strict UTF-8
+// (overlong, surrogate, above U+10FFFF, truncated).
+std::size_t decode_utf8(std::string_view utf8, std::size_t i, char32_t& cp);
+
 // Shannon entropy of the byte histogram, in bits per byte (0 for empty).
 float byte_entropy(std::span<const std::byte> bytes);
 

@@ -1,6 +1,7 @@
 """The C++ core under sanitizers.
 
-- The C++ tests (tests/cpp: queue, dispatcher, scorer, bandit) are configured into
+    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit",
+          "test_ngrams"], cwd=ROOT)
   ``build/cpp-tests/<variant>`` (incremental between runs) with
   ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
 - The extension itself is built with ASan+UBSan into ``build/asan-extension``
@@ -64,7 +65,8 @@ def test_cpp_core_under_sanitizer(variant: str) -> None:
         ],
         cwd=ROOT,
     )
-    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit"], cwd=ROOT)
+    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit",
+          "test_ngrams"], cwd=ROOT)
     _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})
 
 
@@ -74,6 +76,7 @@ SANITIZED_SUITE = [
     "tests/analyzer/test_analyzer_files.py",
     "tests/analyzer/test_analyzer_fuzz.py",
     "tests/analyzer/test_analyzer_text.py",
+    "tests/analyzer/test_ngrams.py",
     "tests/decision/test_policies.py",
     "tests/executors/test_dispatch.py",
 ]

@@ -1,7 +1,8 @@
 """Analyzer: detect an input's modality and extract its feature vector (in C++).
 
 The contract (inputs, modality heuristics, the feature schema) is documented
-in :mod:`fastroute.analyzer.analysis`.
+in :mod:`fastroute.analyzer.analysis`; hashed n-gram text features (sparse,
+as scikit-learn's HashingVectorizer) in :mod:`fastroute.analyzer.ngrams`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ from .analysis import (
     analyze,
     analyze_batch,
 )
+from .ngrams import HASH_FEATURES_MAX, HASH_FEATURES_MIN, NGRAM_MAX_N, HashedNgrams
 
 __all__ = [
     "DTYPE_KINDS",
     "FEATURE_NAMES",
+    "HASH_FEATURES_MAX",
+    "HASH_FEATURES_MIN",
     "MIMES",
     "MODALITIES",
+    "NGRAM_MAX_N",
     "SCRIPTS",
     "SOURCES",
     "Analysis",
     "BatchAnalysis",
+    "HashedNgrams",
     "analyze",
     "analyze_batch",
 ]
