@@ -13,6 +13,8 @@ Endpoints (``{version}`` parts are optional):
   "latency": ...}`` joins an outcome to a decision (``Router.feedback``); answers
   ``{"status": "joined" | "unknown" | "foreign" | "expired" | "duplicate"}``
 - ``GET /metrics``: Prometheus text; ``POST /admin/reload`` when enabled
+- ``GET /``: the status page (models and traffic shares, latency histograms,
+  experiments, recent decisions), drawn from ``GET /status.json``
 
 Every request runs through the router's executor on the asyncio path, so concurrent
 HTTP requests for one model are micro-batched together. Errors are the protocol's
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
@@ -55,6 +57,7 @@ from ..errors import (
 )
 from .decision_log import DecisionLog
 from .metrics import ServingMetrics, decision_log_families, router_families
+from .status import RecentDecisions, status_page, status_snapshot
 from .protocol import HEADER_LENGTH, InferRequest, ProtocolError, encode_infer_response, parse_infer_request
 
 if TYPE_CHECKING:
@@ -127,6 +130,7 @@ class Service:
         self.metrics.add_live(lambda: router_families(router))
         if decision_log is not None:
             self.metrics.add_live(lambda: decision_log_families(decision_log))
+        self.recent = RecentDecisions()
         self.draining = False
         self._reload_lock = asyncio.Lock()
 
@@ -155,14 +159,16 @@ class Service:
         if self.decision_log is not None:
             self.decision_log.record({"kind": "feedback", "id": decision_id, "time": time.time(), **outcome})
 
-    def log_decision(self, decision: Decision, x: Any, latency_s: float, outcome: str) -> None:
-        """Queue one decision record (features recomputed from ``x``); no-op without a log."""
+    def note_decision(self, decision: Decision, x: Any, latency_s: float, outcome: str) -> None:
+        """Keep a served decision for the status page, and log it (features recomputed from ``x``)."""
+        now = time.time()
+        self.recent.add(decision, now, latency_s, outcome)
         if self.decision_log is None:
             return
         self.decision_log.record({
             "kind": "decision",
             "id": decision.id,
-            "time": time.time(),
+            "time": now,
             "model": decision.model,
             "version": decision.version,
             "modality": decision.modality,
@@ -194,6 +200,8 @@ def create_app(service: Service) -> Starlette:
         Route("/route", handlers.route, methods=["POST"]),
         Route("/feedback", handlers.feedback, methods=["POST"]),
         Route("/metrics", handlers.scrape),
+        Route("/", handlers.status_page),
+        Route("/status.json", handlers.status),
     ]
     if service.settings.admin:
         routes.append(Route("/admin/reload", handlers.reload, methods=["POST"]))
@@ -214,6 +222,7 @@ class _Handlers:
         self.router = service.router
         self.settings = service.settings
         self.metrics = service.metrics
+        self._page = status_page()
 
     # -- health and metadata ---------------------------------------------------------
 
@@ -321,7 +330,7 @@ class _Handlers:
             outcome = type(error).__name__
             raise
         finally:
-            self.service.log_decision(decision, infer.input, time.perf_counter() - started, outcome)
+            self.service.note_decision(decision, infer.input, time.perf_counter() - started, outcome)
         parameters = {
             "model": decision.model,
             "version": decision.version,
@@ -362,6 +371,12 @@ class _Handlers:
         return await self._answer("feedback", join)
 
     # -- admin and metrics -------------------------------------------------------------
+
+    async def status_page(self, request: Request) -> Response:
+        return HTMLResponse(self._page)
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(status_snapshot(self.router, self.metrics, self.service.recent, self.service.draining))
 
     async def scrape(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -50,10 +50,17 @@ class LatencyHistogram:
         self.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self.total += seconds
 
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """``(le, observations in this bucket)`` pairs, ending with +Inf."""
+        return list(zip((*map(repr, LATENCY_BUCKETS_S), "+Inf"), self.counts))
+
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, count of observations <= le)`` pairs, ending with +Inf."""
         pairs, running = [], 0
-        for bound, count in zip((*map(repr, LATENCY_BUCKETS_S), "+Inf"), self.counts):
+        for bound, count in self.buckets():
             running += count
             pairs.append((bound, running))
         return pairs
