@@ -100,3 +100,13 @@ def test_calibrated_threshold_beats_random_routing_on_gsm8k(shared_data):
     assert 0.35 < chosen.mean() < 0.45
     routed = score_choices(chosen, data.outcomes, data.models).mean_quality
     assert routed > random_routing_quality(data.outcomes, chosen.mean()) + 0.01
+
+
+def test_an_evaluation_reads_well():
+    """Its repr rounds each figure to four significant digits (it printed 17 before)."""
+    quality = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.2, 0.2, 0.9], [0.4, 0.0, 0.0]])
+    text = repr(score_choices([0, 1, 0, 0], quality, MODELS, cost=[1.0, 2.0, 4.0]))
+    assert text == (
+        "Evaluation(n=4, accuracy=0.75, mean_quality=0.65, mean_cost=1.25, regret=0.175, single_best='c', "
+        "single_best_quality=0.475, oracle_quality=0.825, gap_closed=0.5)"
+    )

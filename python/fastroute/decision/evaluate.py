@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,14 @@ class Evaluation:
     single_best_quality: float
     oracle_quality: float  # NaN with cost_weight: the per-input best then depends on cost too
     gap_closed: float  # on the objective, quality - cost_weight * cost
+
+    def __repr__(self) -> str:
+        """Every field, figures to four significant digits: readable in a log or a notebook."""
+        parts = [
+            f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value!r}"
+            for name, value in ((f.name, getattr(self, f.name)) for f in fields(self))
+        ]
+        return f"Evaluation({', '.join(parts)})"
 
 
 def score_choices(
