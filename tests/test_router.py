@@ -186,3 +186,13 @@ def test_a_pinned_policy_keeps_its_state_when_the_policy_is_refitted() -> None:
     tree.fit(features, outcomes, models=["c", "d"])
     assert view.models == ("a", "b") and tree.models == ("c", "d")
     assert set(view.decide_batch(features).names()) <= {"a", "b"}
+
+
+def test_a_router_reads_well() -> None:
+    """Its repr names the policy, each version and its modality, the executor (an object address before)."""
+    router = fastroute.Router()
+    router.register("summer", lambda x: x, modality="tabular")
+    router.register("counter", lambda x: x, modality="text", version="2")
+    assert repr(router) == "Router(policy=ByModality, models=['summer:1 (tabular)', 'counter:2 (text)'], executor=None)"
+    router.close()
+    assert repr(router).endswith("executor=None, closed)")

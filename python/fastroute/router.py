@@ -360,6 +360,13 @@ class Router:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        """The policy, each registered version with its modality, the executor, and whether closed."""
+        models = [f"{spec.name}:{spec.version} ({spec.modality})" for spec in self.models.list()]
+        executor = type(self._executor).__name__ if self._executor is not None else None
+        closed = ", closed" if self._closed else ""
+        return f"Router(policy={type(self._policy).__name__}, models={models}, executor={executor}{closed})"
+
     def _complete(self, lease: Lease, x: Any, done: Future) -> None:
         """Ends a submitted request's lease and offers its result to the shadow."""
         if done.cancelled():
