@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "model_state.hpp"
 #include "queue.hpp"
 
 namespace fastroute {
@@ -134,6 +135,7 @@ struct Lane {
   std::atomic<std::int64_t> in_flight{0};      // popped, not yet returned by the sink
   Parker arrivals;                             // a worker filling a batch waits here
   Parker progress;                             // producers wanting room, retire() waiting for drain
+  ServiceStats service;                        // written by the worker owning the lane (see BatchStream)
 };
 
 struct BatchLimits {

@@ -22,6 +22,7 @@
 namespace py = pybind11;
 using namespace fastroute;
 
+
 namespace {
 
 // Maps core exceptions to the Python classes in fastroute.errors, looked up
@@ -606,7 +607,9 @@ struct PythonBatchSink {
       py::list expired = steal_into_list(batch.expired);
       py::list aborted = steal_into_list(batch.aborted);
       try {
-        callback(batch.lane, ready, expired, aborted);
+        // The callback returns how many of the ready requests failed (for the lane's error rate).
+        const py::object failures = callback(batch.lane, ready, expired, aborted);
+        if (PyLong_Check(failures.ptr())) stream.report_failures(failures.cast<std::size_t>());
       } catch (py::error_already_set& e) {
         e.discard_as_unraisable("fastroute dispatch batch callback");
       }
@@ -657,6 +660,32 @@ int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, 
   return static_cast<int>(status);
 }
 
+// One load-aware decision: each candidate's load is read from its lanes
+// (lock-free), then choose_under_load scores them.
+py::tuple choose_among_models(const Dispatcher& dispatcher, const std::vector<std::vector<std::size_t>>& lanes,
+                              const std::vector<double>& quality, const std::vector<double>& cost,
+                              const std::vector<bool>& available, std::size_t preferred, bool high,
+                              double time_weight, double cost_weight, std::int64_t budget_ns, bool late_fastest,
+                              std::uint64_t random) {
+  const std::size_t n = lanes.size();
+  if (quality.size() != n || cost.size() != n || available.size() != n) {
+    throw InvalidInput("choose: lanes, quality, cost and available must have one entry per candidate");
+  }
+  if (preferred >= n) throw InvalidInput("choose: preferred index out of range");
+  const Priority priority = high ? Priority::kHigh : Priority::kNormal;
+  std::vector<CandidateLoad> candidates(n);
+  double preferred_idle_ns = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Dispatcher::ModelLoad load = dispatcher.model_load(lanes[i], priority);
+    candidates[i] = {quality[i], cost[i], load.expected_ns, available[i]};
+    if (i == preferred) preferred_idle_ns = load.request_ns;
+  }
+  const LoadChoice choice =
+      choose_under_load(candidates, preferred, preferred_idle_ns, LoadWeights{time_weight, cost_weight}, budget_ns,
+                        late_fastest ? LatePolicy::kFastest : LatePolicy::kRefuse, random);
+  return py::make_tuple(choice.index, static_cast<int>(choice.reason));
+}
+
 void bind_dispatch(py::module_& m) {
   m.attr("NO_DEADLINE") = kNoDeadline;
   m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
@@ -677,8 +706,15 @@ void bind_dispatch(py::module_& m) {
       .def("stats",
            [](const Dispatcher& d, std::size_t lane) {
              const LaneStats s = d.stats(lane);
-             return py::make_tuple(s.queued, s.in_flight, s.closed);
-           })
+             return py::make_tuple(s.queued, s.in_flight, s.closed, s.queued_high, s.service.request_ns,
+                                   s.service.batch_ns, s.service.error_rate, s.service.completed, s.service.failed);
+           },
+           py::arg("lane"),
+           "(queued, in_flight, closed, queued_high, request_ns, batch_ns, error_rate, completed, failed) of a lane.")
+      .def("choose", &choose_among_models, py::arg("lanes"), py::arg("quality"), py::arg("cost"),
+           py::arg("available"), py::arg("preferred"), py::arg("high"), py::arg("time_weight"),
+           py::arg("cost_weight"), py::arg("budget_ns"), py::arg("late_fastest"), py::arg("random"),
+           "choose_under_load over candidate models, each served by its lanes: (index or -1, reason).")
       .def_property_readonly("closed", &Dispatcher::closed)
       .def("retire", &Dispatcher::retire, py::arg("lane"), py::arg("drain"), py::call_guard<py::gil_scoped_release>())
       .def(
@@ -693,6 +729,7 @@ void bind_bandit(py::module_& m);  // bindings_bandit.cpp
 namespace fastroute::binding {
 void bind_ngrams(py::module_& m);  // bind_ngrams.cpp
 }
+void bind_model_state(py::module_& m);  // bindings_model_state.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastroute's C++ core (private: use the fastroute package).";
@@ -710,4 +747,5 @@ PYBIND11_MODULE(_core, m) {
   bind_dispatch(m);
   bind_bandit(m);
   fastroute::binding::bind_ngrams(m);
+  bind_model_state(m);
 }

@@ -1,5 +1,6 @@
 #include "dispatcher.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -110,6 +111,8 @@ struct Dispatcher::Core {
 };
 
 void BatchStream::finish_current() noexcept {
+  lane_.service.record_batch(now_ns() - started_ns_, batch_.ready.size(), failures_);
+  failures_ = 0;
   lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
   const std::size_t lane = batch_.lane;
   batch_.clear();
@@ -120,7 +123,9 @@ bool BatchStream::next() {
   finish_current();
   if (batches_ >= kMaxBatchesPerCall) return false;
   ++batches_;
-  return collect_batch(lane_, limits_, batch_, /*wait=*/false);
+  const bool more = collect_batch(lane_, limits_, batch_, /*wait=*/false);
+  started_ns_ = now_ns();
+  return more;
 }
 
 namespace {
@@ -160,6 +165,7 @@ std::size_t Dispatcher::add_lane() {
     core_->free_lanes.pop_back();
     core_->lane_free[id] = false;
     Lane& lane = *core_->lanes[id];  // drained: no worker owns it, nothing is queued
+    lane.service.reset();
     lane.aborting.store(false, std::memory_order_seq_cst);
     lane.closed.store(false, std::memory_order_seq_cst);
     return id;
@@ -194,7 +200,28 @@ PushStatus Dispatcher::push_wait(std::size_t lane, Payload payload, Priority pri
 
 LaneStats Dispatcher::stats(std::size_t lane) const {
   const Lane& target = core_->lane(lane);
-  return {target.queued(), target.in_flight.load(std::memory_order_acquire), target.closed.load()};
+  return {target.queued(), std::max<std::int64_t>(0, target.in_flight.load(std::memory_order_acquire)),
+          target.closed.load(), target.queues[static_cast<std::size_t>(Priority::kHigh)].size(),
+          target.service.snapshot()};
+}
+
+double Dispatcher::expected_ns(std::size_t lane, Priority priority) const {
+  const Lane& target = core_->lane(lane);
+  std::size_t ahead = target.queues[static_cast<std::size_t>(Priority::kHigh)].size();
+  if (priority == Priority::kNormal) ahead += target.queues[static_cast<std::size_t>(Priority::kNormal)].size();
+  ahead += static_cast<std::size_t>(std::max<std::int64_t>(0, target.in_flight.load(std::memory_order_acquire)));
+  return static_cast<double>(ahead + 1) * target.service.request_ns();
+}
+
+Dispatcher::ModelLoad Dispatcher::model_load(std::span<const std::size_t> lanes, Priority priority) const {
+  ModelLoad load;
+  for (std::size_t i = 0; i < lanes.size(); ++i) {
+    const double expected = expected_ns(lanes[i], priority);
+    const double per_request = core_->lane(lanes[i]).service.request_ns();
+    load.expected_ns = i == 0 ? expected : std::min(load.expected_ns, expected);
+    load.request_ns = i == 0 ? per_request : std::min(load.request_ns, per_request);
+  }
+  return load;
 }
 
 std::size_t Dispatcher::lane_count() const { return core_->lane_count.load(std::memory_order_acquire); }

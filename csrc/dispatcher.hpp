@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -43,8 +44,10 @@ enum class PushStatus : std::uint8_t { kAccepted, kFull, kClosed };
 
 struct LaneStats {
   std::size_t queued = 0;       // approximate under concurrency
-  std::int64_t in_flight = 0;   // taken by a worker, not yet returned by the sink
+  std::int64_t in_flight = 0;   // taken by a worker, not yet returned by the sink (never negative)
   bool closed = false;
+  std::size_t queued_high = 0;  // of queued, the high-priority ones
+  ServiceSnapshot service;      // service times and errors of the batches run so far
 };
 
 // The batches one worker hands to the sink in one call: the first one, then
@@ -58,18 +61,24 @@ class BatchStream {
   // waiting. False (and an empty batch) when the lane has nothing queued or
   // after kMaxBatchesPerCall batches, so other lanes get their turn.
   bool next();
+  // How many requests of the current batch failed (the sink's verdict; the
+  // dispatcher cannot tell). Recorded with the batch's service time.
+  void report_failures(std::size_t failures) noexcept { failures_ = failures; }
 
   static constexpr int kMaxBatchesPerCall = 16;
 
  private:
   friend class Dispatcher;
-  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch) : lane_(lane), limits_(limits), batch_(batch) {}
+  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch)
+      : lane_(lane), limits_(limits), batch_(batch), started_ns_(now_ns()) {}
   void finish_current() noexcept;
 
   Lane& lane_;
   const BatchLimits& limits_;
   Batch& batch_;
   int batches_ = 1;
+  std::int64_t started_ns_;   // when the sink got the current batch
+  std::size_t failures_ = 0;  // reported for the current batch
 };
 
 // Receives every accepted payload exactly once, grouped by lane. Called from
@@ -112,8 +121,22 @@ class Dispatcher {
   PushStatus push_wait(std::size_t lane, Payload payload, Priority priority,
                        std::int64_t deadline_ns, std::int64_t timeout_ns);
 
-  // Thread-safe, non-blocking. Throws InvalidInput for an unknown lane.
+  // Thread-safe, non-blocking, lock-free. Throws InvalidInput for an unknown lane.
   LaneStats stats(std::size_t lane) const;
+  // Thread-safe, non-blocking, lock-free: when a request pushed now with
+  // `priority` would be done, in ns from now: (requests ahead of it + 1) x the
+  // lane's EWMA time per request. Ahead: in flight, the queued high-priority
+  // requests, and for a normal request the queued normal ones too.
+  // 0 before the lane ran its first batch. Throws InvalidInput for an unknown lane.
+  double expected_ns(std::size_t lane, Priority priority) const;
+  // The same for a model served by `lanes` (its replicas): the least expected
+  // completion over them, and the least time per request (its idle service
+  // time). Zeros for no lanes. Throws InvalidInput for an unknown lane.
+  struct ModelLoad {
+    double expected_ns = 0;
+    double request_ns = 0;
+  };
+  ModelLoad model_load(std::span<const std::size_t> lanes, Priority priority) const;
   std::size_t lane_count() const;
   // True once close() has begun (requests are refused from then on).
   bool closed() const noexcept;

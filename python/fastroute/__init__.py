@@ -38,10 +38,12 @@ from .decision import (
     BatchChoice,
     ByModality,
     Choice,
+    ClassWeights,
     EpsilonGreedy,
     Forest,
     LinThompson,
     LinUCB,
+    LoadAware,
     OnlinePolicy,
     Policy,
     Rule,
@@ -52,7 +54,7 @@ from .decision import (
 )
 from .decision.feedback import FeedbackStore
 from .decision.evaluate import Evaluation, cross_validate, evaluate
-from .executors import CPUExecutor
+from .executors import BreakerSettings, CPUExecutor, Resilience, RetryPolicy
 from .library import BanditSplit, Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
 from .router import Decision, Router
 
@@ -72,8 +74,10 @@ __all__ = [
     "CanaryThresholds",
     "BanditSplit",
     "BatchChoice",
+    "BreakerSettings",
     "ByModality",
     "Choice",
+    "ClassWeights",
     "ConfigError",
     "CorruptFile",
     "DeadlineExceeded",
@@ -86,6 +90,7 @@ __all__ = [
     "InvalidInput",
     "LinThompson",
     "LinUCB",
+    "LoadAware",
     "ModelError",
     "ModelSpec",
     "NoRoute",
@@ -95,6 +100,8 @@ __all__ = [
     "PolicyError",
     "Registry",
     "RegistrationError",
+    "Resilience",
+    "RetryPolicy",
     "Router",
     "RouterClosed",
     "Shadow",

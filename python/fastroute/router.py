@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,14 @@ from .decision.base import BatchChoice, Choice, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
-from .errors import InvalidInput, PolicyError, RouterClosed
+from .decision.load_aware import LoadAware
+from .errors import DeadlineExceeded, InvalidInput, Overloaded, PolicyError, RouterClosed
+from .executors.resilience import RequestRun, Resilience
 from .library.leases import Lease
 from .library.registry import Registry
 from .library.spec import ModelSpec
+from . import _core
+from .executors.cpu import request_times as executor_request_times
 
 if TYPE_CHECKING:
     from .executors import CPUExecutor
@@ -44,6 +49,12 @@ class Decision:
     score: float | None = None
     id: str | None = None
     propensity: float = 1.0
+    #: Under failure handling: each model tried before the one that served, and what happened.
+    attempts: tuple[str, ...] = ()
+
+    def explained(self, reason: str, attempts: Sequence[str]) -> Decision:
+        """This decision with another reason and the attempts that led to it."""
+        return dataclasses.replace(self, reason=reason, attempts=tuple(attempts))
 
 
 class Router:
@@ -60,6 +71,7 @@ class Router:
         *,
         executor: CPUExecutor | None = None,
         feedback: FeedbackStore | None = None,
+        resilience: Resilience | None = None,
     ) -> None:
         self.models = Registry()
         #: Joins outcomes to decisions (capacity and ttl: pass your own FeedbackStore).
@@ -71,6 +83,8 @@ class Router:
         self._executor = executor  # the router owns it: close() closes it
         self._executor_lock = threading.Lock()
         self._closed = False  # guarded by _executor_lock
+        #: Fallbacks, retries and circuit breakers of ``submit``/``ainfer`` (None: a failure goes to the caller).
+        self.resilience = resilience
         self.models.add_retire_hook(self._retire_queues)
 
     @property
@@ -291,7 +305,9 @@ class Router:
         a hot swap retires the old version only after this request ends.
         """
         executor = self.executor
-        decision, lease = self._decide_leased(x, hint, key, features)
+        if self.resilience is not None:
+            return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
+        decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
         try:
             future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:
@@ -315,9 +331,16 @@ class Router:
     ) -> Any:
         """:meth:`submit` for asyncio: waits for queue room (up to ``timeout``) without
         blocking the event loop; the result is delivered on the caller's loop, no polling.
-        With ``return_decision=True``: ``(result, decision)``."""
+        With ``return_decision=True``: ``(result, decision)``.
+
+        With ``resilience``, a full queue is not waited for: the request goes to a
+        fallback or fails with Overloaded."""
         executor = self.executor
-        decision, lease = self._decide_leased(x, hint, key, features)
+        if self.resilience is not None:
+            future = self._submit_resilient(executor, x, priority, deadline, None, hint, key, features)
+            result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+            return (result, future.decision) if return_decision else result
+        decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
         try:
             future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:  # CancelledError while waiting for room too
@@ -378,17 +401,124 @@ class Router:
             self._mirror(lease, x, done.result())
 
     def _retire_queues(self, spec: ModelSpec) -> None:
-        """Registry hook: a retired version's executor queues drain and close."""
+        """Registry hook: a retired version's executor queues drain and close, its breaker goes."""
         with self._executor_lock:
             executor = self._executor
         if executor is not None:
             executor.retire(spec)
+        if self.resilience is not None:
+            self.resilience.forget(spec)
+
+    def set_fallbacks(self, fallbacks: Mapping[str, Sequence[str]]) -> None:
+        """Set each model's ordered fallbacks (``{"big": ["mid", "small"]}``), used by
+        ``submit``/``ainfer`` when the model fails, is overloaded or its breaker is open.
+
+        Checked now: registered models of the same modality, no cycle (ConfigError).
+        Creates a default :class:`~fastroute.executors.resilience.Resilience` if the
+        router has none.
+        """
+        if self.resilience is None:
+            self.resilience = Resilience()
+        self.resilience.set_fallbacks(fallbacks, self._modality_of)
+
+    def stats(self) -> dict[str, Any]:
+        """Live state, read without locks from the C++ dispatcher and breakers.
+
+        ``models``: per registered version ``"name/version"``: ``replicas`` (one
+        :class:`~fastroute.executors.ReplicaStats` each: queued, in flight, EWMA
+        service times, error rate), ``breaker`` (state, window counts, transitions;
+        None without resilience or before its first request) and ``leases`` (requests
+        holding the version). ``resilience``: requests, retries, fallbacks served,
+        failed to the caller and the retry budget (None without resilience).
+        """
+        with self._executor_lock:
+            executor = self._executor
+        models = {}
+        for spec in self.models.list():
+            models[f"{spec.name}/{spec.version}"] = {
+                "replicas": executor.replica_stats(spec) if executor is not None else [],
+                "breaker": self.resilience.breaker_stats(spec) if self.resilience is not None else None,
+                "leases": self.models.in_flight(spec),
+            }
+        return {"models": models, "resilience": self.resilience.stats() if self.resilience is not None else None}
+
+    def _modality_of(self, name: str) -> str | None:
+        return self.models.get(name).modality if name in self.models else None
+
+    def _submit_resilient(
+        self,
+        executor: CPUExecutor,
+        x: Any,
+        priority: str,
+        deadline: float | None,
+        timeout: float | None,
+        hint: str | None,
+        key: Any,
+        features: Mapping[str, float] | None,
+    ) -> Future:
+        """submit() with fallbacks, retries and breakers (see executors/resilience.py)."""
+        resilience = self.resilience
+        _, deadline_ns = executor_request_times(priority, deadline)
+        analysis, choice = self._choose(x, hint, features, (executor, priority, deadline))
+        resilience.check_pending(self._modality_of)
+        chain = (choice.model, *resilience.fallbacks(choice.model))
+
+        def submit(lease: Lease, seconds_left: float | None, wait: float | None) -> tuple[Future, Decision]:
+            inner = executor.submit(lease.spec, x, priority=priority, deadline=seconds_left, timeout=wait)
+            why = choice if lease.spec.name == choice.model else Choice(lease.spec.name, f"fallback of {choice.model!r}")
+            decision = _decision(lease.spec, analysis, why, lease.reason, self._record(why, lease.spec))
+            self._observe(lease, decision.id)
+            return inner, decision
+
+        run = RequestRun(
+            resilience,
+            chain,
+            lambda name: self.models.lease(name, key=key),
+            submit,
+            lambda lease, done: self._complete(lease, x, done),
+            deadline_ns=deadline_ns,
+            timeout=timeout,
+        )
+        return run.start()
+
+    def _choose_under_load(
+        self,
+        policy: LoadAware,
+        executor: CPUExecutor,
+        priority: str,
+        deadline: float | None,
+        choice: Choice,
+        analysis: Analysis,
+    ) -> Choice:
+        """The LoadAware verdict among the preferred model and its spill candidates."""
+        high, deadline_ns = executor_request_times(priority, deadline)
+        names = policy.spill_candidates(choice.model, self.models.for_modality(analysis.modality))
+        specs = [self.models.get(name) for name in names]
+        budget_ns = _core.NO_DEADLINE if deadline_ns is None else deadline_ns - _core.monotonic_ns()
+        resilience = self.resilience
+        available = [resilience is None or resilience.available(spec) for spec in specs]
+        verdict = policy.under_load(choice.model, specs, executor, high=high, budget_ns=budget_ns, available=available)
+        if verdict.model is None:
+            if verdict.why == "refused_late":
+                raise DeadlineExceeded(
+                    f"no candidate model ({', '.join(names)}) is expected to finish before the deadline; "
+                    "refused before queueing (LoadAware on_late='refuse')"
+                )
+            raise Overloaded(f"every candidate model's circuit breaker is open: {names}")
+        if verdict.model == choice.model and verdict.why == "preferred":
+            return choice
+        return Choice(verdict.model, f"{verdict.why}: {verdict.model!r} instead of {choice.model!r} ({choice.reason})")
 
     def _decide_leased(
-        self, x: Any, hint: str | None, key: Any, features: Mapping[str, float] | None
+        self,
+        x: Any,
+        hint: str | None,
+        key: Any,
+        features: Mapping[str, float] | None,
+        under_load: tuple[CPUExecutor, str, float | None] | None = None,
     ) -> tuple[Decision, Lease]:
         """The decision plus a lease on its model version, held until the request completes."""
-        analysis, choice = self._choose(x, hint, features)
+        analysis, choice = self._choose(x, hint, features, under_load)
         lease = self.models.lease(choice.model, key=key)
         decision = _decision(lease.spec, analysis, choice, lease.reason, self._record(choice, lease.spec))
         self._observe(lease, decision.id)
@@ -404,12 +534,20 @@ class Router:
         lease.on_outcome = lambda error, latency: store.observe(decision_id, error, latency)
 
     def _choose(
-        self, x: Any, hint: str | None, features: Mapping[str, float] | None
+        self,
+        x: Any,
+        hint: str | None,
+        features: Mapping[str, float] | None,
+        under_load: tuple[CPUExecutor, str, float | None] | None = None,
     ) -> tuple[Analysis, Choice]:
-        """Analyse ``x`` and let the policy name its model."""
+        """Analyse ``x`` and let the policy name its model; a LoadAware policy also weighs
+        the live load of ``under_load`` = (executor, priority, deadline) when given."""
         policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
-        return analysis, policy.select(self._policy_row(policy, analysis, x, features), self.models)
+        choice = policy.select(self._policy_row(policy, analysis, x, features), self.models)
+        if under_load is not None and isinstance(policy, LoadAware):
+            choice = self._choose_under_load(policy, *under_load, choice, analysis)
+        return analysis, choice
 
     def _serving_policy(self) -> Policy:
         """The policy one request uses from start to end, whatever is swapped or refitted meanwhile."""

@@ -1,7 +1,6 @@
 """The C++ core under sanitizers.
 
-    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit",
-          "test_ngrams"], cwd=ROOT)
+- The C++ tests (tests/cpp: queue, dispatcher, model state, scorer, bandit, n-grams) are configured into
   ``build/cpp-tests/<variant>`` (incremental between runs) with
   ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
 - The extension itself is built with ASan+UBSan into ``build/asan-extension``
@@ -65,8 +64,8 @@ def test_cpp_core_under_sanitizer(variant: str) -> None:
         ],
         cwd=ROOT,
     )
-    _run(["cmake", "--build", str(build), "-j2", "--target", "test_queue", "test_dispatcher", "test_scorer", "test_bandit",
-          "test_ngrams"], cwd=ROOT)
+    targets = ["test_queue", "test_dispatcher", "test_scorer", "test_bandit", "test_ngrams", "test_model_state"]
+    _run(["cmake", "--build", str(build), "-j2", "--target", *targets], cwd=ROOT)
     _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})
 
 

@@ -19,7 +19,8 @@ Policy contract used by the Router:
 Rooms: ``base`` (Policy, Choice), ``compiled`` (the C++-scored policies' common
 part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``,
 ``online`` (bandits that learn from feedback), ``feedback`` (the store joining
-outcomes to decisions), ``io`` (load), ``evaluate`` (offline measures on routing logs: import it from
+outcomes to decisions), ``io`` (load), ``load_aware`` (the LoadAware wrapper: load, priority, deadlines),
+``evaluate`` (offline measures on routing logs: import it from
 ``fastroute`` or ``fastroute.decision.evaluate``).
 """
 
@@ -29,6 +30,7 @@ from .base import BatchChoice, Choice, Policy
 from .by_modality import ByModality
 from .compiled import CompiledPolicy
 from .io import load
+from .load_aware import ClassWeights, LoadAware
 from .online import EpsilonGreedy, LinThompson, LinUCB, OnlinePolicy, ThompsonSampling, UCB1
 from .rules import Rule, Rules
 from .threshold import Threshold
@@ -39,10 +41,12 @@ __all__ = [
     "BatchChoice",
     "ByModality",
     "Choice",
+    "ClassWeights",
     "EpsilonGreedy",
     "Forest",
     "LinThompson",
     "LinUCB",
+    "LoadAware",
     "OnlinePolicy",
     "Policy",
     "Rule",

@@ -32,7 +32,7 @@ from ..errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded, Rou
 from ..library.spec import ModelSpec
 from .config import ExecutorConfig
 
-__all__ = ["CPUExecutor", "QueueStats", "PRIORITIES"]
+__all__ = ["CPUExecutor", "QueueStats", "ReplicaStats", "PRIORITIES"]
 
 PRIORITIES = ("high", "normal")
 _PUSH_ACCEPTED, _PUSH_FULL = 0, 1  # else 2: closed
@@ -40,6 +40,31 @@ _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 50e-6, 5e-3  # asubmit's waits for room
 _NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
 _FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReplicaStats:
+    """One replica's live state (see :meth:`CPUExecutor.replica_stats`).
+
+    ``request_ms``/``batch_ms``: moving averages (weight ``_core.EWMA_WEIGHT``
+    per batch) of the time per request and per batch; ``error_rate``: the same
+    average of each batch's share of failed calls; ``completed``/``failed``:
+    counts since the replica started. Queues are approximate while requests flow.
+    """
+
+    queued: int
+    queued_high: int
+    in_flight: int
+    request_ms: float
+    batch_ms: float
+    error_rate: float
+    completed: int
+    failed: int
+
+    @classmethod
+    def from_core(cls, stats: tuple) -> ReplicaStats:
+        queued, in_flight, _, queued_high, request_ns, batch_ns, error_rate, completed, failed = stats
+        return cls(queued, queued_high, in_flight, request_ns / 1e6, batch_ns / 1e6, error_rate, completed, failed)
 
 
 @dataclass(frozen=True)
@@ -51,32 +76,34 @@ class QueueStats:
     replicas: int
 
 
-def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> None:
+def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> int:
     """The dispatcher's callback: resolves one batch of ``(future, input, spec,
     deadline_ns)`` requests with the GIL held (taken once). Never raises: if resolving breaks
-    off, every request not yet resolved fails.
+    off, every request not yet resolved fails. Returns how many model calls of the batch
+    failed (the dispatcher keeps each replica's error rate from it).
 
     A plain function, so the C++ dispatcher holding it holds no reference to
     the executor (no uncollectable cycle) nor to any model.
     """
     try:
-        _resolve(ready, expired, aborted)
+        return _resolve(ready, expired, aborted)
     except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
         _fail_unfinished(ready + expired + aborted, error)
+        return len(ready)
 
 
-def _resolve(ready: list, expired: list, aborted: list) -> None:
-    """Resolves each request of one batch: expired, aborted, then run (or cancelled)."""
+def _resolve(ready: list, expired: list, aborted: list) -> int:
+    """Resolves each request of one batch: expired, aborted, then run (or cancelled).
+    Returns how many of the requests run failed."""
     for future, _, spec, _ in expired:
         _fail(future, _deadline_passed(spec))
     for future, _, spec, _ in aborted:
         _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
     live = [request for request in ready if request[0].set_running_or_notify_cancel()]
+    failures = 0
     for spec, requests in _by_spec(live):
-        if spec.batched:
-            _run_batched(spec, requests)
-        else:
-            _run_each(spec, requests)
+        failures += _run_batched(spec, requests) if spec.batched else _run_each(spec, requests)
+    return failures
 
 
 def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
@@ -112,19 +139,21 @@ def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
     return DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran")
 
 
-def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> None:
+def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> int:
+    """One model call on the requests still in time; returns how many failed."""
     live = _in_time(requests)
     if not live:
-        return
+        return 0
     try:
         outputs = spec.run_batch([x for _, x, _, _ in live])
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
         failure = _as_model_error(spec, error)
         for future, _, _, _ in live:
             future.set_exception(failure.copy())
-        return
+        return len(live)
     for (future, _, _, _), output in zip(live, outputs):
         future.set_result(output)
+    return 0
 
 
 def _as_model_error(spec: ModelSpec, error: BaseException) -> ModelError:
@@ -148,8 +177,10 @@ def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[F
     return in_time
 
 
-def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> None:
-    """Calls the model once per request, each checked against its deadline right before."""
+def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> int:
+    """Calls the model once per request, each checked against its deadline right before.
+    Returns how many calls failed."""
+    failures = 0
     for future, x, _, deadline_ns in live:
         if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
             future.set_exception(_deadline_passed(spec))
@@ -158,8 +189,10 @@ def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -
             output = spec.run_one(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
             future.set_exception(_as_model_error(spec, error))
+            failures += 1
         else:
             future.set_result(output)
+    return failures
 
 
 def _close_at_exit(core: Any) -> None:
@@ -266,10 +299,29 @@ class CPUExecutor:
 
     def stats(self, spec: ModelSpec) -> QueueStats:
         """Queued and in-flight requests of ``spec``'s model (zeros if never used)."""
-        known = self._lanes.get(id(spec))
-        lanes = known[1] if known is not None else ()
+        lanes = self._lanes_of(spec)
         counts = [self._core.stats(lane) for lane in lanes]
         return QueueStats(sum(c[0] for c in counts), sum(c[1] for c in counts), len(lanes))
+
+    def replica_stats(self, spec: ModelSpec) -> list[ReplicaStats]:
+        """The live state of each of ``spec``'s replicas, kept by the C++ dispatcher
+        (read lock-free; empty if the model never took a request here)."""
+        return [ReplicaStats.from_core(self._core.stats(lane)) for lane in self._lanes_of(spec)]
+
+    def choose(self, specs: list[ModelSpec], preferred: int, *, high: bool, quality: list[float],
+               costs: list[float], available: list[bool], weights: tuple[float, float], budget_ns: int,
+               late_fastest: bool, random_bits: int) -> tuple[int, int]:
+        """One load-aware decision among ``specs``, computed in C++ from their replicas' live
+        state: ``(index or -1, index into _core.CHOICE_REASONS)``. See
+        :class:`fastroute.decision.LoadAware` for the scoring."""
+        return self._core.choose(
+            [self._lanes_of(spec) for spec in specs], quality, costs, available, preferred, high,
+            weights[0], weights[1], budget_ns, late_fastest, random_bits,
+        )
+
+    def _lanes_of(self, spec: ModelSpec) -> tuple[int, ...]:
+        known = self._lanes.get(id(spec))
+        return known[1] if known is not None else ()
 
     def retire(self, spec: ModelSpec, *, drain: bool = True) -> None:
         """Stop accepting requests for ``spec`` and wait until its queues are empty.
@@ -349,6 +401,13 @@ class CPUExecutor:
         first, second = self._rng.sample(lanes, 2)
         load_first, load_second = self._core.stats(first), self._core.stats(second)
         return first if load_first[0] + load_first[1] <= load_second[0] + load_second[1] else second
+
+
+def request_times(priority: str, deadline: float | None) -> tuple[bool, int | None]:
+    """``submit``'s priority and deadline checked as submit checks them: (high?, the
+    absolute deadline on the dispatcher's clock, or None without one)."""
+    deadline_ns = _deadline_or_none(deadline)
+    return _is_high(priority), None if deadline_ns == _NO_DEADLINE else deadline_ns
 
 
 def _is_high(priority: str) -> bool:

@@ -1,0 +1,183 @@
+"""LoadAware: a policy wrapper that weighs each candidate model's live load, the
+request's priority and its deadline against predicted quality.
+
+The wrapped policy names the model it would choose on an idle system (the
+*preferred* model). Under load, each candidate ``m`` (the preferred model and
+every model listed in ``quality`` that serves the input's modality) gets the
+utility
+
+    quality'(m) - cost_weight * max(0, cost(m) - cost(preferred))
+                - time_weight * max(0, expected(m) - idle(preferred))
+
+where ``expected(m)`` is when a request sent now would be done on ``m``'s
+least loaded replica (requests ahead of it / service rate + its service time,
+from the C++ dispatcher's live state: in flight, queued high-priority requests
+and, for a normal request, queued normal ones too; EWMA time per request) and
+``idle(preferred)`` is the preferred model's own service time. ``quality'`` is
+``quality[m]``, except that the preferred model counts as at least as good as
+every other: on an idle system no penalty applies and nothing beats the
+wrapped policy's choice, so the wrapper never downgrades without load.
+The highest utility wins; ties go to the preferred model, else to a seeded
+random pick among the tied (no "always the first" bias).
+
+Priority classes carry their own weights: by default ``high`` is patient
+(keeps the best model and may wait) and ``normal`` spills to faster models
+first. Deadlines: a candidate whose expected completion is past the request's
+deadline is not eligible; when no candidate is, ``on_late="refuse"`` raises
+:class:`~fastroute.DeadlineExceeded` before the request is queued, and
+``on_late="fastest"`` sends it to the candidate expected to finish first.
+Candidates whose circuit breaker is open are skipped (see
+:class:`fastroute.executors.resilience.Resilience`).
+
+The scoring runs in C++ (``_core.Dispatcher.choose``), a few microseconds per
+request. Without an executor (``route``, ``infer``) the wrapper chooses exactly
+what the wrapped policy chooses.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _core
+from ..errors import PolicyError
+from .base import Choice, Policy
+
+__all__ = ["ClassWeights", "LoadAware", "LOAD_REASONS"]
+
+#: Why a load-aware decision went where it did (the ``reason`` prefix of its Choice).
+LOAD_REASONS: tuple[str, ...] = _core.CHOICE_REASONS
+LATE_POLICIES = ("refuse", "fastest")
+
+
+@dataclass(frozen=True)
+class ClassWeights:
+    """How one priority class trades quality for speed and cost.
+
+    ``time_per_s``: quality points given up per second of extra expected
+    completion time; ``cost``: quality points per unit of extra cost per request.
+    """
+
+    time_per_s: float
+    cost: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("time_per_s", "cost"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise PolicyError(f"ClassWeights.{name} must be a finite number >= 0, got {value!r}")
+
+
+#: Defaults: high priority keeps the best model (it may wait up to its deadline);
+#: normal priority gives up 0.1 quality for 10 ms saved.
+DEFAULT_WEIGHTS: Mapping[str, ClassWeights] = {"high": ClassWeights(1.0), "normal": ClassWeights(10.0)}
+
+
+@dataclass(frozen=True)
+class LoadDecision:
+    """A load-aware verdict: the model (None when refused) and why (one of LOAD_REASONS)."""
+
+    model: str | None
+    why: str
+    preferred: str
+
+
+class LoadAware(Policy):
+    """Wrap ``policy`` so each request's model also depends on load, priority and deadline.
+
+    >>> router.policy = LoadAware(ByModality(), quality={"big": 0.9, "mid": 0.8, "small": 0.7})
+
+    ``quality``: predicted quality of each model that may take spilled traffic
+    (models not listed are never spilled to, but may be preferred).
+    ``weights``: per priority class ("high", "normal"), see :class:`ClassWeights`.
+    ``on_late``: "refuse" or "fastest" (see the module docstring).
+    ``seed``: seeds the tie-breaking random generator (``rng`` injects one).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        quality: Mapping[str, float],
+        *,
+        weights: Mapping[str, ClassWeights] | None = None,
+        on_late: str = "refuse",
+        seed: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise PolicyError(f"LoadAware wraps a fastroute Policy, got {type(policy).__name__}")
+        self.policy = policy
+        self.quality = dict(quality)
+        for name, value in self.quality.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PolicyError(f"quality[{name!r}] must be a finite number, got {value!r}")
+        self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        for name, value in self.weights.items():
+            if name not in DEFAULT_WEIGHTS:
+                raise PolicyError(f"unknown priority class {name!r} in weights; expected {sorted(DEFAULT_WEIGHTS)}")
+            if not isinstance(value, ClassWeights):
+                raise PolicyError(f"weights[{name!r}] must be a ClassWeights, got {type(value).__name__}")
+        if on_late not in LATE_POLICIES:
+            raise PolicyError(f"on_late must be one of {LATE_POLICIES}, got {on_late!r}")
+        self.on_late = on_late
+        self._rng = rng if rng is not None else random.Random(seed)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.policy.feature_names
+
+    def select(self, analysis: Any, models: Any) -> Choice:
+        """The wrapped policy's choice (no load known: what an idle system gets)."""
+        return self.policy.select(analysis, models)
+
+    def select_batch(self, batch: Any, models: Any) -> list[Choice]:
+        return self.policy.select_batch(batch, models)
+
+    def pinned(self) -> LoadAware:
+        inner = self.policy.pinned()
+        if inner is self.policy:
+            return self
+        twin = LoadAware.__new__(LoadAware)
+        twin.__dict__.update(self.__dict__)
+        twin.policy = inner
+        return twin
+
+    def under_load(
+        self,
+        preferred: str,
+        candidates: list[Any],
+        load: Any,
+        *,
+        high: bool,
+        budget_ns: int,
+        available: list[bool],
+    ) -> LoadDecision:
+        """Choose among ``candidates`` (model specs, the preferred one included) using
+        ``load`` (a :class:`~fastroute.CPUExecutor`: its ``choose`` reads the live state).
+        ``available[i]``: candidate i's breaker admits requests. ``budget_ns``: time left
+        to the request's deadline (``_core.NO_DEADLINE`` for none)."""
+        names = [spec.name for spec in candidates]
+        index = names.index(preferred)
+        weights = self.weights["high" if high else "normal"]
+        top = max(self.quality.values(), default=0.0)
+        quality = [self.quality.get(name, top) if name == preferred else self.quality[name] for name in names]
+        chosen, reason = load.choose(
+            candidates,
+            index,
+            high=high,
+            quality=quality,
+            costs=[float(spec.cost) for spec in candidates],
+            available=available,
+            weights=(float(weights.time_per_s), float(weights.cost)),
+            budget_ns=budget_ns,
+            late_fastest=self.on_late == "fastest",
+            random_bits=self._rng.getrandbits(64),
+        )
+        return LoadDecision(names[chosen] if chosen >= 0 else None, LOAD_REASONS[reason], preferred)
+
+    def spill_candidates(self, preferred: str, modality_models: list[str]) -> list[str]:
+        """The preferred model, then every model in ``quality`` among ``modality_models``."""
+        return [preferred] + [name for name in modality_models if name != preferred and name in self.quality]
