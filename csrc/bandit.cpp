@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "cholesky.hpp"
+#include "linalg.hpp"
 #include "draws.hpp"
 #include "errors.hpp"
 
@@ -22,6 +22,8 @@ constexpr double kMaxAbsReward = 1e15;
 constexpr double kMaxWeight = 1e6;
 constexpr std::size_t kMaxArms = 1 << 16;
 constexpr std::size_t kMaxFeatures = 4096;
+// Rank-one (Sherman-Morrison) updates of A^-1 between exact inversions: bounds rounding drift.
+constexpr std::uint32_t kExactEvery = 128;
 
 // Standard normal quantiles at the midpoints of kNodes equal slices of (0, 1):
 // the propensity of a Thompson draw integrates over the chosen arm's draw at them.
@@ -99,7 +101,7 @@ Bandit::Bandit(BanditConfig config) : config_(std::move(config)) {
     arm->data.assign(stride_, 0.0);
     arm->prior.assign(stride_, 0.0);
     std::lock_guard lock(arm->mu);
-    publish(*arm, nullptr);
+    publish(*arm, nullptr, 0.0);
     arms_.push_back(std::move(arm));
   }
 }
@@ -150,7 +152,7 @@ Bandit::Reading::Reading(const Arm& arm) {
 
 Bandit::Reading::~Reading() { slot_->readers.fetch_sub(1, std::memory_order_release); }
 
-void Bandit::publish(Arm& arm, const double* added) const {
+void Bandit::publish(Arm& arm, const double* added, double weight) const {
   const std::uint32_t published = arm.current.load(std::memory_order_relaxed);  // only writers store it
   std::uint32_t free_slot = published;
   while (free_slot == published) {
@@ -175,24 +177,34 @@ void Bandit::publish(Arm& arm, const double* added) const {
   next->beta_b = 1.0 + std::max(count - sum, 0.0);
   const std::size_t d = dim();
   if (d > 0) {
-    if (added != nullptr && !previous.lower.empty()) {  // no decay: a rank-one update of the factor, O(d^2)
-      next->lower = previous.lower;
-      std::vector<double> x(added, added + d);
-      cholesky::add_outer(next->lower, x.data(), d);
+    if (added != nullptr && !previous.inverse.empty() && arm.since_exact < kExactEvery) {
+      // Sherman-Morrison, O(d^2): (A + w z z^T)^-1 = A^-1 - w u u^T / (1 + w z^T u), u = A^-1 z.
+      std::vector<double> u(d);
+      linalg::symmetric_times(previous.inverse.data(), added, u.data(), d);
+      const double scale = weight / (1.0 + weight * linalg::dot(added, u.data(), d));
+      next->inverse.resize(d * d);
+      for (std::size_t i = 0; i < d; ++i) {
+        const double factor = scale * u[i];
+        const double* from = previous.inverse.data() + i * d;
+        double* to = next->inverse.data() + i * d;
+        for (std::size_t j = 0; j < d; ++j) to[j] = from[j] - factor * u[j];
+      }
+      ++arm.since_exact;
     } else {
       std::vector<double> a(d * d);
       for (std::size_t i = 0; i < d * d; ++i) a[i] = p[3 + d + i] + q[3 + d + i];
       double jitter = config_.ridge;
       for (std::size_t i = 0; i < d; ++i) a[i * d + i] += jitter;
-      while (!cholesky::factor(a, next->lower, d)) {  // rounding only: A is ridge * I + a sum of z z^T
+      while (!linalg::inverse_spd(a, next->inverse, d)) {  // rounding only: A is ridge * I + a sum of z z^T
         for (std::size_t i = 0; i < d; ++i) a[i * d + i] += jitter;
         jitter *= 2.0;
       }
+      arm.since_exact = 0;
     }
+    std::vector<double> b(d);
+    for (std::size_t i = 0; i < d; ++i) b[i] = p[3 + i] + q[3 + i];
     next->theta.resize(d);
-    for (std::size_t i = 0; i < d; ++i) next->theta[i] = p[3 + i] + q[3 + i];
-    cholesky::solve_lower(next->lower.data(), next->theta.data(), next->theta.data(), d);
-    cholesky::solve_upper(next->lower.data(), next->theta.data(), next->theta.data(), d);
+    linalg::symmetric_times(next->inverse.data(), b.data(), next->theta.data(), d);
   }
   arm.current.store(free_slot, std::memory_order_seq_cst);
 }
@@ -226,7 +238,7 @@ BanditChoice Bandit::choose(const double* z, const std::uint8_t* allowed) const 
                         algorithm == BanditAlgorithm::kThompsonGaussian ||
                         algorithm == BanditAlgorithm::kLinThompson;
   Draws draws(config_.seed, draws_.fetch_add(1, std::memory_order_relaxed));
-  std::vector<double> mean(num_arms, 0.0), sd(num_arms, 0.0), score(num_arms, -kInfinity), y(d);
+  std::vector<double> mean(num_arms, 0.0), sd(num_arms, 0.0), score(num_arms, -kInfinity);
   double total_count = 0.0;
   std::vector<std::optional<Reading>> snapshots(num_arms);
   for (std::size_t k : arms) {
@@ -237,14 +249,8 @@ BanditChoice Bandit::choose(const double* z, const std::uint8_t* allowed) const 
   for (std::size_t k : arms) {
     const ArmSnapshot& s = **snapshots[k];
     if (d > 0) {
-      cholesky::solve_lower(s.lower.data(), z, y.data(), d);
-      double dot = 0.0, width2 = 0.0;
-      for (std::size_t i = 0; i < d; ++i) {
-        dot += s.theta[i] * z[i];
-        width2 += y[i] * y[i];
-      }
-      mean[k] = dot;
-      sd[k] = config_.alpha * std::sqrt(width2);
+      mean[k] = linalg::dot(s.theta.data(), z, d);
+      sd[k] = config_.alpha * std::sqrt(std::max(linalg::quadratic_form(s.inverse.data(), z, d), 0.0));
     } else if (s.count <= 0.0) {
       unplayed = true;
       mean[k] = s.mean;
@@ -321,13 +327,7 @@ void Bandit::update(std::int32_t arm, const float* row, std::size_t width, doubl
     s[3 + i] += weight * reward * z[i];
     for (std::size_t j = 0; j < d; ++j) s[3 + d + i * d + j] += weight * z[i] * z[j];
   }
-  if (d > 0 && config_.decay == 1.0) {
-    const double root = std::sqrt(weight);
-    for (double& v : z) v *= root;
-    publish(target, z.data());
-  } else {
-    publish(target, nullptr);
-  }
+  publish(target, d > 0 && config_.decay == 1.0 ? z.data() : nullptr, weight);
 }
 
 void Bandit::add_prior(const std::int32_t* arms, const float* rows, std::size_t n, std::size_t width,
@@ -361,14 +361,14 @@ void Bandit::add_prior(const std::int32_t* arms, const float* rows, std::size_t 
     Arm& arm = *arms_[k];
     std::lock_guard lock(arm.mu);
     for (std::size_t i = 0; i < stride_; ++i) arm.prior[i] += added[k][i];
-    publish(arm, nullptr);
+    publish(arm, nullptr, 0.0);
   }
 }
 
 void Bandit::estimate(const float* row, std::size_t width, double* means, double* widths) const {
   check_width(width, row);
   const std::size_t d = dim();
-  std::vector<double> z(d), y(d);
+  std::vector<double> z(d);
   if (d > 0) transform(row, z.data());
   for (std::size_t k = 0; k < config_.num_arms; ++k) {
     const Reading s(*arms_[k]);
@@ -377,14 +377,8 @@ void Bandit::estimate(const float* row, std::size_t width, double* means, double
       widths[k] = s->spread;
       continue;
     }
-    cholesky::solve_lower(s->lower.data(), z.data(), y.data(), d);
-    double dot = 0.0, width2 = 0.0;
-    for (std::size_t i = 0; i < d; ++i) {
-      dot += s->theta[i] * z[i];
-      width2 += y[i] * y[i];
-    }
-    means[k] = dot;
-    widths[k] = std::sqrt(width2);
+    means[k] = linalg::dot(s->theta.data(), z.data(), d);
+    widths[k] = std::sqrt(std::max(linalg::quadratic_form(s->inverse.data(), z.data(), d), 0.0));
   }
 }
 
@@ -404,7 +398,7 @@ void Bandit::merge(const Bandit& other) {
     Arm& arm = *arms_[k];
     std::lock_guard lock(arm.mu);
     for (std::size_t i = 0; i < stride_; ++i) arm.data[i] += theirs[i];
-    publish(arm, nullptr);
+    publish(arm, nullptr, 0.0);
   }
 }
 
@@ -437,7 +431,7 @@ void Bandit::import_stats(const std::vector<double>& stats, bool prior) {
     auto& target = prior ? arm.prior : arm.data;
     target.assign(stats.begin() + static_cast<std::ptrdiff_t>(k * stride_),
                   stats.begin() + static_cast<std::ptrdiff_t>((k + 1) * stride_));
-    publish(arm, nullptr);
+    publish(arm, nullptr, 0.0);
   }
 }
 

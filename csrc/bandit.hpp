@@ -7,7 +7,10 @@
 // ridge regression per arm over the transformed feature row plus an
 // intercept (disjoint): LinUCB (mean + alpha * width) and linear Thompson
 // sampling (a draw from N(mean, alpha^2 * width^2)), where
-// width^2 = z^T A^-1 z and A = ridge * I + prior + data.
+// width^2 = z^T A^-1 z and A = ridge * I + prior + data. Snapshots hold
+// A^-1: an update without decay changes it by a rank-one (Sherman-Morrison)
+// step, O(d^2); it is recomputed exactly, O(d^3), every 128 such steps and
+// after a decayed update, a merge, an import or a prior.
 //
 // Every decision first takes a uniformly random allowed arm with probability
 // `explore` (the floor that keeps every arm checked), and reports the
@@ -89,7 +92,7 @@ struct ArmSnapshot {
   double spread = 0.0; // context-free posterior sd of the mean (Gaussian Thompson)
   double beta_a = 1.0, beta_b = 1.0;
   std::vector<double> theta;  // linear: A^-1 b (d + 1 entries)
-  std::vector<double> lower;  // linear: Cholesky factor of A ((d + 1)^2, lower triangle)
+  std::vector<double> inverse;  // linear: A^-1 ((d + 1)^2, symmetric, row-major)
 };
 
 class Bandit {
@@ -159,6 +162,7 @@ class Bandit {
     std::vector<double> prior;  // guarded by mu
     std::array<Slot, kSnapshotSlots> slots;
     std::atomic<std::uint32_t> current{0};
+    std::uint32_t since_exact = 0;  // rank-one updates since the last exact inverse; guarded by mu
   };
 
   // A reader's hold on one arm's published snapshot, released on destruction.
@@ -178,8 +182,10 @@ class Bandit {
   std::size_t dim() const { return contextual() ? config_.num_features + 1 : 0; }
   void check_width(std::size_t width, const float* row) const;
   void check_arm(std::int32_t arm) const;
-  // Rebuilds and publishes arm's snapshot from its statistics; caller holds arm.mu.
-  void publish(Arm& arm, const double* added_z) const;
+  // Rebuilds and publishes arm's snapshot from its statistics; caller holds
+  // arm.mu. `added` (D values, with `weight`): the one observation just added
+  // without decay, applied as a rank-one update; null: recompute exactly.
+  void publish(Arm& arm, const double* added, double weight) const;
   BanditChoice choose(const double* z, const std::uint8_t* allowed) const;
 
   BanditConfig config_;

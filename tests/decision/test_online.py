@@ -193,10 +193,11 @@ def test_executor_errors_and_latency_become_outcomes_without_user_code() -> None
 
 def test_candidates_restrict_the_choice_and_none_left_is_no_route() -> None:
     policy = LinThompson(("small", "big", "ghost"), feature_names=DIFFICULTY, explore=0.5)
-    router = make_router(policy)
-    assert {router.route(request(0.5)).model for _ in range(50)} == {"small", "big"}
+    row = _Row(np.zeros(31, np.float32))
+    assert {policy.select(row, ["small", "big"]).model for _ in range(50)} == {"small", "big"}
+    assert {policy.select(row).model for _ in range(100)} == {"small", "big", "ghost"}
     with pytest.raises(NoRoute, match="none of the policy's models"):
-        LinUCB(["ghost"], feature_names=DIFFICULTY).select(_Row(np.zeros(31, np.float32)), ["small"])
+        LinUCB(["ghost"], feature_names=DIFFICULTY).select(row, ["small"])
 
 
 class _Row:

@@ -55,7 +55,7 @@ class LoggedDecision(NamedTuple):
     features: np.ndarray | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     model: str
     propensity: float

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -83,6 +84,7 @@ class _Learner(NamedTuple):
     feature_names: tuple[str, ...]
     center: tuple[float, ...]
     scale: tuple[float, ...]
+    reasons: tuple[str, ...]  # per arm, built once
 
 
 class Pending(NamedTuple):
@@ -152,7 +154,8 @@ class OnlinePolicy(Policy):
             )
         except (InvalidInput, TypeError) as error:
             raise PolicyError(f"{type(self).__name__}: {error}") from None
-        return _Learner(bandit, models, feature_names, tuple(center), tuple(scale))
+        reasons = tuple(f"{type(self).__name__} -> {model}" for model in models)
+        return _Learner(bandit, models, feature_names, tuple(center), tuple(scale), reasons)
 
     def _checked(self) -> _Learner:
         learner = self._learner
@@ -178,13 +181,13 @@ class OnlinePolicy(Policy):
     # -- deciding ----------------------------------------------------------------
 
     def select(self, analysis: Analysis, models: Any = None) -> Choice:
-        """Choose among ``models`` (candidate names, specs, or a registry; None: all arms)."""
+        """Choose among the candidate ``models`` (names or specs; None or a registry: every arm,
+        as the compiled policies do). The choice's score is the model's estimated reward."""
         learner = self._checked()
         row = self._row(learner, analysis.features) if self._contextual else None
         arm, propensity, score = learner.bandit.decide(row, _allowed(learner.models, models))
-        name = learner.models[arm]
-        reason = f"{type(self).__name__}: {name} (estimate {score:.4g}, propensity {propensity:.3g})"
-        return Choice(name, reason, float(score), propensity=float(propensity), pending=Pending(self, learner, arm, row))
+        pending = Pending(self, learner, arm, row)
+        return Choice(learner.models[arm], learner.reasons[arm], score, propensity=propensity, pending=pending)
 
     def select_batch(self, batch: BatchAnalysis, models: Any = None) -> list[Choice]:
         return [self.select(batch[i], models) for i in range(len(batch))]
@@ -434,13 +437,10 @@ class LinThompson(OnlinePolicy):
 
 
 def _allowed(arms: tuple[str, ...], models: Any) -> np.ndarray | None:
-    """The mask of arms among the candidate ``models`` (None: every arm)."""
-    if models is None:
+    """The mask of arms among the candidate ``models`` (None or a registry: every arm)."""
+    if models is None or hasattr(models, "lease"):  # a Registry: a model not registered fails at lease
         return None
-    if hasattr(models, "names") and callable(models.names):  # a Registry
-        candidates = set(models.names())
-    else:
-        candidates = {m if isinstance(m, str) else m.name for m in models}
+    candidates = {m if isinstance(m, str) else m.name for m in models}
     mask = np.fromiter((arm in candidates for arm in arms), dtype=np.uint8, count=len(arms))
     if not mask.any():
         raise NoRoute(f"none of the policy's models {list(arms)} is a candidate; candidates: {sorted(candidates)}")
@@ -458,7 +458,8 @@ def _standardisation(matrix: np.ndarray, log_features: bool) -> tuple[list[float
     values = matrix.astype(np.float64)
     if log_features:
         values = np.sign(values) * np.log1p(np.abs(values))
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an all-missing column: center 0, scale 1 below
+        warnings.simplefilter("ignore", RuntimeWarning)
         center = np.nanmean(values, axis=0) if len(values) else np.zeros(values.shape[1])
         scale = np.nanstd(values, axis=0) if len(values) else np.ones(values.shape[1])
     center = np.where(np.isfinite(center), center, 0.0)
