@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__
 from .errors import FastrouteError
 
@@ -21,6 +23,9 @@ commands:
   serve CONFIG      serve a router over HTTP (Open Inference Protocol v2, /metrics)
   check CONFIG      build a router from a config file and report it, without serving
   route FILE...     decide which model serves each file (or standard input)
+  fit LOG...        learn a routing policy from decision logs with rewards
+  evaluate LOG... POLICY
+                    estimate how a policy would have done on logged decisions
   demo              train small models, route a mixed stream, report
 """
 
@@ -46,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Third-party modules a command may need, and the extra that installs each.
-_EXTRAS = {"starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve", "yaml": "config",
+_EXTRAS = {"tqdm": "learn", "starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve", "yaml": "config",
            "pydantic": "config", "sklearn": "demo", "PIL": "demo"}
 
 
@@ -89,6 +94,25 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("-c", "--config", required=True, type=Path, help="the router's YAML or TOML config file")
     route.add_argument("--app-dir", default=".", help="directory added to the import path (default: current)")
     route.set_defaults(run=_route)
+
+    fit = commands.add_parser("fit", help="learn a routing policy from decision logs",
+                              description="Learn a tree or forest from decision logs (fastroute serve --decision-log) "
+                              "whose decisions got a reward through /feedback: each logged reward is the chosen "
+                              "model's outcome on that input; the other models count as not run.")
+    fit.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
+    fit.add_argument("--policy", choices=["tree", "forest"], default="forest", help="what to fit (default forest)")
+    fit.add_argument("--max-depth", type=_positive_int, default=8, help="tree depth limit (default 8)")
+    fit.add_argument("--trees", type=_positive_int, default=100, help="trees in a forest (default 100)")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="where to save the policy (.json or .npz)")
+    fit.set_defaults(run=_fit)
+
+    evaluate = commands.add_parser("evaluate", help="estimate a policy's reward on logged decisions",
+                                   description="Off-policy estimates (IPS and self-normalised IPS, 95% intervals) "
+                                   "of the mean reward POLICY would have earned on the logged decisions, from their "
+                                   "propensities and rewards, beside the logging policy's own mean reward.")
+    evaluate.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
+    evaluate.add_argument("policy", type=Path, metavar="POLICY", help="a saved policy (.json or .npz)")
+    evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser("demo", help="train small models, route a mixed stream, report",
                                description="Train four small models on data that ships with scikit-learn, route a "
@@ -156,6 +180,49 @@ def _route(args: argparse.Namespace) -> int:
             print(json.dumps({"input": label, "model": decision.model, "version": decision.version,
                               "modality": decision.modality, "reason": decision.reason}))
     return 1 if failed else 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .decision import Forest, Tree
+
+    data = _replayed(args.logs)
+    policy = Tree(max_depth=args.max_depth) if args.policy == "tree" else Forest(n_trees=args.trees, max_depth=args.max_depth)
+    print(f"fitting a {args.policy} on {len(data.rewards)} rewarded decisions ({data.skipped} without reward) "
+          f"over models {list(data.models)}", file=sys.stderr)
+    policy.fit(data.features, data.outcomes(), models=list(data.models))
+    policy.save(args.output)
+    print(f"saved {args.output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .decision import load
+    from .decision.offpolicy import ips, snips
+
+    data = _replayed(args.logs)
+    policy = load(args.policy)
+    chosen = policy.decide_batch(data.features).names()
+    models = list(data.models) + sorted(set(chosen) - set(data.models))  # models the log never chose add columns
+    target = np.array([models.index(name) for name in chosen], dtype=np.int64)
+    print(f"{len(data.rewards)} rewarded decisions ({data.skipped} without reward); "
+          f"the policy agrees with the logged choice on {np.mean(target == data.actions):.1%}")
+    print(f"logging policy   mean reward {data.rewards.mean():.4f}")
+    for name, estimate in (("IPS", ips), ("SNIPS", snips)):
+        result = estimate(data.actions, data.propensities, data.rewards, target)
+        print(f"{args.policy.name} {name:<6} {result.value:.4f}  95% [{result.low:.4f}, {result.high:.4f}]  "
+              f"effective n {result.effective_n:.0f}")
+    return 0
+
+
+def _replayed(paths: list[Path]) -> Any:
+    """The logs' rewarded decisions as arrays, read with a progress bar on standard error."""
+    from tqdm import tqdm
+
+    from .serving.decision_log import read_log
+    from .serving.replay import replay
+
+    with tqdm(desc="reading decision logs", unit=" records", file=sys.stderr, disable=None) as bar:
+        return replay(read_log(paths, progress=bar.update))
 
 
 def _demo(args: argparse.Namespace) -> int:
