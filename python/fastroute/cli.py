@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--policy", choices=["tree", "forest"], default="forest", help="what to fit (default forest)")
     fit.add_argument("--max-depth", type=_positive_int, default=8, help="tree depth limit (default 8)")
     fit.add_argument("--trees", type=_positive_int, default=100, help="trees in a forest (default 100)")
-    fit.add_argument("-o", "--output", type=Path, required=True, help="where to save the policy (.json or .npz)")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="where to save the policy (.npz, the tree format)")
     fit.set_defaults(run=_fit)
 
     evaluate = commands.add_parser("evaluate", help="estimate a policy's reward on logged decisions",
@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "of the mean reward POLICY would have earned on the logged decisions, from their "
                                    "propensities and rewards, beside the logging policy's own mean reward.")
     evaluate.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
-    evaluate.add_argument("policy", type=Path, metavar="POLICY", help="a saved policy (.json or .npz)")
+    evaluate.add_argument("policy", type=Path, metavar="POLICY", help="a saved policy (.npz or .json)")
     evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser("demo", help="train small models, route a mixed stream, report",
@@ -185,6 +185,8 @@ def _route(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from .decision import Forest, Tree
 
+    if args.output.suffix != ".npz":
+        raise _InputError(f"trees and forests are saved as npz (never pickle): name the output {args.output.stem}.npz")
     data = _replayed(args.logs)
     policy = Tree(max_depth=args.max_depth) if args.policy == "tree" else Forest(n_trees=args.trees, max_depth=args.max_depth)
     print(f"fitting a {args.policy} on {len(data.rewards)} rewarded decisions ({data.skipped} without reward) "
@@ -248,7 +250,7 @@ def _inputs(files: list[str]) -> Iterator[tuple[str, bytes]]:
 
 
 class _InputError(FastrouteError):
-    """An input file named on the command line cannot be read."""
+    """A file named on the command line cannot be read or written as asked."""
 
 
 def _add_import_path(directory: str) -> None:
