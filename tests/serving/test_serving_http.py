@@ -314,6 +314,7 @@ executor: {threads: 1, max_batch: 1, max_delay_us: 0, queue_capacity: 2}
 """
 
 
+@pytest.mark.slow  # a server process of its own
 def test_back_pressure_is_429_or_503_with_retry_after(tmp_path: Path) -> None:
     config = tmp_path / "pressure.yaml"
     config.write_text(PRESSURE_CONFIG)
@@ -338,6 +339,7 @@ def test_back_pressure_is_429_or_503_with_retry_after(tmp_path: Path) -> None:
 # -- drain on SIGTERM ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server process of its own
 def test_sigterm_finishes_requests_in_flight_then_exits(tmp_path: Path) -> None:
     import signal
 

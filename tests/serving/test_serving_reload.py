@@ -14,6 +14,8 @@ pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
 pytest.importorskip("yaml", reason="needs the 'serve' extra (config files)")
 
 import httpx  # noqa: E402
+
+pytestmark = pytest.mark.slow  # each test runs server processes of its own
 from _server import CLEAN_EXIT, ServerProcess  # noqa: E402
 
 BEFORE = """
