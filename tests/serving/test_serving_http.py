@@ -76,7 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     # Teardown invariants: nothing in flight, nothing queued, no lease held, clean exit.
     assert total(metrics, "fastroute_http_in_flight_requests") == 0
     assert total(metrics, "fastroute_model_queued_requests") == 0
-    assert total(metrics, "fastroute_model_in_flight_requests") == 0
+    assert total(metrics, "fastroute_model_leased_requests") == 0
+    assert total(metrics, "fastroute_model_running_requests") == 0
     assert process.stop() == CLEAN_EXIT, process.output()
 
 

@@ -112,22 +112,47 @@ def version_rule(reason: str) -> str:
 
 
 def router_families(router: Router) -> Iterator[Any]:
-    """Live state read from the router at scrape time: queue depth, leases, canaries."""
-    queued = GaugeMetricFamily(
-        "fastroute_model_queued_requests", "Requests waiting in a model version's executor queues.",
-        labels=["model", "version"],
-    )
-    leased = GaugeMetricFamily(
-        "fastroute_model_in_flight_requests", "Requests holding a lease on a model version (decided, not finished).",
-        labels=["model", "version"],
-    )
-    executor = router.executor
+    """Live state read from ``router.stats()`` (the C++ dispatcher and breakers) and the
+    registry at scrape time: per model version queues, service times, errors, breakers, canaries."""
+    from ..executors.resilience import BREAKER_STATES
+
+    stats = router.stats()
+    labels = ["model", "version"]
+    queued = GaugeMetricFamily("fastroute_model_queued_requests", "Requests waiting in a version's queues.", labels=labels)
+    running = GaugeMetricFamily("fastroute_model_running_requests", "Requests inside a version's model call.", labels=labels)
+    leased = GaugeMetricFamily("fastroute_model_leased_requests",
+                               "Requests holding a lease on a version (decided, not finished).", labels=labels)
+    service = GaugeMetricFamily("fastroute_model_request_seconds",
+                                "Moving average of a version's time per request (mean over replicas).", labels=labels)
+    error_rate = GaugeMetricFamily("fastroute_model_error_rate", "Moving average of a version's share of failed calls.",
+                                   labels=labels)
+    completed = CounterMetricFamily("fastroute_model_completed_requests", "Requests a version's model call finished.",
+                                    labels=labels)
+    failed = CounterMetricFamily("fastroute_model_failed_requests", "Requests whose model call failed.", labels=labels)
+    breaker = GaugeMetricFamily("fastroute_breaker_state", "1 for a version's circuit breaker state.",
+                                labels=[*labels, "state"])
     for spec in router.models.list():
-        labels = [spec.name, spec.version]
-        queued.add_metric(labels, executor.stats(spec).queued)
-        leased.add_metric(labels, router.models.in_flight(spec))
-    yield queued
-    yield leased
+        state = stats["models"].get(f"{spec.name}/{spec.version}")
+        if state is None:  # retired between the two reads
+            continue
+        version = [spec.name, spec.version]
+        replicas = state["replicas"]
+        queued.add_metric(version, sum(r.queued for r in replicas))
+        running.add_metric(version, sum(r.in_flight for r in replicas))
+        leased.add_metric(version, state["leases"])
+        if replicas:
+            service.add_metric(version, sum(r.request_ms for r in replicas) / len(replicas) / 1e3)
+            error_rate.add_metric(version, sum(r.error_rate for r in replicas) / len(replicas))
+        completed.add_metric(version, sum(r.completed for r in replicas))
+        failed.add_metric(version, sum(r.failed for r in replicas))
+        if state["breaker"] is not None:
+            for name in BREAKER_STATES:
+                breaker.add_metric([*version, name], float(state["breaker"]["state"] == name))
+    yield from (queued, running, leased, service, error_rate, completed, failed, breaker)
+    if stats["resilience"] is not None:
+        events = {(k,): v for k, v in stats["resilience"].items() if k != "retry_budget"}
+        yield _counter("fastroute_resilience_events", "Requests, retries, fallbacks served and failures to the caller.",
+                       ["event"], events)
     yield from _canary_families(router)
 
 

@@ -47,19 +47,19 @@ def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecis
     for (model, version, _), count in metrics.decisions.items():
         decided[(model, version)] = decided.get((model, version), 0) + count
     everything = sum(decided.values())
-    executor = router.executor
-    models = [
-        {
+    live = router.stats()
+    models = []
+    for spec in router.models.list():
+        state = live["models"].get(f"{spec.name}/{spec.version}", {"replicas": [], "leases": 0})
+        models.append({
             "name": spec.name,
             "version": spec.version,
             "modality": spec.modality,
             "decisions": decided.get(spec.key, 0),
             "share": decided.get(spec.key, 0) / everything if everything else 0.0,
-            "queued": executor.stats(spec).queued,
-            "in_flight": router.models.in_flight(spec),
-        }
-        for spec in router.models.list()
-    ]
+            "queued": sum(replica.queued for replica in state["replicas"]),
+            "in_flight": state["leases"],
+        })
     stages = {
         stage: {"buckets": [[bound, count] for bound, count in histogram.buckets()], "count": histogram.count(),
                 "sum": histogram.total}
@@ -70,9 +70,20 @@ def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecis
                    "draining": draining},
         "models": models,
         "stages": stages,
-        "experiments": _experiments(router),
+        "experiments": _experiments(router) + _breakers(live),
         "recent": recent.list(),
     }
+
+
+def _breakers(live: dict[str, Any]) -> list[dict[str, Any]]:
+    """Circuit breakers that have seen traffic (only with ``Router(resilience=...)``)."""
+    return [
+        {"model": key, "kind": "breaker", "state": state["breaker"]["state"],
+         "detail": f"{state['breaker']['window_failures']}/{state['breaker']['window_calls']} failed in the window, "
+                   f"opened {state['breaker']['opened']} times"}
+        for key, state in live["models"].items()
+        if state.get("breaker") is not None
+    ]
 
 
 def _experiments(router: Router) -> list[dict[str, Any]]:
