@@ -12,12 +12,11 @@
 #include <string_view>
 #include <vector>
 
+#include "binding.hpp"
 #include "errors.hpp"
 #include "ngrams.hpp"
 
 namespace fastroute::binding {
-
-namespace py = pybind11;
 
 namespace {
 

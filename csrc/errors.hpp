@@ -1,4 +1,4 @@
-// Error kinds raised by the C++ core. The binding file maps each one to a
+// Error kinds raised by the C++ core. csrc/module.cpp maps each one to a
 // Python class under fastroute.FastrouteError (see python/fastroute/errors.py).
 #pragma once
 

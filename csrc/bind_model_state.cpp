@@ -7,11 +7,11 @@
 #include <memory>
 #include <string>
 
+#include "binding.hpp"
 #include "errors.hpp"
 #include "model_state.hpp"
 
-namespace py = pybind11;
-using namespace fastroute;
+namespace fastroute::binding {
 
 namespace {
 
@@ -72,3 +72,5 @@ void bind_model_state(py::module_& m) {
       .def("try_spend", &RetryBudget::try_spend)
       .def_property_readonly("balance", &RetryBudget::balance);
 }
+
+}  // namespace fastroute::binding

@@ -12,15 +12,12 @@
 #include <vector>
 
 #include "bandit.hpp"
+#include "binding.hpp"
 #include "errors.hpp"
 
-namespace py = pybind11;
-using namespace fastroute;
+namespace fastroute::binding {
 
 namespace {
-
-template <typename T>
-using InArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 // The algorithms' names in enum order: Python reads them, never retypes them.
 constexpr std::array<std::string_view, kBanditAlgorithmCount> kAlgorithmNames = {
@@ -191,3 +188,5 @@ void bind_bandit(py::module_& m) {
       .def("export_stats", &export_stats, py::arg("prior"))
       .def("import_stats", &import_stats, py::arg("stats"), py::arg("prior"));
 }
+
+}  // namespace fastroute::binding

@@ -1,0 +1,48 @@
+// What the binding files share. Each core component has one binding file
+// (csrc/bind_<component>.cpp) that only converts arguments, checks buffers at
+// the boundary, releases the GIL around native work and converts back;
+// module.cpp assembles the `fastroute._core` module.
+// No pybind11 internals (py::detail) are used.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <cstddef>
+#include <exception>
+#include <string_view>
+
+namespace fastroute::binding {
+
+namespace py = pybind11;
+
+// Sets the Python error for a C++ exception: core errors (errors.hpp) become
+// their fastroute.errors class, pybind11's and the standard library's the
+// builtin pybind11 would pick, anything else RuntimeError. Thread-safe with
+// the GIL held; never throws.
+void set_python_error(std::exception_ptr error) noexcept;
+
+// Registers set_python_error for every pybind11-bound function. Call once at import.
+void register_error_translation();
+
+// An input array converted (when needed) to a C-contiguous array of T.
+template <typename T>
+using InArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// A tuple of str from a table of names (features.hpp, analyzer.hpp).
+template <std::size_t N>
+py::tuple names_tuple(const std::array<std::string_view, N>& names) {
+  py::tuple out(N);
+  for (std::size_t i = 0; i < N; ++i) out[i] = py::str(names[i].data(), names[i].size());
+  return out;
+}
+
+void bind_analyzer(py::module_& m);
+void bind_bandit(py::module_& m);
+void bind_scorer(py::module_& m);
+void bind_dispatch(py::module_& m);
+void bind_ngrams(py::module_& m);
+void bind_model_state(py::module_& m);
+
+}  // namespace fastroute::binding
