@@ -188,9 +188,11 @@ class Router:
         matrix = self._policy_matrix(policy, batch, xs, features)
         if isinstance(policy, CompiledPolicy):
             return policy.decide_batch(matrix)
+        modalities = batch.modalities
         if matrix is not batch.features:  # user columns: the policy sees them too
-            batch = _PolicyBatch(batch.modalities, matrix)
-        choices = policy.select_batch(batch, self.models)
+            batch = _PolicyBatch(modalities, matrix)
+        catalog = self.models.catalog
+        choices = policy.select_batch(batch, [catalog.for_modality(modality) for modality in modalities])
         names = tuple(dict.fromkeys(choice.model for choice in choices))
         index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
         score = np.array([np.nan if c.score is None else c.score for c in choices], dtype=np.float32)
@@ -540,11 +542,12 @@ class Router:
         features: Mapping[str, float] | None,
         under_load: tuple[CPUExecutor, str, float | None] | None = None,
     ) -> tuple[Analysis, Choice]:
-        """Analyse ``x`` and let the policy name its model; a LoadAware policy also weighs
-        the live load of ``under_load`` = (executor, priority, deadline) when given."""
+        """Analyse ``x`` and let the policy name its model among those serving its modality; a
+        LoadAware policy also weighs the live load of ``under_load`` = (executor, priority, deadline)."""
         policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
-        choice = policy.select(self._policy_row(policy, analysis, x, features), self.models)
+        candidates = self.models.catalog.for_modality(analysis.modality)
+        choice = policy.select(self._policy_row(policy, analysis, x, features), candidates)
         if under_load is not None and isinstance(policy, LoadAware):
             choice = self._choose_under_load(policy, *under_load, choice, analysis)
         return analysis, choice

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 from helpers import ClientLoad, Versioned, route_everything_as
 
@@ -308,3 +309,36 @@ def test_concurrent_swaps_of_one_model_run_one_after_the_other(registry: Registr
     second.join()
     assert retired == {"2": "1", "3": "2"}
     assert registry.versions("m") == ["3"] and registry.aliases("m") == {"stable": "3"}
+
+
+class CountingLock:
+    """A lock that counts its acquisitions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.acquisitions = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        acquired = self._lock.acquire(blocking, timeout)
+        self.acquisitions += acquired
+        return acquired
+
+    def release(self) -> None:
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def test_a_request_takes_the_registry_lock_once() -> None:
+    """Policies read the lock-free catalog; only the lease takes the lock; its release does not."""
+    with Router() as router:
+        router.register("m", lambda x: x, modality="tabular")
+        lock = CountingLock()
+        router.models._lock, router.models._drained = lock, threading.Condition(lock)
+        router.infer(np.ones(3))
+        assert lock.acquisitions == 1
+        router.submit(np.ones(3)).result(timeout=30)
+        assert lock.acquisitions == 2

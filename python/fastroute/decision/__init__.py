@@ -10,9 +10,13 @@ recalibrating a policy in use, is atomic: no request sees half a policy.
 
 Policy contract used by the Router:
 
-- ``select(analysis, models) -> Choice``: ``analysis.features`` is one row of
-  ``len(policy.feature_names)`` values (``analysis.modality`` a str).
-- ``select_batch(batch, models) -> list[Choice]``: ``batch.features`` is (n, F).
+- ``select(analysis, candidates) -> Choice``: ``analysis.features`` is one row of
+  ``len(policy.feature_names)`` values (``analysis.modality`` a str);
+  ``candidates`` (:class:`Candidates`, immutable) are the models registered for
+  that modality: names, and per name its modality, cost and tags. A policy
+  never sees the registry.
+- ``select_batch(batch, candidates) -> list[Choice]``: ``batch.features`` is
+  (n, F), ``candidates[i]`` row i's candidates.
 - compiled policies add ``decide_batch(features) -> BatchChoice`` (model
   indices straight from the batch scorer), ``explain(row)`` and ``save(path)``.
 
@@ -26,7 +30,7 @@ outcomes to decisions), ``io`` (load), ``load_aware`` (the LoadAware wrapper: lo
 
 from __future__ import annotations
 
-from .base import BatchChoice, Choice, Policy
+from .base import BatchChoice, Candidates, Choice, Policy
 from .by_modality import ByModality
 from .compiled import CompiledPolicy
 from .io import load

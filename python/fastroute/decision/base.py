@@ -1,18 +1,23 @@
-"""Base of the decision engine: a Policy maps an analysed input to a model name, a Choice says which and why."""
+"""Base of the decision engine: a Policy maps an analysed input to a model name, a Choice says which and why.
+
+The policy contract: for one input a policy is given its analysis (or feature
+row) and the :class:`~fastroute.library.catalog.Candidates` for it, the models
+registered for the input's modality (names plus modality, cost and tags), an
+immutable snapshot read without a lock. Never the registry itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+from ..library.catalog import Candidates
 
-if TYPE_CHECKING:
-    from ..library.registry import Registry
-
-__all__ = ["BatchChoice", "Choice", "Policy"]
+__all__ = ["BatchChoice", "Candidates", "Choice", "Policy"]
 
 
 @dataclass(frozen=True)
@@ -56,14 +61,16 @@ class Policy:
     #: Columns the policy reads; beyond FEATURE_NAMES they are user features.
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
-    def select(self, analysis: Analysis, models: Registry) -> Choice:
+    def select(self, analysis: Analysis, candidates: Candidates) -> Choice:
         """The model serving one input. ``analysis`` has ``.modality`` and
-        ``.features`` (the analyzer's, then any user feature columns)."""
+        ``.features`` (the analyzer's, then any user feature columns);
+        ``candidates`` are the models registered for its modality."""
         raise NotImplementedError
 
-    def select_batch(self, batch: BatchAnalysis, models: Registry) -> list[Choice]:
-        """One choice per row of ``batch``; subclasses override with a vectorised path."""
-        return [self.select(batch[i], models) for i in range(len(batch))]
+    def select_batch(self, batch: BatchAnalysis, candidates: Sequence[Candidates]) -> list[Choice]:
+        """One choice per row of ``batch`` (``candidates[i]`` for row i); subclasses
+        override with a vectorised path."""
+        return [self.select(batch[i], candidates[i]) for i in range(len(batch))]
 
     def pinned(self) -> Policy:
         """This policy as it stands now, unaffected by a later refit: what one request uses."""

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ..analyzer import Analysis
 from ..errors import NoRoute, PolicyError
-from .base import Choice, Policy
-
-if TYPE_CHECKING:
-    from ..library.registry import Registry
+from .base import Candidates, Choice, Policy
 
 __all__ = ["ByModality"]
 
@@ -18,9 +14,10 @@ __all__ = ["ByModality"]
 class ByModality(Policy):
     """Send each input to the model registered for its modality.
 
-    With ``preferred`` (modality -> model name) that model wins; otherwise the
-    first registered model serving the modality does. Raises ``NoRoute``
-    naming the modality and what is registered when nothing serves it.
+    With ``preferred`` (modality -> model name) that model wins when it serves
+    the modality; otherwise the first registered model serving the modality
+    does. Raises ``NoRoute`` naming the modality and what is registered when
+    nothing serves it.
     """
 
     def __init__(self, preferred: Mapping[str, str] | None = None) -> None:
@@ -29,13 +26,12 @@ class ByModality(Policy):
             if not isinstance(name, str):
                 raise PolicyError(f"preferred[{modality!r}] must be a model name, got {name!r}")
 
-    def select(self, analysis: Analysis, models: Registry) -> Choice:
+    def select(self, analysis: Analysis, candidates: Candidates) -> Choice:
         modality = analysis.modality
         preferred = self.preferred.get(modality)
-        if preferred is not None and preferred in models:
+        if preferred is not None and preferred in candidates:
             return Choice(preferred, f"preferred model for modality {modality!r}")
-        candidates = models.for_modality(modality)
         if not candidates:
-            registered = {spec.name: spec.modality for spec in models.list()}
+            registered = dict(candidates.registered)
             raise NoRoute(f"no model serves modality {modality!r}; registered: {registered}")
-        return Choice(candidates[0], f"registered for modality {modality!r}")
+        return Choice(candidates.names[0], f"registered for modality {modality!r}")

@@ -11,16 +11,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
 from ..errors import InvalidInput, PolicyError
-from .base import BatchChoice, Choice, Policy
-
-if TYPE_CHECKING:
-    from ..library.registry import Registry
+from .base import BatchChoice, Candidates, Choice, Policy
 
 __all__ = [
     "Compiled",
@@ -125,7 +122,7 @@ class CompiledPolicy(Policy):
             raise PolicyError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         return state
 
-    def select(self, analysis: Analysis, models: Registry | None = None) -> Choice:
+    def select(self, analysis: Analysis, candidates: Candidates | None = None) -> Choice:
         state = self._checked_state()
         row = analysis.features
         try:  # the common case, a float32 vector of the right length: checked in C++ only
@@ -155,7 +152,7 @@ class CompiledPolicy(Policy):
         except (InvalidInput, TypeError):
             return scorer.predict(as_feature_matrix(features, scorer.num_features), threads)
 
-    def select_batch(self, batch: BatchAnalysis, models: Registry | None = None) -> list[Choice]:
+    def select_batch(self, batch: BatchAnalysis, candidates: Sequence[Candidates] | None = None) -> list[Choice]:
         """One Choice per row, with reasons, through the batch scorer (see also decide_batch)."""
         state = self._checked_state()
         matrix = as_feature_matrix(batch.features, len(state.feature_names))

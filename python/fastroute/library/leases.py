@@ -1,17 +1,56 @@
-"""Lease: a request's claim on one model version, from decision to completion."""
+"""Leases: a request's claim on one model version, from decision to completion.
+
+Memory ordering: a version's :class:`InFlight` count is a list of tokens;
+``list.append``/``list.pop`` are atomic in CPython, so holding and dropping
+take no lock. The registry holds a version only under its lock, and only
+while the version is active; it marks a version ``retiring`` under that lock
+after hiding it and before waiting for the count to reach zero. A drop reads
+``retiring`` after its pop, so either the drop sees the mark (and tells the
+registry, which then takes its lock) or the registry's wait sees the count
+already at zero: no drain is missed.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from .experiments import Experiment, Shadow
 from .spec import ModelSpec
 
-if TYPE_CHECKING:
-    from .registry import Registry
+__all__ = ["InFlight", "Lease"]
 
-__all__ = ["Lease"]
+
+class InFlight:
+    """How many requests hold one model version (a spec object). Thread-safe, lock-free.
+
+    ``hold()`` is called by the registry under its lock (so that a version
+    being hidden gets no new holders); ``drop()`` by a lease, from any thread,
+    never blocking unless the version is ``retiring`` and this was its last
+    request, when it calls ``on_drained(self)`` (which may take the
+    registry's lock). Neither allocates beyond a list slot; neither fails.
+    """
+
+    __slots__ = ("spec", "retiring", "_tokens", "_on_drained")
+
+    def __init__(self, spec: ModelSpec, on_drained: Callable[[InFlight], None]) -> None:
+        self.spec = spec
+        self.retiring = False  # set under the registry's lock once the version is hidden
+        self._tokens: list[None] = []
+        self._on_drained = on_drained
+
+    @property
+    def count(self) -> int:
+        """Requests holding the version now (exact for a retiring version)."""
+        return len(self._tokens)
+
+    def hold(self) -> None:
+        self._tokens.append(None)
+
+    def drop(self) -> None:
+        self._tokens.pop()
+        if self.retiring and not self._tokens:
+            self._on_drained(self)
 
 
 class Lease:
@@ -25,27 +64,27 @@ class Lease:
     """
 
     __slots__ = (
-        "spec", "reason", "shadow", "on_outcome", "_registry", "_experiment", "_clock", "_started", "_released"
+        "spec", "reason", "shadow", "on_outcome", "_in_flight", "_experiment", "_clock", "_started", "_claim"
     )
 
     def __init__(
         self,
-        registry: Registry,
-        spec: ModelSpec,
+        in_flight: InFlight,
         reason: str,
         experiment: Experiment | None,
         shadow: Shadow | None,
     ) -> None:
-        self.spec = spec
+        """A lease on ``in_flight.spec``, which the caller has just held for it."""
+        self.spec = in_flight.spec
         self.reason = reason
         self.shadow = shadow
         #: Called with (error or None, latency in seconds) when the request ends (the feedback store's hook).
         self.on_outcome: Callable[[BaseException | None, float], None] | None = None
-        self._registry = registry
+        self._in_flight = in_flight
         self._experiment = experiment
         self._clock: Callable[[], float] = experiment.clock if experiment is not None else time.perf_counter
         self._started = self._clock()
-        self._released = False
+        self._claim = [True]  # popped once, atomically, by whichever end comes first
 
     def release(self, error: BaseException | None = None) -> None:
         """End the request: record its outcome and let a retiring version drain."""
@@ -67,13 +106,11 @@ class Lease:
 
     def _end(self) -> bool:
         """Give the claim back; True only the first time."""
-        with self._registry._lock:
-            if self._released:
-                return False
-            self._released = True
-            retired = self._registry._release(self.spec)
-        if retired is not None:
-            self._registry._retire_in_background(retired)
+        try:
+            self._claim.pop()
+        except IndexError:
+            return False
+        self._in_flight.drop()
         return True
 
     def __enter__(self) -> Lease:

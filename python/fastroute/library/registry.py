@@ -21,10 +21,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..analyzer import MODALITIES
 from ..errors import NoRoute, RegistrationError
 from .bandit_split import BanditSplit
+from .catalog import Catalog
 from .experiments import Canary, Experiment, Shadow
-from .leases import Lease
+from .leases import InFlight, Lease
 from .spec import ModelSpec, validate_spec, warm_up
 
 __all__ = ["DEFAULT_ALIAS", "Lease", "ModelPlan", "ModelSpec", "Registry"]
@@ -74,12 +76,15 @@ class Registry:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._entries: dict[str, _Entry] = {}  # guarded by _lock
-        self._in_flight: dict[int, int] = {}  # id(spec) -> held leases; guarded by _lock
+        # id(spec) -> its lock-free count of held leases (see leases.py); the dict is guarded by _lock.
+        self._in_flight: dict[int, InFlight] = {}
         self._retire_hooks: list[Callable[[ModelSpec], None]] = []  # guarded by _lock
         # Hidden specs whose retirement timed out: hooked when their last lease ends.
         self._retiring: dict[int, ModelSpec] = {}  # id(spec) -> spec; guarded by _lock
         # Serialises swap(): each one checks, registers, moves the alias and retires as a unit.
         self._swapping = threading.Lock()
+        # Replaced (never mutated) under _lock whenever names or default versions change; read without it.
+        self._catalog = Catalog((), MODALITIES)
 
     # -- registration -------------------------------------------------------------
 
@@ -100,6 +105,7 @@ class Registry:
             entry = self._entries.setdefault(spec.name, _Entry())
             entry.versions[spec.version] = spec
             entry.aliases.update(dict.fromkeys(aliases, spec.version))
+            self._publish()
         return spec
 
     def unregister(self, name: str, version: str, *, timeout: float | None = None) -> ModelSpec:
@@ -122,6 +128,7 @@ class Registry:
             del entry.versions[version]
             if not entry.versions:
                 del self._entries[name]
+            self._publish()
         self._wait_drained([spec], timeout)
         return spec
 
@@ -170,6 +177,7 @@ class Registry:
                 self._entries[name] = _Entry(dict(plan.versions), dict(plan.aliases), plan.experiment, plan.shadow)
             kept = {id(spec) for entry in self._entries.values() for spec in entry.versions.values()}
             live_shadows = {id(entry.shadow) for entry in self._entries.values()}
+            self._publish()
         retired = [spec for entry in old_entries.values() for spec in entry.versions.values() if id(spec) not in kept]
         for entry in old_entries.values():
             if entry.shadow is not None and id(entry.shadow) not in live_shadows:
@@ -201,12 +209,14 @@ class Registry:
                 _check_alias(name, alias, entry.versions)
                 self._version(entry, name, version)
             entry.aliases.update(targets)
+            self._publish()
 
     def remove_alias(self, name: str, alias: str) -> None:
         with self._lock:
             entry = self._entry(name)
             if entry.aliases.pop(alias, None) is None:
                 raise NoRoute(f"model {name!r} has no alias {alias!r}; aliases: {sorted(entry.aliases)}")
+            self._publish()
 
     def aliases(self, name: str) -> dict[str, str]:
         """A copy of ``name``'s aliases (alias -> version)."""
@@ -243,6 +253,7 @@ class Registry:
                 winner = experiment.winner or experiment.stable
             entry.aliases[DEFAULT_ALIAS] = winner
             entry.experiment = None
+            self._publish()
             losers = [v for v in sorted(experiment.versions()) if v != winner and not entry.references(v)]
         if retire:
             for loser in losers:
@@ -284,8 +295,12 @@ class Registry:
         with self._lock:
             entry = self._entry(name)
             spec, reason, experiment = self._choose_version(entry, name, version, key)
-            self._in_flight[id(spec)] = self._in_flight.get(id(spec), 0) + 1
-            return Lease(self, spec, reason, experiment, entry.shadow)
+            in_flight = self._in_flight.get(id(spec))
+            if in_flight is None:
+                in_flight = self._in_flight[id(spec)] = InFlight(spec, self._drained_one)
+            in_flight.hold()
+            shadow = entry.shadow
+        return Lease(in_flight, reason, experiment, shadow)
 
     def resolve(self, name: str, version: str | None = None, *, key: Any = None) -> tuple[ModelSpec, str]:
         """The version :meth:`lease` would choose and why, without holding it (a decision only)."""
@@ -328,15 +343,20 @@ class Registry:
             and (tag is None or tag in spec.tags)
         ]
 
+    @property
+    def catalog(self) -> Catalog:
+        """The model names a request can be routed to now, by modality: an immutable
+        snapshot, read without a lock (see :mod:`fastroute.library.catalog`)."""
+        return self._catalog
+
     def for_modality(self, modality: str) -> list[str]:
         """Names whose default version serves ``modality``, in registration order."""
-        with self._lock:
-            return [name for name, entry in self._entries.items() if _default_spec(entry).modality == modality]
+        return list(self._catalog.for_modality(modality).names)
 
     def in_flight(self, spec: ModelSpec) -> int:
         """How many requests currently hold a lease on ``spec``."""
         with self._lock:
-            return self._in_flight.get(id(spec), 0)
+            return self._count(spec)
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
@@ -386,6 +406,10 @@ class Registry:
             return spec, f"alias {DEFAULT_ALIAS!r} -> version {spec.version!r}"
         return spec, f"latest version {spec.version!r}"
 
+    def _publish(self) -> None:
+        """Replace the catalog after names or default versions changed."""
+        self._catalog = Catalog((_default_spec(entry) for entry in self._entries.values()), MODALITIES)
+
     def _is_active(self, spec: ModelSpec) -> bool:
         """Whether this very spec (not merely its name and version) is registered."""
         entry = self._entries.get(spec.name)
@@ -407,42 +431,52 @@ class Registry:
         for alias in aliases:
             _check_alias(spec.name, alias, {**entry.versions, spec.version: spec})
 
-    def _release(self, spec: ModelSpec) -> ModelSpec | None:
-        """Ends one lease on ``spec``; returns it if its retire hooks are now due."""
-        remaining = self._in_flight[id(spec)] - 1
-        if remaining:
-            self._in_flight[id(spec)] = remaining
-            return None
-        del self._in_flight[id(spec)]
-        self._drained.notify_all()
-        retiring = self._retiring.pop(id(spec), None)
-        return retiring if retiring is not None and not self._is_active(retiring) else None
+    def _count(self, spec: ModelSpec) -> int:
+        in_flight = self._in_flight.get(id(spec))
+        return 0 if in_flight is None else in_flight.count
 
-    def _retire_in_background(self, spec: ModelSpec) -> None:
-        """Calls the retire hooks of a spec whose timed-out retirement just drained (without _lock).
+    def _forget(self, spec: ModelSpec) -> None:
+        """Drop the count of a retired spec nothing holds (so the spec can be freed)."""
+        if not self._is_active(spec) and self._count(spec) == 0:
+            self._in_flight.pop(id(spec), None)
 
-        On a thread of its own: the last lease may end inside an executor
+    def _drained_one(self, in_flight: InFlight) -> None:
+        """InFlight callback (without _lock): the last lease on a retiring spec ended.
+
+        Wakes _wait_drained; a spec whose retirement timed out is hooked now,
+        on a thread of its own: the last lease may end inside an executor
         worker (a future's done callback), where a hook waiting for that
         executor's queue to drain would wait for itself.
         """
+        spec = in_flight.spec
         with self._lock:
+            self._drained.notify_all()
+            retiring = self._retiring.pop(id(spec), None) if in_flight.count == 0 else None
+            if retiring is None or self._is_active(retiring):
+                return
+            self._forget(retiring)
             hooks = list(self._retire_hooks)
-        threading.Thread(target=_call_hooks, args=(hooks, [spec]), name="fastroute-retire", daemon=True).start()
+        threading.Thread(target=_call_hooks, args=(hooks, [retiring]), name="fastroute-retire", daemon=True).start()
 
     def _wait_drained(self, specs: list[ModelSpec], timeout: float | None) -> None:
-        """Block (without holding _lock on entry) until no lease holds any of ``specs``,
-        then call the retire hooks of those no longer registered. On timeout the
-        ones still held are hooked when their last lease ends (see _release)."""
+        """Block (without holding _lock on entry) until no lease holds any of ``specs``
+        (hidden already), then call the retire hooks of those no longer registered. On
+        timeout the ones still held are hooked when their last lease ends (see _drained_one)."""
         with self._lock:
-            drained = self._drained.wait_for(
-                lambda: not any(id(spec) in self._in_flight for spec in specs), timeout
-            )
-            held = {id(spec): spec for spec in specs if id(spec) in self._in_flight}
-            busy = {f"{spec.name}/{spec.version}": self._in_flight[key] for key, spec in held.items()}
+            for spec in specs:  # from now on, a last lease ending on one of them wakes this wait
+                in_flight = self._in_flight.get(id(spec))
+                if in_flight is not None:
+                    in_flight.retiring = True
+            self._drained.wait_for(lambda: not any(self._count(spec) for spec in specs), timeout)
+            held = {id(spec): spec for spec in specs if self._count(spec)}  # counts drop without _lock
+            drained = not held
+            busy = {f"{spec.name}/{spec.version}": self._count(spec) for spec in held.values()}
             hooks = list(self._retire_hooks)
             gone = [spec for spec in specs if not self._is_active(spec)]
             self._retiring.update((id(spec), spec) for spec in gone if id(spec) in held)
             drained_now = [spec for spec in gone if id(spec) not in held]
+            for spec in drained_now:
+                self._forget(spec)
         _call_hooks(hooks, drained_now)
         if not drained:
             raise RegistrationError(
