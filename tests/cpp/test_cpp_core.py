@@ -36,6 +36,7 @@ SANITIZER_ENV = {
 
 pytestmark = [
     pytest.mark.sanitizer,
+    pytest.mark.timeout(1800),  # whole sanitizer builds on 2 cores: far past the suite's 300 s default
     pytest.mark.skipif(
         shutil.which("cmake") is None or not (shutil.which("c++") or shutil.which("g++")),
         reason="cmake or a C++ compiler is not installed",

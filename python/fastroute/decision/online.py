@@ -181,8 +181,8 @@ class OnlinePolicy(Policy):
     # -- deciding ----------------------------------------------------------------
 
     def select(self, analysis: Analysis, models: Any = None) -> Choice:
-        """Choose among the candidate ``models`` (names or specs; None or a registry: every arm,
-        as the compiled policies do). The choice's score is the model's estimated reward."""
+        """Choose among the candidate ``models`` (the router's Candidates, or model names; None:
+        every arm). The choice's score is the model's estimated reward."""
         learner = self._checked()
         row = self._row(learner, analysis.features) if self._contextual else None
         arm, propensity, score = learner.bandit.decide(row, _allowed(learner.models, models))
@@ -190,7 +190,8 @@ class OnlinePolicy(Policy):
         return Choice(learner.models[arm], learner.reasons[arm], score, propensity=propensity, pending=pending)
 
     def select_batch(self, batch: BatchAnalysis, models: Any = None) -> list[Choice]:
-        return [self.select(batch[i], models) for i in range(len(batch))]
+        """One choice per row; ``models[i]`` are row i's candidates (None: all arms)."""
+        return [self.select(batch[i], None if models is None else models[i]) for i in range(len(batch))]
 
     def decide(self, row: Any = None) -> tuple[int, float]:
         """The chosen arm index (into :attr:`models`) and its propensity for one feature row."""
@@ -437,10 +438,10 @@ class LinThompson(OnlinePolicy):
 
 
 def _allowed(arms: tuple[str, ...], models: Any) -> np.ndarray | None:
-    """The mask of arms among the candidate ``models`` (None or a registry: every arm)."""
-    if models is None or hasattr(models, "lease"):  # a Registry: a model not registered fails at lease
+    """The mask of arms among the candidate ``models`` (None: every arm)."""
+    if models is None:
         return None
-    candidates = {m if isinstance(m, str) else m.name for m in models}
+    candidates = {m if isinstance(m, str) else m.name for m in models}  # names, or Candidates
     mask = np.fromiter((arm in candidates for arm in arms), dtype=np.uint8, count=len(arms))
     if not mask.any():
         raise NoRoute(f"none of the policy's models {list(arms)} is a candidate; candidates: {sorted(candidates)}")
