@@ -23,7 +23,10 @@ namespace {
 
 constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
 constexpr std::int64_t kMinImageSide = 8;
-constexpr std::int64_t kMinAudioSamples = 8000;
+constexpr std::int64_t kMinFloatAudioSamples = 8000;  // one second at 8 kHz
+constexpr std::int64_t kMinPcmSamples = 1024;         // 23 ms at 44.1 kHz
+constexpr std::int64_t kSmoothGrid = 32;
+constexpr double kSmoothRatio = 0.6;  // measured: tables >= 0.63, photos and 64x64 tiles <= 0.73 (README)
 constexpr std::size_t kEntropyPrefix = 1024;  // bytes of a binary file the entropy looks at
 // Work (elements or bytes) each extra thread must get. Measured on the 2-core
 // dev machine: a std::thread start + join costs ~34 us, a float32 element
@@ -118,21 +121,25 @@ void visit_dtype(DtypeKind kind, int itemsize, bool swapped, Visitor&& visit) {
 // ---- Value statistics -------------------------------------------------------
 
 // Running sums relative to a shift (the first value), which keeps the
-// one-pass variance accurate when values sit far from zero.
+// one-pass variance accurate when values sit far from zero. The sums, min,
+// max and zeros cover the finite values only; NaN and +-Inf are counted.
 struct Moments {
   double shift = 0.0, sum = 0.0, sum_sq = 0.0;
   double min = HUGE_VAL, max = -HUGE_VAL;
-  std::int64_t zeros = 0, count = 0;
+  std::int64_t zeros = 0, count = 0;  // count: values in the sums
+  std::int64_t nans = 0, infs = 0;    // counted by the careful scan only
 
-  // NaN/Inf poison the sums; a false alarm (finite overflow) is ruled out by
-  // the caller's precise rescan.
+  // NaN/Inf poison the fast scan's sums: the caller then rescans carefully.
+  // Huge finite values can overflow the squares too (a false alarm the
+  // rescan settles).
   bool maybe_non_finite() const { return !std::isfinite(sum) || !std::isfinite(sum_sq); }
+  std::int64_t total() const { return count + nans + infs; }
 };
 
 // Four lanes in two SIMD registers (GCC/Clang vector extensions; SSE2 on
 // x86-64) keep the running values in registers and halve the add chains.
-// A NaN or Inf makes the sums non-finite; write_moments() confirms such a hint by
-// a precise rescan, since huge finite values can overflow the squares too.
+// Every value goes into the sums: a NaN or Inf among them makes the sums
+// non-finite, and the careful scan (accumulate_finite) takes over.
 using Pair = double __attribute__((vector_size(16)));
 using PairCount = std::int64_t __attribute__((vector_size(16)));
 
@@ -181,18 +188,43 @@ inline void accumulate_pairs(const std::byte* p, std::int64_t n, std::int64_t st
   m.count += n;
 }
 
+// The careful scan: NaN and Inf are counted and left out of the sums.
 template <class T, bool Swapped>
+void accumulate_finite(const std::byte* p, std::int64_t n, std::int64_t stride, Moments& m) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double v = load<T, Swapped>(p + i * stride);
+    if (std::isnan(v)) {
+      ++m.nans;
+    } else if (std::isinf(v)) {
+      ++m.infs;
+    } else {
+      const double d = v - m.shift;
+      m.sum += d, m.sum_sq += d * d, m.zeros += v == 0.0, ++m.count;
+      m.min = std::min(m.min, v);
+      m.max = std::max(m.max, v);
+    }
+  }
+}
+
+enum class Scan : bool { kFast, kFinite };
+
+// Any sign of stride: the statistics ignore order.
+template <class T, bool Swapped, Scan How>
 inline void accumulate(const std::byte* p, std::int64_t n, std::int64_t stride, Moments& m) {
-  if (stride == static_cast<std::int64_t>(sizeof(T))) {
+  if constexpr (How == Scan::kFinite) {
+    accumulate_finite<T, Swapped>(p, n, stride, m);
+  } else if (stride == static_cast<std::int64_t>(sizeof(T))) {
     accumulate_pairs<T, Swapped, true>(p, n, stride, m);
   } else {
     accumulate_pairs<T, Swapped, false>(p, n, stride, m);
   }
 }
 
-// The view reordered for the fastest walk: positive strides, unit axes
-// dropped, the smallest stride innermost, contiguous axes merged. The
-// statistics do not depend on visiting order.
+// The view reordered for the fastest walk: positive strides, unit and
+// broadcast (0-stride) axes dropped, the smallest stride innermost,
+// contiguous axes merged. A broadcast axis repeats every other value the
+// same number of times, so neither it nor the visiting order changes the
+// statistics; a broadcast array costs only its distinct elements.
 struct Walk {
   const std::byte* base = nullptr;
   int ndim = 0;
@@ -203,7 +235,7 @@ Walk plan_walk(const ArrayView& a) {
   Walk w;
   w.base = a.data;
   for (int d = 0; d < a.ndim; ++d) {
-    if (a.shape[d] == 1) continue;
+    if (a.shape[d] == 1 || a.strides[d] == 0) continue;
     std::int64_t stride = a.strides[d];
     if (stride < 0) {
       w.base += stride * (a.shape[d] - 1);
@@ -234,6 +266,13 @@ Walk plan_walk(const ArrayView& a) {
   return w;
 }
 
+// Elements the walk visits.
+std::int64_t distinct_elements(const Walk& w) {
+  std::int64_t count = 1;
+  for (int d = 0; d < w.ndim; ++d) count *= w.extent[d];
+  return count;
+}
+
 template <class T, bool Swapped>
 Moments start_moments(const std::byte* first) {
   Moments m;
@@ -242,19 +281,19 @@ Moments start_moments(const std::byte* first) {
   return m;
 }
 
-template <class T, bool Swapped>
-Moments scan(const Walk& w, const std::byte* base) {
-  Moments m = start_moments<T, Swapped>(base);
+template <class T, bool Swapped, Scan How>
+Moments scan(const Walk& w) {
+  Moments m = start_moments<T, Swapped>(w.base);
   const int inner = w.ndim - 1;
   if (inner == 0) {
-    accumulate<T, Swapped>(base, w.extent[0], w.stride[0], m);
+    accumulate<T, Swapped, How>(w.base, w.extent[0], w.stride[0], m);
     return m;
   }
   std::array<std::int64_t, kMaxDims> index;
   std::fill_n(index.begin(), inner, 0);
-  const std::byte* p = base;
+  const std::byte* p = w.base;
   for (;;) {
-    accumulate<T, Swapped>(p, w.extent[inner], w.stride[inner], m);
+    accumulate<T, Swapped, How>(p, w.extent[inner], w.stride[inner], m);
     int d = inner - 1;
     for (; d >= 0; --d) {
       p += w.stride[d];
@@ -266,39 +305,29 @@ Moments scan(const Walk& w, const std::byte* base) {
   }
 }
 
-// Error path only: throws naming the first non-finite value in C (row-major)
-// order; returns if every value is finite after all (overflowing squares).
+// The statistics of the walk's values: one fast pass, and a careful second
+// one only when the first hints at a NaN or Inf.
 template <class T, bool Swapped>
-void throw_if_non_finite(const ArrayView& a) {
-  std::array<std::int64_t, kMaxDims> index{};
-  for (std::int64_t flat = 0;; ++flat) {
-    const std::byte* p = a.data;
-    for (int d = 0; d < a.ndim; ++d) p += index[d] * a.strides[d];
-    const double v = load<T, Swapped>(p);
-    if (!std::isfinite(v)) {
-      char value[32];
-      std::snprintf(value, sizeof value, "%g", v);
-      throw InvalidInput("array holds " + std::string(value) + " at flat index " + std::to_string(flat) +
-                         " (C order); NaN and Inf are not valid feature values");
-    }
-    int d = a.ndim - 1;
-    while (d >= 0 && ++index[d] == a.shape[d]) index[d--] = 0;
-    if (d < 0) return;
-  }
+Moments moments_of(const Walk& w) {
+  const Moments fast = scan<T, Swapped, Scan::kFast>(w);
+  if (!kCanBeNonFinite<T> || !fast.maybe_non_finite()) return fast;
+  return scan<T, Swapped, Scan::kFinite>(w);
 }
 
-// `view_of_values()` gives the scanned values' ArrayView; built only when
-// the sums hint at a NaN or Inf.
-template <class T, bool Swapped, class ViewOfValues>
-void write_moments(const Moments& m, float* f, ViewOfValues&& view_of_values) {
-  if (kCanBeNonFinite<T> && m.maybe_non_finite()) throw_if_non_finite<T, Swapped>(view_of_values());
+// mean/std/min/max over the finite values (missing if there are none); the
+// zero, NaN and Inf shares over all values.
+void write_moments(const Moments& m, float* f) {
+  const double inverse_total = 1.0 / static_cast<double>(m.total());
+  f[kZeroShare] = static_cast<float>(static_cast<double>(m.zeros) * inverse_total);
+  f[kNanShare] = static_cast<float>(static_cast<double>(m.nans) * inverse_total);
+  f[kInfShare] = static_cast<float>(static_cast<double>(m.infs) * inverse_total);
+  if (m.count == 0) return;
   const double inverse_n = 1.0 / static_cast<double>(m.count);
   const double mean_shifted = m.sum * inverse_n;
   f[kMean] = static_cast<float>(m.shift + mean_shifted);
   f[kStd] = static_cast<float>(std::sqrt(std::max(0.0, m.sum_sq * inverse_n - mean_shifted * mean_shifted)));
   f[kMin] = static_cast<float>(m.min);
   f[kMax] = static_cast<float>(m.max);
-  f[kZeroShare] = static_cast<float>(static_cast<double>(m.zeros) * inverse_n);
 }
 
 // ---- Modality of an array shape --------------------------------------------
@@ -315,14 +344,70 @@ Layout image(std::int64_t height, std::int64_t width, std::int64_t channels) {
 }
 Layout audio(std::int64_t channels, std::int64_t samples) { return {Modality::kAudio, 0, 0, channels, samples}; }
 
-Layout guess_layout(std::span<const std::int64_t> s, bool audio_dtype) {
+// What the heuristics know of an array's values: the range of its finite
+// values; `known` is false when no finite value was read (NPY headers, or
+// only NaN and Inf).
+struct ValueRange {
+  bool known = false;
+  double min = 0.0, max = 0.0;
+};
+
+ValueRange range_of(const Moments& m) { return m.count ? ValueRange{true, m.min, m.max} : ValueRange{}; }
+
+// A waveform is centred on zero, so its values take both signs: PCM integers
+// (int16, int32) of at least kMinPcmSamples samples, or float samples within
+// [-1, 1] (the float audio convention) of at least kMinFloatAudioSamples.
+// Floats need more evidence: they are the tabular dtype too (a normalised
+// embedding of a few thousand values also lies within [-1, 1]).
+bool is_waveform(DtypeKind kind, int itemsize, std::int64_t samples, const ValueRange& v) {
+  if (!v.known || !(v.min < 0.0 && v.max > 0.0)) return false;
+  if (kind == DtypeKind::kInt && (itemsize == 2 || itemsize == 4)) return samples >= kMinPcmSamples;
+  return kind == DtypeKind::kFloat && samples >= kMinFloatAudioSamples && v.min >= -1.0 && v.max <= 1.0;
+}
+
+// Whether neighbouring values of a 2-D view are alike, as in a photo or a
+// scan, unlike a table whose neighbouring cells are different samples and
+// different features. On a grid of up to kSmoothGrid x kSmoothGrid points,
+// the mean absolute difference to the right neighbour and to the lower one
+// must each be at most kSmoothRatio times the mean absolute difference to the
+// grid point half the grid away. Non-finite values are skipped; a constant
+// array counts as smooth. Reads at most 4 * kSmoothGrid^2 values.
+template <class T, bool Swapped>
+bool looks_smooth(const ArrayView& a) {
+  const std::int64_t rows = std::min(kSmoothGrid, a.shape[0] - 1), cols = std::min(kSmoothGrid, a.shape[1] - 1);
+  const auto spread = [](std::int64_t k, std::int64_t points, std::int64_t extent) {  // in [0, extent - 2]
+    return static_cast<std::int64_t>(static_cast<__int128>(k) * (extent - 1) / points);
+  };
+  const auto at = [&](std::int64_t i, std::int64_t j) {
+    return load<T, Swapped>(a.data + i * a.strides[0] + j * a.strides[1]);
+  };
+  double right = 0.0, down = 0.0, far = 0.0;
+  for (std::int64_t k = 0; k < rows; ++k) {
+    const std::int64_t i = spread(k, rows, a.shape[0]), far_i = spread((k + rows / 2) % rows, rows, a.shape[0]);
+    for (std::int64_t l = 0; l < cols; ++l) {
+      const std::int64_t j = spread(l, cols, a.shape[1]), far_j = spread((l + cols / 2) % cols, cols, a.shape[1]);
+      const double v = at(i, j), r = at(i, j + 1), d = at(i + 1, j), f = at(far_i, far_j);
+      if (!std::isfinite(v) || !std::isfinite(r) || !std::isfinite(d) || !std::isfinite(f)) continue;
+      right += std::fabs(v - r), down += std::fabs(v - d), far += std::fabs(v - f);
+    }
+  }
+  return right <= kSmoothRatio * far && down <= kSmoothRatio * far;
+}
+
+// `smooth()` answers looks_smooth for a 2-D array (asked only when the shape
+// could be an image).
+template <class Smooth>
+Layout guess_layout(std::span<const std::int64_t> s, DtypeKind kind, int itemsize, const ValueRange& values,
+                    Smooth&& smooth) {
   const auto big = [](std::int64_t side) { return side >= kMinImageSide; };
+  const auto waveform = [&](std::int64_t samples) { return is_waveform(kind, itemsize, samples, values); };
   switch (s.size()) {
     case 1:
-      return s[0] >= kMinAudioSamples && audio_dtype ? audio(1, s[0]) : Layout{};
+      return waveform(s[0]) ? audio(1, s[0]) : Layout{};
     case 2:
-      if ((s[0] == 1 || s[0] == 2) && s[1] >= kMinAudioSamples) return audio(s[0], s[1]);
-      return big(s[0]) && big(s[1]) ? image(s[0], s[1], 1) : Layout{};
+      if (s[0] <= 2 && waveform(s[1])) return audio(s[0], s[1]);  // channels x samples (torchaudio)
+      if (s[1] <= 2 && waveform(s[0])) return audio(s[1], s[0]);  // samples x channels (scipy.io.wavfile)
+      return big(s[0]) && big(s[1]) && smooth() ? image(s[0], s[1], 1) : Layout{};
     case 3:
       if (is_channel_count(s[2]) && big(s[0]) && big(s[1])) return image(s[0], s[1], s[2]);
       if (is_channel_count(s[0]) && big(s[1]) && big(s[2])) return image(s[1], s[2], s[0]);
@@ -332,7 +417,9 @@ Layout guess_layout(std::span<const std::int64_t> s, bool audio_dtype) {
   }
 }
 
+// The layout a hint (not kAuto) asks for.
 Layout hinted_layout(std::span<const std::int64_t> s, Hint hint) {
+  if (hint == Hint::kTabular) return Layout{};
   if (hint == Hint::kImage) {
     if (s.size() == 2) return image(s[0], s[1], 1);
     if (s.size() == 3 && is_channel_count(s[2])) return image(s[0], s[1], s[2]);
@@ -347,26 +434,16 @@ Layout hinted_layout(std::span<const std::int64_t> s, Hint hint) {
                                            : " (needs samples or channels x samples)"));
 }
 
-Layout layout_of(std::span<const std::int64_t> shape, bool audio_dtype, Hint hint) {
-  if (hint == Hint::kTabular) return Layout{};
-  if (hint == Hint::kAuto) return guess_layout(shape, audio_dtype);
-  return hinted_layout(shape, hint);
-}
-
-bool is_audio_dtype(DtypeKind kind, int itemsize) {
-  return kind == DtypeKind::kFloat || (kind == DtypeKind::kInt && (itemsize == 2 || itemsize == 4));
-}
-
-// The shape-derived features shared by arrays and NPY files.
-void write_shape_features(std::span<const std::int64_t> shape, std::int64_t count, const Layout& layout, float* f) {
+// The modality and what its layout says (image sides, audio channels and
+// samples per channel as `length`).
+void write_layout_features(const Layout& layout, float* f) {
   f[kModality] = static_cast<float>(layout.modality);
-  f[kNdim] = static_cast<float>(shape.size());
-  f[kLength] = static_cast<float>(layout.modality == Modality::kAudio ? layout.samples : count);
   if (layout.modality == Modality::kImage) {
     f[kHeight] = static_cast<float>(layout.height);
     f[kWidth] = static_cast<float>(layout.width);
     f[kAspectRatio] = static_cast<float>(static_cast<double>(layout.width) / static_cast<double>(layout.height));
   }
+  if (layout.modality == Modality::kAudio) f[kLength] = static_cast<float>(layout.samples);
   if (layout.modality != Modality::kTabular) f[kChannels] = static_cast<float>(layout.channels);
 }
 
@@ -387,14 +464,13 @@ std::int64_t element_count(const ArrayView& a) {
   return count;
 }
 
-// Everything but the value statistics: shared by single arrays and batch rows.
-FeatureVector array_template(const ArrayView& a, Hint hint) {
-  const std::span<const std::int64_t> shape(a.shape.data(), static_cast<std::size_t>(a.ndim));
-  const std::int64_t count = element_count(a);
+// What the dtype and element count say: shared by single arrays and batch rows.
+FeatureVector array_features(const ArrayView& a, std::int64_t count) {
   FeatureVector f = missing_features();
-  write_shape_features(shape, count, layout_of(shape, is_audio_dtype(a.kind, a.itemsize), hint), f.data());
   f[kSource] = static_cast<float>(Source::kArray);
-  f[kSizeBytes] = static_cast<float>(count * a.itemsize);
+  f[kNdim] = static_cast<float>(a.ndim);
+  f[kLength] = static_cast<float>(count);
+  f[kSizeBytes] = static_cast<float>(static_cast<double>(count) * a.itemsize);  // a broadcast array's logical size
   f[kDtypeKind] = static_cast<float>(a.kind);
   f[kItemsize] = static_cast<float>(a.itemsize);
   return f;
@@ -421,6 +497,8 @@ Modality modality_of(FileKind kind) {
   return Modality::kBinary;
 }
 
+// The header's shape and dtype, with the array heuristics; the values are not
+// read, so the rules that need them (audio, 2-D images) do not apply.
 void write_npy_features(const FileFacts& facts, float* f) {
   const std::span<const std::int64_t> shape(facts.shape.data(), static_cast<std::size_t>(facts.ndim));
   std::int64_t count = 1;
@@ -428,8 +506,11 @@ void write_npy_features(const FileFacts& facts, float* f) {
   constexpr std::string_view kKinds = "biuf";  // DtypeKind order
   const std::size_t kind = kKinds.find(facts.dtype_kind);
   const bool known = facts.dtype_kind != 0 && kind != std::string_view::npos;
-  const bool audio_dtype = known && is_audio_dtype(static_cast<DtypeKind>(kind), facts.itemsize);
-  write_shape_features(shape, count, count ? guess_layout(shape, audio_dtype) : Layout{}, f);
+  const Layout layout =
+      count ? guess_layout(shape, DtypeKind::kBool, facts.itemsize, ValueRange{}, [] { return false; }) : Layout{};
+  f[kNdim] = static_cast<float>(shape.size());
+  f[kLength] = static_cast<float>(count);
+  write_layout_features(layout, f);
   if (known) f[kDtypeKind] = static_cast<float>(kind);
   if (facts.itemsize) f[kItemsize] = static_cast<float>(facts.itemsize);
 }
@@ -484,11 +565,7 @@ void write_row(const Analysis& analysis, std::int64_t i, BatchOutput out) {
 }
 
 std::int64_t work_of(const Input& input) {
-  if (const auto* a = std::get_if<ArrayView>(&input)) {
-    std::int64_t count = 1;
-    for (int d = 0; d < a->ndim; ++d) count *= a->shape[d];
-    return count;
-  }
+  if (const auto* a = std::get_if<ArrayView>(&input)) return distinct_elements(plan_walk(*a));
   if (const auto* t = std::get_if<TextInput>(&input)) return static_cast<std::int64_t>(t->utf8.size());
   return static_cast<std::int64_t>(std::get<BytesInput>(input).bytes.size());
 }
@@ -506,9 +583,9 @@ void append_value(std::string& out, float value) {
 // A coded feature's name ("image", "float"), or the number itself.
 void append_feature(std::string& out, Feature feature, float value) {
   const auto name = [&](auto names) {
-    const auto code = static_cast<std::size_t>(value);
-    if (code < names.size() && static_cast<float>(code) == value) {
-      out += names[code];
+    // Range first: converting an out-of-range float to an integer is undefined.
+    if (value >= 0.0f && value < static_cast<float>(names.size()) && std::nearbyint(value) == value) {
+      out += names[static_cast<std::size_t>(value)];
     } else {
       append_value(out, value);
     }
@@ -533,16 +610,22 @@ Hint parse_hint(std::string_view hint) {
 }
 
 Analysis analyze_array(const ArrayView& a, Hint hint) {
-  FeatureVector f = array_template(a, hint);
+  const std::int64_t count = element_count(a);
+  const std::span<const std::int64_t> shape(a.shape.data(), static_cast<std::size_t>(a.ndim));
+  Layout layout = hint == Hint::kAuto ? Layout{} : hinted_layout(shape, hint);  // a hint that does not fit fails first
+  FeatureVector f = array_features(a, count);
   visit_dtype(a.kind, a.itemsize, a.byteswapped, [&]<class T, bool Swapped>() {
-    const Walk walk = plan_walk(a);
-    write_moments<T, Swapped>(scan<T, Swapped>(walk, walk.base), f.data(), [&] { return a; });
+    const Moments m = moments_of<T, Swapped>(plan_walk(a));
+    write_moments(m, f.data());
+    if (hint == Hint::kAuto) {
+      layout = guess_layout(shape, a.kind, a.itemsize, range_of(m), [&] { return looks_smooth<T, Swapped>(a); });
+    }
   });
-  return {static_cast<Modality>(f[kModality]), {}, f};
+  write_layout_features(layout, f.data());
+  return {layout.modality, {}, f};
 }
 
 Analysis analyze_text(std::string_view utf8) {
-  if (utf8.empty()) throw InvalidInput("empty str: nothing to analyse");
   Analysis out{Modality::kText, {}, missing_features()};
   out.features[kModality] = static_cast<float>(Modality::kText);
   out.features[kSource] = static_cast<float>(Source::kStr);
@@ -551,7 +634,6 @@ Analysis analyze_text(std::string_view utf8) {
 }
 
 Analysis analyze_bytes(std::span<const std::byte> bytes) {
-  if (bytes.empty()) throw InvalidInput("empty bytes: nothing to analyse");
   FileFacts facts = detect_file(bytes);
   FeatureVector f = missing_features();
   if (facts.kind == FileKind::kUnknown) {
@@ -600,24 +682,32 @@ void analyze_rows(const ArrayView& matrix, BatchOutput out) {
   row.shape[0] = matrix.shape[1];
   row.strides[0] = matrix.strides[1];
   if (rows == 0) return;
-  const FeatureVector row_features = array_template(row, Hint::kAuto);
-  const auto code = static_cast<std::uint8_t>(row_features[kModality]);
-  const std::int64_t length = row.shape[0], stride = row.strides[0];
+  const std::int64_t length = element_count(row);
+  FeatureVector row_features = array_features(row, length);
+  write_layout_features(Layout{}, row_features.data());
+  // Only rows long enough to be a waveform need their values to decide.
+  const bool may_be_audio = is_waveform(row.kind, row.itemsize, length, ValueRange{true, -1.0, 1.0});
+  const Walk first_row = plan_walk(row);
+  const std::int64_t distinct_rows = matrix.strides[0] == 0 ? 1 : rows;  // broadcast rows are all alike
   visit_dtype(row.kind, row.itemsize, row.byteswapped, [&]<class T, bool Swapped>() {
-    for_each_item(rows, rows * length, "row", [&](std::int64_t i) {
+    for_each_item(distinct_rows, distinct_rows * distinct_elements(first_row), "row", [&](std::int64_t i) {
       float* f = out.features + i * kNumFeatures;
       std::memcpy(f, row_features.data(), sizeof(FeatureVector));
-      const std::byte* values = row.data + i * matrix.strides[0];
-      Moments m = start_moments<T, Swapped>(values);
-      accumulate<T, Swapped>(values, length, stride, m);  // any sign of stride: stats ignore order
-      write_moments<T, Swapped>(m, f, [&] {
-        ArrayView this_row = row;
-        this_row.data = values;
-        return this_row;
-      });
-      out.codes[i] = code;
+      Walk this_row = first_row;
+      this_row.base += i * matrix.strides[0];
+      const Moments m = moments_of<T, Swapped>(this_row);
+      write_moments(m, f);
+      out.codes[i] = static_cast<std::uint8_t>(Modality::kTabular);
+      if (may_be_audio && is_waveform(row.kind, row.itemsize, length, range_of(m))) {
+        write_layout_features(audio(1, length), f);
+        out.codes[i] = static_cast<std::uint8_t>(Modality::kAudio);
+      }
     });
   });
+  for (std::int64_t i = distinct_rows; i < rows; ++i) {
+    std::memcpy(out.features + i * kNumFeatures, out.features, sizeof(FeatureVector));
+    out.codes[i] = out.codes[0];
+  }
 }
 
 void analyze_items(std::span<const Input> items, BatchOutput out) {

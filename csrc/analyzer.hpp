@@ -1,9 +1,11 @@
 // Analyzer: detects an input's modality and extracts the feature vector
 // defined in features.hpp. Pure C++, no Python types; thread-safe (no shared
 // state); the single-input paths never allocate except to build an error
-// message. Errors (errors.hpp): InvalidInput for empty or non-finite values
-// and shapes a hint cannot fit, UnsupportedInput for dtypes it cannot read,
-// CorruptFile for broken file headers.
+// message. NaN and Inf are values like any other: counted (nan_share,
+// inf_share) and left out of mean/std/min/max. Errors (errors.hpp):
+// InvalidInput for empty arrays and shapes a hint cannot fit,
+// UnsupportedInput for dtypes it cannot read, CorruptFile for broken file
+// headers. An empty str or bytes is a text of length 0.
 #pragma once
 
 #include <array>
@@ -21,8 +23,9 @@ namespace fastroute {
 inline constexpr int kMaxDims = 64;  // numpy's NPY_MAXDIMS
 
 // A non-owning numpy-style view: any rank, byte strides of any sign, any
-// alignment, native or swapped byte order. The caller guarantees that every
-// element the shape and strides address lies in readable memory.
+// alignment (0 for broadcast axes, which cost nothing), native or swapped
+// byte order. The caller guarantees that every element the shape and strides
+// address lies in readable memory.
 struct ArrayView {
   const std::byte* data = nullptr;
   DtypeKind kind = DtypeKind::kFloat;

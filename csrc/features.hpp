@@ -26,11 +26,13 @@ namespace fastroute {
   X(kDuration, "duration_s")           /* audio seconds (files)            */ \
   X(kDtypeKind, "dtype_kind")          /* DtypeKind code                   */ \
   X(kItemsize, "itemsize")             /* bytes per element                */ \
-  X(kMean, "mean")                     /* numeric values                   */ \
-  X(kStd, "std")                       /* population std                   */ \
+  X(kMean, "mean")                     /* finite values only               */ \
+  X(kStd, "std")                       /* population std, finite values    */ \
   X(kMin, "min")                                                               \
   X(kMax, "max")                                                               \
-  X(kZeroShare, "zero_share")          /* share of exact zeros             */ \
+  X(kZeroShare, "zero_share")          /* shares are of all values         */ \
+  X(kNanShare, "nan_share")            /* missing values (NaN)             */ \
+  X(kInfShare, "inf_share")            /* +Inf and -Inf                    */ \
   X(kWords, "words")                   /* whitespace-separated words       */ \
   X(kLines, "lines")                   /* line count                       */ \
   X(kMeanWordLength, "mean_word_length")                                       \

@@ -97,9 +97,11 @@ def test_non_ascii_digits_and_fullwidth_punctuation():
     assert analysis["punct_share"] == pytest.approx(1 / 9)
 
 
-def test_empty_str():
-    with pytest.raises(fr.InvalidInput, match="empty str"):
-        fr.analyze("")
+def test_empty_str_is_a_text_of_length_zero():
+    analysis = fr.analyze("")
+    assert analysis.modality == "text" and analysis.mime is None
+    assert (analysis["length"], analysis["size_bytes"], analysis["words"], analysis["lines"]) == (0, 0, 0, 0)
+    assert analysis["script"] == fr.SCRIPTS.index("none") and math.isnan(analysis["mean_word_length"])
 
 
 def test_lone_surrogate_is_invalid_input():
