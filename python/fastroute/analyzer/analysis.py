@@ -17,13 +17,15 @@ Inputs
   double) and any layout: non-contiguous views, negative strides, Fortran
   order, non-native byte order are read in place, never copied. Complex,
   object, string, void and datetime arrays raise ``UnsupportedInput``; empty
-  arrays and NaN/Inf values raise ``InvalidInput`` (naming the first offending
-  flat index in C order).
-- **str**: text statistics. Empty str raises ``InvalidInput``.
+  arrays raise ``InvalidInput``. NaN and Inf are values like any other
+  (missing values are normal in tables): counted as ``nan_share`` and
+  ``inf_share`` and left out of mean/std/min/max. Broadcast (0-stride) axes
+  cost nothing: they repeat values without changing the statistics.
+- **str**: text statistics. An empty str is a text of length 0.
 - **bytes / bytearray / memoryview** (read in place through the buffer
-  protocol): a file, identified by its magic numbers. Empty bytes raise
-  ``InvalidInput``; a recognised but truncated or absurd header raises
-  ``CorruptFile`` naming the format and field.
+  protocol): a file, identified by its magic numbers. Empty bytes are a text
+  of length 0 (mime text/plain); a recognised but truncated or absurd header
+  raises ``CorruptFile`` naming the format and field.
 - Anything else (None, dict, list, numbers...) raises ``UnsupportedInput``
   naming the type.
 
@@ -37,11 +39,18 @@ Array modality heuristics
 ``hint=`` ("tabular", "image" or "audio") overrides them; a hint the shape
 cannot fit raises ``InvalidInput``.
 
-- 1-D: ``length >= 8000`` and a float, int16 or int32 dtype -> audio (mono
-  waveform); else tabular.
-- 2-D: shape ``(c, n)`` with c in {1, 2} and ``n >= 8000`` -> audio
-  (channels x samples); else both dims >= 8 -> image (grayscale H x W); else
-  tabular.
+- Audio: 1-D samples, or 2-D with 1 or 2 channels (``(c, n)`` channels x
+  samples, or ``(n, c)`` samples x channels as ``scipy.io.wavfile`` reads),
+  whose values take both signs (a waveform is centred on zero): int16 or
+  int32 PCM of ``n >= 1024`` samples, or floats within [-1, 1] of
+  ``n >= 8000`` samples (floats are the tabular dtype too: a normalised
+  embedding of a few thousand values also lies within [-1, 1]).
+- 2-D image (grayscale H x W): both dims >= 8 and neighbouring values alike:
+  on a grid of up to 32 x 32 points, the mean absolute difference to the
+  right and to the lower neighbour are each at most 0.6 times that between
+  points half the grid apart (NaN/Inf skipped; a constant array counts as
+  smooth). Photos and scans are smooth; a table's neighbouring cells are
+  different samples and features, so a (200, 30) table is tabular.
 - 3-D: last dim in {1, 3, 4} and H, W >= 8 -> image (H x W x C); else first
   dim in {1, 3, 4} and H, W >= 8 -> image (C x H x W); else tabular.
 - 0-D and >= 4-D: tabular. bool arrays count as 0/1.
@@ -57,8 +66,9 @@ into ``SOURCES`` (array, str, bytes), ``mime`` into ``MIMES``,
 
 - Arrays: size_bytes, ndim, length (element count, or samples per channel for
   audio), height/width/channels/aspect_ratio (images; aspect = width/height),
-  channels (audio), dtype_kind, itemsize, and mean/std (population)/min/max/
-  zero_share over all values.
+  channels (audio), dtype_kind, itemsize, mean/std (population)/min/max over
+  the finite values (NaN when there are none), and zero_share, nan_share,
+  inf_share as shares of all values (0 for integer and bool arrays).
 - Text (str, and bytes detected as text or JSON): size_bytes (UTF-8),
   length (characters), words (``len(s.split())``), lines (newlines, plus one
   if the text does not end with one), mean_word_length (non-space characters
@@ -74,7 +84,8 @@ into ``SOURCES`` (array, str, bytes), ``mime`` into ``MIMES``,
   JPEG, GIF, BMP, WebP and TIFF; sample_rate/channels/duration_s for WAV and
   FLAC (WAV duration counts the data bytes present), sample_rate/channels for
   Ogg Vorbis/Opus and MP3; ndim/length/shape features/dtype for NPY (modality
-  from the header's shape by the array heuristics, value statistics NaN).
+  from the header's shape by the array heuristics with the values unread, so
+  audio and 2-D images, which need them, stay tabular; value statistics NaN).
 
 File kinds and mime types (as libmagic names them, except NPY, which libmagic
 calls application/octet-stream): PNG, JPEG, GIF, WebP, BMP, TIFF -> image;
