@@ -38,10 +38,18 @@ def check_servable(policy: Any) -> Policy:
         raise PolicyError(f"policy must be a fastroute Policy, got {type(policy).__name__}")
     names = tuple(policy.feature_names)
     if names[: len(FEATURE_NAMES)] != FEATURE_NAMES:
-        raise PolicyError(f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}...")
+        raise PolicyError(f"policy features must start with fastroute.FEATURE_NAMES, got {list(names[:3])}...{_schema_hint(names)}")
     if isinstance(policy, CompiledPolicy):
         policy._checked_state()
     return policy
+
+
+def _schema_hint(names: tuple[str, ...]) -> str:
+    """Why a policy built on the analyzer's features no longer fits them: the schema changed since."""
+    if names[:1] != FEATURE_NAMES[:1]:
+        return ""
+    missing = [name for name in FEATURE_NAMES if name not in names]
+    return f"; it lacks {missing}: built on an older FEATURE_NAMES, refit it on this version's features" if missing else ""
 
 
 def build_scorer(factory: Any, *args: Any) -> Any:
