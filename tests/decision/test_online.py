@@ -158,7 +158,7 @@ def test_feedback_needs_a_reward_or_quality_and_known_fields() -> None:
         router.feedback(decision.id)
     with pytest.raises(InvalidInput, match="unknown outcome fields"):
         router.feedback(decision.id, reward=1.0, mood=3)
-    with pytest.raises(InvalidInput, match="the policy reads 31"):
+    with pytest.raises(InvalidInput, match=f"the policy reads {len(DIFFICULTY)}"):
         router.policy.update(np.zeros(5, np.float32), "small", 1.0)
 
 
@@ -193,7 +193,7 @@ def test_executor_errors_and_latency_become_outcomes_without_user_code() -> None
 
 def test_candidates_restrict_the_choice_and_none_left_is_no_route() -> None:
     policy = LinThompson(("small", "big", "ghost"), feature_names=DIFFICULTY, explore=0.5)
-    row = _Row(np.zeros(31, np.float32))
+    row = _Row(np.zeros(len(DIFFICULTY), np.float32))
     assert {policy.select(row, ["small", "big"]).model for _ in range(50)} == {"small", "big"}
     assert {policy.select(row).model for _ in range(100)} == {"small", "big", "ghost"}
     with pytest.raises(NoRoute, match="none of the policy's models"):

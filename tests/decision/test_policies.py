@@ -144,9 +144,9 @@ def test_threshold_bad_configuration():
 @pytest.mark.parametrize(
     ("matrix", "message"),
     [
-        (np.zeros((3, 5)), r"shape \(n, 30\), got \(3, 5\)"),
-        (np.zeros((3, 30), dtype=complex), "must be numeric, got dtype complex128"),
-        (np.array([["a"] * 30]), "must be numeric"),
+        (np.zeros((3, 5)), rf"shape \(n, {len(FEATURE_NAMES)}\), got \(3, 5\)"),
+        (np.zeros((3, len(FEATURE_NAMES)), dtype=complex), "must be numeric, got dtype complex128"),
+        (np.array([["a"] * len(FEATURE_NAMES)]), "must be numeric"),
     ],
 )
 def test_feature_matrices_of_wrong_width_or_dtype(rules, matrix, message):
@@ -157,11 +157,11 @@ def test_feature_matrices_of_wrong_width_or_dtype(rules, matrix, message):
 def test_scorer_boundary_checks_dtype_and_layout(rules):
     scorer = rules._state.scorer
     with pytest.raises(InvalidInput, match="float32"):
-        scorer.score_batch(np.zeros((2, 30)), 1)
+        scorer.score_batch(np.zeros((2, len(FEATURE_NAMES))), 1)
     with pytest.raises(InvalidInput, match="C-contiguous"):
-        scorer.score_batch(np.zeros((30, 2), dtype=np.float32).T, 1)
-    with pytest.raises(InvalidInput, match="31 columns"):
-        scorer.score(np.zeros(31, dtype=np.float32))
+        scorer.score_batch(np.zeros((len(FEATURE_NAMES), 2), dtype=np.float32).T, 1)
+    with pytest.raises(InvalidInput, match=f"{len(FEATURE_NAMES) + 1} columns"):
+        scorer.score(np.zeros(len(FEATURE_NAMES) + 1, dtype=np.float32))
 
 
 def test_policy_types_are_exported():
