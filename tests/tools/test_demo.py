@@ -28,7 +28,7 @@ def test_demo_routes_every_kind_of_input_to_a_fitting_model() -> None:
             re.MULTILINE,
         )
     }
-    assert rows["digit array 8x8"][0] == rows["digit PNG bytes"][0] == "digits"
+    assert rows["digit array 8x8x1"][0] == rows["digit PNG bytes"][0] == "digits"
     assert rows["tone waveform"][0] == rows["tone WAV bytes"][0] == "pitch"
     assert rows["tumour measurements"][0] == "tumour"
     assert rows["dataset doc sentence"][0] == "docs"

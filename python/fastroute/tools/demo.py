@@ -142,17 +142,18 @@ def _digits_task(rng: np.random.Generator) -> Task:
         if n % 2:
             samples.append(Sample("digit PNG bytes", _png_bytes(image), label))
         else:
-            samples.append(Sample("digit array 8x8", image, label))
+            # H x W x 1: the channel axis marks it an image; a bare 8 x 8 of strokes is as much a table.
+            samples.append(Sample("digit array 8x8x1", image[:, :, None], label))
     return Task("digits", "image", predict, samples)
 
 
 def _digit_pixels(item: Any) -> np.ndarray:
-    """Pixels scaled to [0, 1] from an 8x8 array (0..16) or PNG bytes (0..255)."""
+    """8x8 pixels scaled to [0, 1] from an 8x8x1 array (0..16) or PNG bytes (0..255)."""
     if isinstance(item, bytes):
         from PIL import Image
 
         return np.asarray(Image.open(io.BytesIO(item)), dtype=np.float64) / 255.0
-    return np.asarray(item, dtype=np.float64) / 16.0
+    return np.asarray(item, dtype=np.float64).reshape(8, 8) / 16.0
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -215,7 +216,7 @@ def _tone_task(rng: np.random.Generator) -> Task:
         frequency = rng.uniform(1200, 3000) if high else rng.uniform(100, 700)
         t = np.arange(TONE_SAMPLES) / TONE_RATE_HZ
         noise = rng.normal(0, 0.3, TONE_SAMPLES)
-        return (0.6 * np.sin(2 * np.pi * frequency * t) + noise).astype(np.float32)
+        return np.clip(0.6 * np.sin(2 * np.pi * frequency * t) + noise, -1.0, 1.0).astype(np.float32)  # float audio lies in [-1, 1]
 
     labels = rng.integers(0, 2, 160)
     waves = [tone(bool(label)) for label in labels]
