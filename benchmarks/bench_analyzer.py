@@ -122,5 +122,5 @@ def test_numpy_sum_batch(benchmark, matrix):
 
 @pytest.mark.benchmark(group="batch: 1,000,000 x 16 float32", min_rounds=5)
 def test_floor_new_output_matrix(benchmark, matrix):
-    """Not a baseline: the cost of merely allocating and writing a fresh (n, 30) float32 result."""
+    """Not a baseline: the cost of merely allocating and writing a fresh (n, len(FEATURE_NAMES)) float32 result."""
     benchmark(np.ones, (len(matrix), len(fr.FEATURE_NAMES)), np.float32)
