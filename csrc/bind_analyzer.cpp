@@ -350,7 +350,11 @@ py::tuple analyze_batch_py(py::handle xs, py::handle out) {
     throw UnsupportedInput("analyze_batch takes a 2-D array or a sequence of inputs, not '" +
                            std::string(py::str(py::type::of(xs).attr("__name__"))) + "'");
   }
-  const py::list items(py::reinterpret_borrow<py::object>(xs));  // owns the items while the GIL is released
+  // A private copy of the list: it holds every item until the call returns,
+  // even if another thread empties the caller's list while the GIL is released
+  // (py::list(xs) would only borrow a list, not copy it).
+  const auto items = py::reinterpret_steal<py::list>(PySequence_List(xs.ptr()));
+  if (!items) throw py::error_already_set();
   std::vector<std::unique_ptr<HeldBuffer>> held;
   std::vector<Input> inputs;
   inputs.reserve(items.size());
