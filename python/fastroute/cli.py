@@ -16,18 +16,7 @@ from .errors import FastrouteError
 
 __all__ = ["main"]
 
-_DESCRIPTION = """\
-Route every machine-learning request to the model best suited for it.
-
-commands:
-  serve CONFIG      serve a router over HTTP (Open Inference Protocol v2, /metrics)
-  check CONFIG      build a router from a config file and report it, without serving
-  route FILE...     decide which model serves each file (or standard input)
-  fit LOG...        learn a routing policy from decision logs with rewards
-  evaluate LOG... POLICY
-                    estimate how a policy would have done on logged decisions
-  demo              train small models, route a mixed stream, report
-"""
+_DESCRIPTION = "Route every machine-learning request to the model best suited for it."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,9 +45,7 @@ _EXTRAS = {"tqdm": "learn", "starlette": "serve", "uvicorn": "serve", "prometheu
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fastroute", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="fastroute", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"fastroute {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -92,14 +79,14 @@ def _parser() -> argparse.ArgumentParser:
                                 "Each FILE's bytes are one input ('-' or no FILE: standard input).")
     route.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' reads standard input")
     route.add_argument("-c", "--config", required=True, type=Path, help="the router's YAML or TOML config file")
-    route.add_argument("--app-dir", default=".", help="directory added to the import path (default: current)")
+    _app_dir_argument(route)
     route.set_defaults(run=_route)
 
     fit = commands.add_parser("fit", help="learn a routing policy from decision logs",
                               description="Learn a tree or forest from decision logs (fastroute serve --decision-log) "
                               "whose decisions got a reward through /feedback: each logged reward is the chosen "
                               "model's outcome on that input; the other models count as not run.")
-    fit.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
+    _logs_argument(fit)
     fit.add_argument("--policy", choices=["tree", "forest"], default="forest", help="what to fit (default forest)")
     fit.add_argument("--max-depth", type=_positive_int, default=8, help="tree depth limit (default 8)")
     fit.add_argument("--trees", type=_positive_int, default=100, help="trees in a forest (default 100)")
@@ -110,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                                    description="Off-policy estimates (IPS and self-normalised IPS, 95% intervals) "
                                    "of the mean reward POLICY would have earned on the logged decisions, from their "
                                    "propensities and rewards, beside the logging policy's own mean reward.")
-    evaluate.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
+    _logs_argument(evaluate)
     evaluate.add_argument("policy", type=Path, metavar="POLICY", help="a saved policy (.npz or .json)")
     evaluate.set_defaults(run=_evaluate)
 
@@ -131,8 +118,16 @@ def _serve_description() -> str:
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, metavar="CONFIG", help="the router's YAML or TOML config file")
+    _app_dir_argument(parser)
+
+
+def _app_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-dir", default=".", help="directory added to the import path for the config's "
                         "'module:object' paths (default: current directory)")
+
+
+def _logs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="decision logs (.jsonl or .parquet)")
 
 
 # -- commands ---------------------------------------------------------------------------

@@ -52,3 +52,12 @@ def test_a_model_named_like_the_router_endpoint_is_refused() -> None:
         router.register("router", lambda x: x, modality="tabular")
         with pytest.raises(ConfigError, match="the name under which the server serves the router"):
             Service(router)
+
+
+def test_unknown_paths_and_methods_answer_protocol_error_bodies() -> None:
+    with TestClient(create_app(Service(fastroute.Router()))) as client:
+        missing = client.get("/v2/nothing/here")
+        assert missing.status_code == 404 and missing.json() == {"error": "GET /v2/nothing/here: Not Found"}
+        wrong = client.get("/v2/models/m/infer")
+        assert wrong.status_code == 405 and "Method Not Allowed" in wrong.json()["error"]
+        assert "POST" in wrong.headers["allow"]

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -211,7 +212,13 @@ def create_app(service: Service) -> Starlette:
         yield
         await asyncio.to_thread(service.close)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    async def not_routed(request: Request, error: HTTPException) -> Response:
+        """Unknown paths and wrong methods answer the protocol's JSON error body too."""
+        handlers.metrics.responses[("unrouted", error.status_code)] += 1
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {error.detail}"},
+                            status_code=error.status_code, headers=error.headers)
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_routed, 405: not_routed})
 
 
 class _Handlers:
