@@ -151,6 +151,12 @@ void bind_dispatch(py::module_& m) {
            },
            py::arg("lane"),
            "(queued, in_flight, closed, queued_high, request_ns, batch_ns, error_rate, completed, failed) of a lane.")
+      .def(
+          "expected_ns",
+          [](const Dispatcher& d, std::size_t lane, bool high) {
+            return d.expected_ns(lane, high ? Priority::kHigh : Priority::kNormal);
+          },
+          py::arg("lane"), py::arg("high"), "Dispatcher::expected_ns: when a request pushed now would be done.")
       .def("choose", &choose_among_models, py::arg("lanes"), py::arg("quality"), py::arg("cost"),
            py::arg("available"), py::arg("preferred"), py::arg("high"), py::arg("time_weight"),
            py::arg("cost_weight"), py::arg("budget_ns"), py::arg("late_fastest"), py::arg("random"),

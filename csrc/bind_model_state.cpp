@@ -46,6 +46,7 @@ py::dict breaker_snapshot(const CircuitBreaker& breaker) {
 
 void bind_model_state(py::module_& m) {
   m.attr("EWMA_WEIGHT") = kEwmaWeight;
+  m.attr("SERVICE_STALE_S") = static_cast<double>(kServiceStaleNs) / 1e9;
   m.attr("BREAKER_STATES") = names_of(kBreakerStateNames);
   m.attr("CHOICE_REASONS") = names_of(kChoiceReasonNames);
 

@@ -111,7 +111,8 @@ struct Dispatcher::Core {
 };
 
 void BatchStream::finish_current() noexcept {
-  lane_.service.record_batch(now_ns() - started_ns_, batch_.ready.size(), failures_);
+  const std::int64_t now = now_ns();
+  lane_.service.record_batch(now - started_ns_, batch_.ready.size(), failures_, now);
   failures_ = 0;
   lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
   const std::size_t lane = batch_.lane;
@@ -210,14 +211,15 @@ double Dispatcher::expected_ns(std::size_t lane, Priority priority) const {
   std::size_t ahead = target.queues[static_cast<std::size_t>(Priority::kHigh)].size();
   if (priority == Priority::kNormal) ahead += target.queues[static_cast<std::size_t>(Priority::kNormal)].size();
   ahead += static_cast<std::size_t>(std::max<std::int64_t>(0, target.in_flight.load(std::memory_order_acquire)));
-  return static_cast<double>(ahead + 1) * target.service.request_ns();
+  const double per_request = ahead == 0 ? target.service.fresh_request_ns(now_ns()) : target.service.request_ns();
+  return static_cast<double>(ahead + 1) * per_request;
 }
 
 Dispatcher::ModelLoad Dispatcher::model_load(std::span<const std::size_t> lanes, Priority priority) const {
   ModelLoad load;
   for (std::size_t i = 0; i < lanes.size(); ++i) {
     const double expected = expected_ns(lanes[i], priority);
-    const double per_request = core_->lane(lanes[i]).service.request_ns();
+    const double per_request = core_->lane(lanes[i]).service.fresh_request_ns(now_ns());
     load.expected_ns = i == 0 ? expected : std::min(load.expected_ns, expected);
     load.request_ns = i == 0 ? per_request : std::min(load.request_ns, per_request);
   }

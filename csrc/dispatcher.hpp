@@ -127,7 +127,8 @@ class Dispatcher {
   // `priority` would be done, in ns from now: (requests ahead of it + 1) x the
   // lane's EWMA time per request. Ahead: in flight, the queued high-priority
   // requests, and for a normal request the queued normal ones too.
-  // 0 before the lane ran its first batch. Throws InvalidInput for an unknown lane.
+  // 0 before the lane ran its first batch, and for an idle lane whose last batch is
+  // older than kServiceStaleNs (see model_state.hpp). Throws InvalidInput for an unknown lane.
   double expected_ns(std::size_t lane, Priority priority) const;
   // The same for a model served by `lanes` (its replicas): the least expected
   // completion over them, and the least time per request (its idle service

@@ -18,7 +18,8 @@ double blend(double average, double sample, bool first) noexcept {
 
 // ---- ServiceStats -------------------------------------------------------------
 
-void ServiceStats::record_batch(std::int64_t duration_ns, std::size_t requests, std::size_t failures) noexcept {
+void ServiceStats::record_batch(std::int64_t duration_ns, std::size_t requests, std::size_t failures,
+                                std::int64_t now_ns) noexcept {
   if (requests == 0) return;
   failures = std::min(failures, requests);
   const bool first = completed_.load(std::memory_order_relaxed) == 0;
@@ -30,12 +31,18 @@ void ServiceStats::record_batch(std::int64_t duration_ns, std::size_t requests, 
   error_rate_.store(blend(error_rate_.load(std::memory_order_relaxed), errors, first), std::memory_order_relaxed);
   failed_.fetch_add(failures, std::memory_order_relaxed);
   completed_.fetch_add(requests, std::memory_order_relaxed);
+  last_ns_.store(now_ns, std::memory_order_relaxed);
+}
+
+double ServiceStats::fresh_request_ns(std::int64_t now_ns) const noexcept {
+  const std::int64_t last = last_ns_.load(std::memory_order_relaxed);
+  return now_ns - last > kServiceStaleNs ? 0.0 : request_ns_.load(std::memory_order_relaxed);
 }
 
 ServiceSnapshot ServiceStats::snapshot() const noexcept {
   return {request_ns_.load(std::memory_order_relaxed), batch_ns_.load(std::memory_order_relaxed),
           error_rate_.load(std::memory_order_relaxed), completed_.load(std::memory_order_relaxed),
-          failed_.load(std::memory_order_relaxed)};
+          failed_.load(std::memory_order_relaxed), last_ns_.load(std::memory_order_relaxed)};
 }
 
 void ServiceStats::reset() noexcept {
@@ -44,6 +51,7 @@ void ServiceStats::reset() noexcept {
   error_rate_.store(0, std::memory_order_relaxed);
   completed_.store(0, std::memory_order_relaxed);
   failed_.store(0, std::memory_order_relaxed);
+  last_ns_.store(0, std::memory_order_relaxed);
 }
 
 // ---- CircuitBreaker -------------------------------------------------------------

@@ -25,6 +25,10 @@ namespace fastroute {
 
 // Weight of the newest sample in every moving average here.
 inline constexpr double kEwmaWeight = 0.2;
+// An idle replica's service time older than this is forgotten: a replica that
+// looked slow once (e.g. in a burst of contention) and then got no traffic
+// would otherwise never be chosen again, so its estimate would never refresh.
+inline constexpr std::int64_t kServiceStaleNs = 1'000'000'000;
 
 struct ServiceSnapshot {
   double request_ns = 0;  // EWMA time per request (batch time / batch size); 0 before the first batch
@@ -32,16 +36,21 @@ struct ServiceSnapshot {
   double error_rate = 0;  // EWMA over batches of the share of requests that failed
   std::uint64_t completed = 0;  // requests run (ok or failed), ever
   std::uint64_t failed = 0;     // requests whose model call failed, ever
+  std::int64_t last_ns = 0;     // when the last batch was recorded (0: never)
 };
 
 // One replica's service record. Thread-safe: record_batch from one thread at a
 // time (the lane's owner), snapshot/request_ns from any; lock-free, no allocation.
 class ServiceStats {
  public:
-  // A batch of `requests` (> 0) ran in `duration_ns`, `failures` of them failed.
-  void record_batch(std::int64_t duration_ns, std::size_t requests, std::size_t failures) noexcept;
+  // A batch of `requests` (> 0) ran in `duration_ns`, `failures` of them failed,
+  // finishing at `now_ns`.
+  void record_batch(std::int64_t duration_ns, std::size_t requests, std::size_t failures,
+                    std::int64_t now_ns) noexcept;
   ServiceSnapshot snapshot() const noexcept;
   double request_ns() const noexcept { return request_ns_.load(std::memory_order_relaxed); }
+  // request_ns(), or 0 (unknown) when the last sample is kServiceStaleNs older than now_ns.
+  double fresh_request_ns(std::int64_t now_ns) const noexcept;
   // Forgets everything (a reused lane serves a new model).
   void reset() noexcept;
 
@@ -51,6 +60,7 @@ class ServiceStats {
   std::atomic<double> error_rate_{0};
   std::atomic<std::uint64_t> completed_{0};
   std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::int64_t> last_ns_{0};
 };
 
 // ---- circuit breaker --------------------------------------------------------

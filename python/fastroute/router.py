@@ -19,7 +19,7 @@ from .decision.base import BatchChoice, Choice, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
-from .decision.load_aware import LoadAware
+from .decision.load_aware import LoadAware, parse_load_feature
 from .errors import DeadlineExceeded, InvalidInput, Overloaded, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
 from .library.leases import Lease
@@ -574,6 +574,7 @@ class Router:
             if name not in values:
                 raise InvalidInput(f"unknown user feature {name!r}; the policy reads {list(columns)}")
             values[name] = value
+        values.update(self._load_columns(columns))
         row = np.concatenate([analysis.features, np.array([values[c] for c in columns], dtype=np.float32)])
         return _PolicyRow(analysis.modality, row)
 
@@ -597,7 +598,26 @@ class Router:
             if given.shape[1] != len(columns):
                 raise InvalidInput(f"features have {given.shape[1]} columns; the policy reads {list(columns)}")
             user = given
+        for column, value in self._load_columns(columns).items():
+            user[:, columns.index(column)] = value
         return np.concatenate([batch.features, user], axis=1) if columns else batch.features
+
+    def _load_columns(self, columns: Sequence[str]) -> dict[str, float]:
+        """The live-state columns (``load_<feature>__<model>``, see LOAD_FEATURES) among ``columns``."""
+        wanted = [(column, parsed) for column in columns if (parsed := parse_load_feature(column)) is not None]
+        if not wanted:
+            return {}
+        executor = self._executor
+        values: dict[str, float] = {}
+        by_model: dict[str, dict[str, float]] = {}
+        for column, (feature, model) in wanted:
+            if model not in by_model:
+                spec = self.models.get(model) if model in self.models else None
+                live = executor.load_features(spec) if executor is not None and spec is not None else {}
+                open_now = spec is not None and self.resilience is not None and not self.resilience.available(spec)
+                by_model[model] = {**live, "breaker_open": float(open_now)}
+            values[column] = by_model[model].get(feature, np.nan)
+        return values
 
     def _mirror(self, lease: Lease, x: Any, result: Any) -> None:
         """Offer a served request to its model's shadow, if any (never raises for it)."""

@@ -21,20 +21,23 @@ constexpr std::int64_t kMs = 1'000'000;
 void service_stats_average_and_count() {
   ServiceStats stats;
   CHECK(stats.snapshot().completed == 0 && stats.request_ns() == 0);
-  stats.record_batch(1000, 4, 1);  // first sample is taken as is
+  stats.record_batch(1000, 4, 1, 10);  // first sample is taken as is
   ServiceSnapshot s = stats.snapshot();
   CHECK(s.batch_ns == 1000 && s.request_ns == 250 && s.error_rate == 0.25);
   CHECK(s.completed == 4 && s.failed == 1);
-  stats.record_batch(2000, 1, 0);
+  stats.record_batch(2000, 1, 0, 20);
   s = stats.snapshot();
   CHECK(s.batch_ns == 1000 + kEwmaWeight * 1000);
   CHECK(s.request_ns == 250 + kEwmaWeight * (2000 - 250));
   CHECK(s.error_rate == 0.25 - kEwmaWeight * 0.25);
-  stats.record_batch(-5, 3, 9);  // a clock going backwards and over-reported failures are clamped
+  stats.record_batch(-5, 3, 9, 30);  // a clock going backwards and over-reported failures are clamped
   s = stats.snapshot();
   CHECK(s.failed == 4 && s.completed == 8 && s.batch_ns >= 0 && s.error_rate <= 1);
-  stats.record_batch(100, 0, 0);  // an empty batch is no sample
+  stats.record_batch(100, 0, 0, 40);  // an empty batch is no sample
   CHECK(stats.snapshot().completed == 8);
+  CHECK(stats.snapshot().last_ns == 30);  // the empty batch recorded nothing
+  CHECK(stats.fresh_request_ns(30 + kServiceStaleNs) == stats.request_ns());
+  CHECK(stats.fresh_request_ns(31 + kServiceStaleNs) == 0);  // stale: unknown again
   stats.reset();
   CHECK(stats.snapshot().completed == 0 && stats.request_ns() == 0);
 }

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastroute import (
+    FEATURE_NAMES,
     BreakerSettings,
     ByModality,
     ClassWeights,
@@ -25,8 +26,10 @@ from fastroute import (
     PolicyError,
     Resilience,
     Router,
+    Rule,
     Rules,
 )
+from fastroute.decision.load_aware import load_feature, parse_load_feature
 
 WAIT_S = 30
 X = np.ones(4, dtype=np.float32)
@@ -223,3 +226,35 @@ def test_ties_are_broken_at_random_not_to_the_first_candidate():
     spilled = [name for name in chosen if name != "big"]
     assert spilled and set(spilled) == {"a", "b"}
     assert min(spilled.count("a"), spilled.count("b")) >= len(spilled) // 5
+
+
+def test_policies_can_split_on_live_load_features():
+    queued_big = load_feature("queued", "big")
+    rules = Rules(
+        [Rule(None, f"{queued_big} >= 3", "small")],
+        default="big",
+        models=["big", "small"],
+        feature_names=FEATURE_NAMES + (queued_big, load_feature("breaker_open", "big")),
+    )
+    models = {"big": Gate("big", 0.0), "small": Gate("small", 0.0)}
+    with Router(rules, executor=CPUExecutor(threads=2, max_batch=1)) as router:
+        for name, model in models.items():
+            router.register(name, model, modality="tabular")
+        assert router.route(X).model == "big"  # the column is NaN before big ever ran: no match
+        router.submit(X).result(WAIT_S)
+        with held_back({"big": models["big"]}):
+            futures = [router.submit(X)]
+            while not router.stats()["models"]["big/1"]["replicas"][0].in_flight:
+                time.sleep(0.0005)  # big's worker holds the first request
+            futures += [router.submit(X) for _ in range(7)]  # big's queue grows to 3, then small
+            assert router.route(X).model == "small"
+            assert router.route_batch([X, X]).names() == ["small", "small"]
+        served = [f.result(WAIT_S) for f in futures]
+    assert served[:4] == ["big"] * 4 and set(served[4:]) == {"small"}
+
+
+def test_load_feature_names_are_checked():
+    assert parse_load_feature(load_feature("expected_ms", "m1")) == ("expected_ms", "m1")
+    assert parse_load_feature("load_nothing__m1") is None and parse_load_feature("queued") is None
+    with pytest.raises(PolicyError, match="unknown load feature"):
+        load_feature("queue_length", "m1")

@@ -298,3 +298,14 @@ def test_overloaded_everywhere_is_one_error():
         assert len(refused) >= 2
         done = [f.result(WAIT_S) for f in futures if f not in refused]
         assert done and set(done) == {1.0}
+
+
+def test_a_fallback_unregistered_since_is_skipped():
+    big, spare = Flaky(1.0, fails=lambda n: True), Flaky(3.0)
+    with make_router(Resilience(breaker=None), {"big": big, "gone": Flaky(2.0), "spare": spare}) as router:
+        router.set_fallbacks({"big": ["gone", "spare"]})
+        router.policy = _always("big")
+        router.models.unregister("gone", "1")
+        future = router.submit(X)
+        assert future.result(WAIT_S) == 3.0
+        assert future.decision.attempts[1] == "gone: not registered"

@@ -38,3 +38,7 @@ def make_recorder(**kwargs: Any):
     """A factory that leaves a trace in CALLS, and takes any keyword (path, where, function...)."""
     CALLS.append("make_recorder")
     return lambda x: kwargs
+
+
+def broken(x: Any) -> Any:
+    raise RuntimeError("always fails")

@@ -46,11 +46,36 @@ from .. import _core
 from ..errors import PolicyError
 from .base import Choice, Policy
 
-__all__ = ["ClassWeights", "LoadAware", "LOAD_REASONS"]
+__all__ = ["ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "load_feature", "parse_load_feature"]
 
 #: Why a load-aware decision went where it did (the ``reason`` prefix of its Choice).
 LOAD_REASONS: tuple[str, ...] = _core.CHOICE_REASONS
 LATE_POLICIES = ("refuse", "fastest")
+
+#: Live-state features any policy may read, one column per (feature, model), named
+#: ``load_<feature>__<model>`` (see :func:`load_feature`); the router fills them from the
+#: executor's C++ state for each request: ``queued`` and ``in_flight`` (summed over
+#: replicas), ``expected_ms`` (when a normal request sent now would be done, best replica),
+#: ``request_ms`` (EWMA time per request), ``error_rate`` (EWMA, worst replica),
+#: ``breaker_open`` (1.0 while the model's circuit breaker sheds requests). NaN until the
+#: model has taken a request on the router's executor.
+LOAD_FEATURES: tuple[str, ...] = ("queued", "in_flight", "expected_ms", "request_ms", "error_rate", "breaker_open")
+_LOAD_PREFIX = "load_"
+
+
+def load_feature(feature: str, model: str) -> str:
+    """The column name of live-state ``feature`` of ``model``: ``load_queued__big``."""
+    if feature not in LOAD_FEATURES:
+        raise PolicyError(f"unknown load feature {feature!r}; expected one of {LOAD_FEATURES}")
+    return f"{_LOAD_PREFIX}{feature}__{model}"
+
+
+def parse_load_feature(column: str) -> tuple[str, str] | None:
+    """``(feature, model)`` if ``column`` names a load feature, else None."""
+    if not column.startswith(_LOAD_PREFIX) or "__" not in column:
+        return None
+    feature, _, model = column[len(_LOAD_PREFIX) :].partition("__")
+    return (feature, model) if feature in LOAD_FEATURES and model else None
 
 
 @dataclass(frozen=True)

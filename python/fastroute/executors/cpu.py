@@ -319,6 +319,22 @@ class CPUExecutor:
             weights[0], weights[1], budget_ns, late_fastest, random_bits,
         )
 
+    def load_features(self, spec: ModelSpec) -> dict[str, float]:
+        """``spec``'s live state as the values of :data:`fastroute.decision.load_aware.LOAD_FEATURES`
+        (empty until the model has run here; ``breaker_open`` is the router's to fill)."""
+        lanes = self._lanes_of(spec)
+        replicas = [ReplicaStats.from_core(self._core.stats(lane)) for lane in lanes]
+        ran = [r for r in replicas if r.completed]
+        if not ran:
+            return {}
+        return {
+            "queued": float(sum(r.queued for r in replicas)),
+            "in_flight": float(sum(r.in_flight for r in replicas)),
+            "expected_ms": min(self._core.expected_ns(lane, False) for lane in lanes) / 1e6,
+            "request_ms": min(r.request_ms for r in ran),
+            "error_rate": max(r.error_rate for r in ran),
+        }
+
     def _lanes_of(self, spec: ModelSpec) -> tuple[int, ...]:
         known = self._lanes.get(id(spec))
         return known[1] if known is not None else ()

@@ -3,7 +3,7 @@
 One :class:`Resilience` per router (``Router(resilience=...)``) holds:
 
 - **Fallbacks**: per model name, an ordered list of models of the same modality
-  tried when the model raises (:class:`~fastroute.ModelError`), its queue is
+  (``Router.set_fallbacks``, or ``fallbacks:`` under a model in a config file) tried when the model raises (:class:`~fastroute.ModelError`), its queue is
   full (:class:`~fastroute.Overloaded`) or its circuit breaker is open.
   Checked when set (unknown model, other modality, cycle: ConfigError). A
   request whose deadline passed is not sent anywhere else.
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import _core
-from ..errors import ConfigError, DeadlineExceeded, ModelError, Overloaded
+from ..errors import ConfigError, DeadlineExceeded, ModelError, NoRoute, Overloaded
 
-__all__ = ["BreakerSettings", "Resilience", "RetryPolicy", "RequestRun", "BREAKER_STATES"]
+__all__ = ["BreakerSettings", "Resilience", "RetryPolicy", "RequestRun", "BREAKER_STATES", "check_fallbacks"]
 
 #: A breaker's states, as ``router.stats()`` reports them.
 BREAKER_STATES: tuple[str, ...] = _core.BREAKER_STATES
@@ -196,30 +196,8 @@ class Resilience:
     # -- configuration -----------------------------------------------------------
 
     def set_fallbacks(self, fallbacks: Mapping[str, Sequence[str]], modality_of: Callable[[str], str | None]) -> None:
-        """Replace the fallback lists after checking them: each fallback a registered
-        model (``modality_of`` returns None for unknown names) of its model's modality,
-        no model its own fallback, and no cycle (a -> b -> a). ConfigError otherwise."""
-        checked: dict[str, tuple[str, ...]] = {}
-        for name, chain in fallbacks.items():
-            chain = (chain,) if isinstance(chain, str) else tuple(chain)
-            modality = modality_of(name)
-            if modality is None:
-                raise ConfigError(f"fallbacks for unknown model {name!r}")
-            for fallback in chain:
-                other = modality_of(fallback)
-                if other is None:
-                    raise ConfigError(f"model {name!r}: fallback {fallback!r} is not a registered model")
-                if other != modality:
-                    raise ConfigError(
-                        f"model {name!r} ({modality}) cannot fall back to {fallback!r} ({other}): "
-                        "fallbacks must serve the same modality"
-                    )
-            if name in chain or len(set(chain)) != len(chain):
-                raise ConfigError(f"model {name!r}: fallbacks {list(chain)} repeat a model or name the model itself")
-            checked[name] = chain
-        cycle = _find_cycle(checked)
-        if cycle:
-            raise ConfigError(f"fallback cycle: {' -> '.join(cycle)}")
+        """Replace the fallback lists after checking them (see :func:`check_fallbacks`)."""
+        checked = check_fallbacks(fallbacks, modality_of)
         with self._lock:
             self._fallbacks = checked
             self._pending_fallbacks = {}
@@ -282,6 +260,36 @@ class Resilience:
     def on_request(self) -> None:
         self._budget.on_request()
         self.count("requests")
+
+
+def check_fallbacks(
+    fallbacks: Mapping[str, Sequence[str]], modality_of: Callable[[str], str | None]
+) -> dict[str, tuple[str, ...]]:
+    """The fallback lists as tuples, checked: each fallback a registered model
+    (``modality_of`` returns None for unknown names) of its model's modality, no model
+    its own fallback or listed twice, and no cycle (a -> b -> a). ConfigError otherwise."""
+    checked: dict[str, tuple[str, ...]] = {}
+    for name, chain in fallbacks.items():
+        chain = (chain,) if isinstance(chain, str) else tuple(chain)
+        modality = modality_of(name)
+        if modality is None:
+            raise ConfigError(f"fallbacks for unknown model {name!r}")
+        for fallback in chain:
+            other = modality_of(fallback)
+            if other is None:
+                raise ConfigError(f"model {name!r}: fallback {fallback!r} is not a registered model")
+            if other != modality:
+                raise ConfigError(
+                    f"model {name!r} ({modality}) cannot fall back to {fallback!r} ({other}): "
+                    "fallbacks must serve the same modality"
+                )
+        if name in chain or len(set(chain)) != len(chain):
+            raise ConfigError(f"model {name!r}: fallbacks {list(chain)} repeat a model or name the model itself")
+        checked[name] = chain
+    cycle = _find_cycle(checked)
+    if cycle:
+        raise ConfigError(f"fallback cycle: {' -> '.join(cycle)}")
+    return checked
 
 
 def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str]:
@@ -373,7 +381,14 @@ class RequestRun:
                 self._fail(DeadlineExceeded(f"request passed its deadline before {name!r} could take it"))
                 return
             try:
-                lease = self._lease(name)
+                try:
+                    lease = self._lease(name)
+                except NoRoute:
+                    if index == 0:
+                        raise
+                    self._attempts.append(f"{name}: not registered")  # unregistered since it was set
+                    index += 1
+                    continue
                 breaker = self._resilience.breaker_for(lease.spec)
                 admission = breaker.admit(self._resilience.clock())
                 if admission == _REJECTED:

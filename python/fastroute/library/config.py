@@ -32,6 +32,11 @@ Example (YAML)::
         aliases: {stable: "1"}
         canary: {stable: "1", candidate: "2", steps: [0.1, 0.5], min_samples: 50}
         shadow: {version: "2", share: 0.2, compare: "mymodels:same_label"}
+        fallbacks: [keywords]   # used by submit when sentiment fails (same modality)
+      keywords:
+        modality: text
+        versions:
+          "1": {model: "mymodels:keyword_sentiment"}
     policy: {use: ByModality}
 
 pydantic and PyYAML come with the ``config`` extra and are imported only here.
@@ -56,6 +61,7 @@ from ..analyzer import MODALITIES
 from ..decision.compiled import check_servable
 from ..errors import ConfigError, FastrouteError, PolicyError
 from ..executors.config import ExecutorConfig
+from ..executors.resilience import check_fallbacks
 from .config_text import check_value_size, read_config_file
 from .experiments import Canary, CanaryThresholds, Experiment, Shadow, Split
 from .registry import ModelPlan
@@ -84,6 +90,7 @@ BUILT_IN_POLICIES = _built_in_policies()
 MAX_REPLICAS = 1024
 MAX_SHADOW_WORKERS = 64
 MAX_SHADOW_QUEUE = 1 << 20
+MAX_FALLBACKS = 16
 
 
 def load_config(path: str | Path) -> Any:
@@ -99,7 +106,25 @@ def load_config(path: str | Path) -> Any:
         raise ConfigError(f"{path}: {_first_problem(error.errors(), schema.RouterConfig)}") from None
     _check_references(config, path)
     _check_values(config, path)
+    _fallbacks(config, path)
     return config
+
+
+def _fallbacks(config: Any, path: Path) -> dict[str, tuple[str, ...]]:
+    """The file's fallback lists, checked (modalities, cycles) against the file's own models."""
+    listed = {name: model.fallbacks for name, model in config.models.items() if model.fallbacks}
+    try:
+        return check_fallbacks(listed, lambda name: config.models[name].modality if name in config.models else None)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: models: {error}") from None
+
+
+def _apply_fallbacks(router: Router, config: Any, path: Path) -> None:
+    """Install the file's fallbacks (already checked); a file without any leaves a router
+    that has no Resilience untouched."""
+    fallbacks = _fallbacks(config, path)
+    if fallbacks or router.resilience is not None:
+        router.set_fallbacks(fallbacks)
 
 
 def _first_problem(problems: list[Any], top: Any) -> str:
@@ -125,6 +150,7 @@ def load_router(path: str | Path, router_cls: type[Router]) -> Router:
     else:
         router = router_cls(policy=built.policy, executor=_build_executor(config.executor, Path(path)))
     router.models.apply(built.plans)
+    _apply_fallbacks(router, config, Path(path))
     with _RELOAD_LOCK:
         _LOADED[router] = built
     return router
@@ -152,6 +178,7 @@ def reload_router(router: Router, path: str | Path) -> None:
         router.policy = built.policy
         dropped = set(previous.config.models) - set(config.models) if previous is not None else set()
         router.models.apply({}, remove=dropped)
+        _apply_fallbacks(router, config, Path(path))
         _LOADED[router] = built
 
 
@@ -510,6 +537,7 @@ def _define_schema() -> Any:
         split: SplitConfig | None = None
         canary: CanaryConfig | None = None
         shadow: ShadowConfig | None = None
+        fallbacks: list[Name] = Field([], max_length=MAX_FALLBACKS)
 
     class ExecutorConfig(Strict):
         """Keyword arguments of ``fastroute.executors.CPUExecutor`` (it checks upper bounds)."""
