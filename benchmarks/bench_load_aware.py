@@ -326,3 +326,25 @@ def test_fault_run(benchmark, record, quick, strategy):
         },
     )
     assert result.outcomes
+
+
+@pytest.fixture(scope="module")
+def idle_router():
+    router, _ = make_router("always-best")
+    yield router
+    router.close()
+
+
+def test_decision_cost_wrapped_policy(benchmark, idle_router):
+    """The cost of one decision without load: analyze + the wrapped policy + version choice."""
+    benchmark.group = "load-aware decision cost per request"
+    benchmark.extra_info["baseline"] = True
+    idle_router.policy = Rules([], default="best")
+    benchmark(idle_router._choose, X, None, None, (idle_router.executor, "normal", 0.05))
+
+
+def test_decision_cost_load_aware(benchmark, idle_router):
+    """The same decision through LoadAware: three candidates' live state read and scored in C++."""
+    benchmark.group = "load-aware decision cost per request"
+    idle_router.policy = LoadAware(Rules([], default="best"), QUALITY, seed=SEED)
+    benchmark(idle_router._choose, X, None, None, (idle_router.executor, "normal", 0.05))
