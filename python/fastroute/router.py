@@ -22,6 +22,7 @@ from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, parse_load_feature
 from .errors import DeadlineExceeded, InvalidInput, Overloaded, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
+from .library.catalog import Candidates
 from .library.leases import Lease
 from .library.registry import Registry
 from .library.spec import ModelSpec
@@ -490,11 +491,11 @@ class Router:
         priority: str,
         deadline: float | None,
         choice: Choice,
-        analysis: Analysis,
+        candidates: Candidates,
     ) -> Choice:
         """The LoadAware verdict among the preferred model and its spill candidates."""
         high, deadline_ns = executor_request_times(priority, deadline)
-        names = policy.spill_candidates(choice.model, self.models.for_modality(analysis.modality))
+        names = policy.spill_candidates(choice.model, candidates.names)
         specs = [self.models.get(name) for name in names]
         budget_ns = _core.NO_DEADLINE if deadline_ns is None else deadline_ns - _core.monotonic_ns()
         resilience = self.resilience
@@ -549,7 +550,7 @@ class Router:
         candidates = self.models.catalog.for_modality(analysis.modality)
         choice = policy.select(self._policy_row(policy, analysis, x, features), candidates)
         if under_load is not None and isinstance(policy, LoadAware):
-            choice = self._choose_under_load(policy, *under_load, choice, analysis)
+            choice = self._choose_under_load(policy, *under_load, choice, candidates)
         return analysis, choice
 
     def _serving_policy(self) -> Policy:

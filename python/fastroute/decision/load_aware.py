@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,12 +154,12 @@ class LoadAware(Policy):
     def feature_names(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.policy.feature_names
 
-    def select(self, analysis: Any, models: Any) -> Choice:
+    def select(self, analysis: Any, candidates: Any) -> Choice:
         """The wrapped policy's choice (no load known: what an idle system gets)."""
-        return self.policy.select(analysis, models)
+        return self.policy.select(analysis, candidates)
 
-    def select_batch(self, batch: Any, models: Any) -> list[Choice]:
-        return self.policy.select_batch(batch, models)
+    def select_batch(self, batch: Any, candidates: Any) -> list[Choice]:
+        return self.policy.select_batch(batch, candidates)
 
     def pinned(self) -> LoadAware:
         inner = self.policy.pinned()
@@ -203,6 +203,6 @@ class LoadAware(Policy):
         )
         return LoadDecision(names[chosen] if chosen >= 0 else None, LOAD_REASONS[reason], preferred)
 
-    def spill_candidates(self, preferred: str, modality_models: list[str]) -> list[str]:
+    def spill_candidates(self, preferred: str, modality_models: Sequence[str]) -> list[str]:
         """The preferred model, then every model in ``quality`` among ``modality_models``."""
         return [preferred] + [name for name in modality_models if name != preferred and name in self.quality]
