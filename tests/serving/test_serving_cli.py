@@ -78,6 +78,15 @@ def test_check_reports_a_valid_config_and_names_the_problem_in_a_bad_one(tmp_pat
     assert "no_such_model" in completed.stderr and str(bad) in completed.stderr
 
 
+def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {m: {modality: tabular, versions: {}}}")
+    completed = run("serve", str(bad), "--port", "0")
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr
+    assert str(bad) in completed.stderr and "models.m.versions" in completed.stderr
+
+
 def test_route_prints_one_decision_per_file_and_for_stdin(tmp_path: Path) -> None:
     pytest.importorskip("yaml", reason="needs the 'config' extra")
     config = tmp_path / "router.yaml"
