@@ -372,21 +372,30 @@ bool is_waveform(DtypeKind kind, int itemsize, std::int64_t samples, const Value
 // must each be at most kSmoothRatio times the mean absolute difference to the
 // grid point half the grid away. Non-finite values are skipped; a constant
 // array counts as smooth. Reads at most 4 * kSmoothGrid^2 values.
+// Byte offsets of `points` positions spread evenly over [0, extent - 2] along
+// an axis: floor(k * (extent - 1) / points), split so it cannot overflow.
+std::array<std::int64_t, kSmoothGrid> grid_offsets(std::int64_t points, std::int64_t extent, std::int64_t stride) {
+  std::array<std::int64_t, kSmoothGrid> offsets{};
+  const std::int64_t span = extent - 1, whole = span / points, part = span % points;
+  for (std::int64_t k = 0; k < points; ++k) offsets[k] = (k * whole + k * part / points) * stride;
+  return offsets;
+}
+
 template <class T, bool Swapped>
 bool looks_smooth(const ArrayView& a) {
   const std::int64_t rows = std::min(kSmoothGrid, a.shape[0] - 1), cols = std::min(kSmoothGrid, a.shape[1] - 1);
-  const auto spread = [](std::int64_t k, std::int64_t points, std::int64_t extent) {  // in [0, extent - 2]
-    return static_cast<std::int64_t>(static_cast<__int128>(k) * (extent - 1) / points);
-  };
-  const auto at = [&](std::int64_t i, std::int64_t j) {
-    return load<T, Swapped>(a.data + i * a.strides[0] + j * a.strides[1]);
-  };
+  const auto row_at = grid_offsets(rows, a.shape[0], a.strides[0]);
+  const auto col_at = grid_offsets(cols, a.shape[1], a.strides[1]);
+  std::array<std::int64_t, kSmoothGrid> far_col_at{};  // each column's partner half the grid away
+  for (std::int64_t l = 0; l < cols; ++l) far_col_at[l] = col_at[(l + cols / 2) % cols];
   double right = 0.0, down = 0.0, far = 0.0;
   for (std::int64_t k = 0; k < rows; ++k) {
-    const std::int64_t i = spread(k, rows, a.shape[0]), far_i = spread((k + rows / 2) % rows, rows, a.shape[0]);
+    const std::byte* row = a.data + row_at[k];
+    const std::byte* far_row = a.data + row_at[(k + rows / 2) % rows];
     for (std::int64_t l = 0; l < cols; ++l) {
-      const std::int64_t j = spread(l, cols, a.shape[1]), far_j = spread((l + cols / 2) % cols, cols, a.shape[1]);
-      const double v = at(i, j), r = at(i, j + 1), d = at(i + 1, j), f = at(far_i, far_j);
+      const std::byte* p = row + col_at[l];
+      const double v = load<T, Swapped>(p), r = load<T, Swapped>(p + a.strides[1]),
+                   d = load<T, Swapped>(p + a.strides[0]), f = load<T, Swapped>(far_row + far_col_at[l]);
       if (!std::isfinite(v) || !std::isfinite(r) || !std::isfinite(d) || !std::isfinite(f)) continue;
       right += std::fabs(v - r), down += std::fabs(v - d), far += std::fabs(v - f);
     }
