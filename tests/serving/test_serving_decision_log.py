@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette", reason="needs the 'serve' extra")
-
-from fastroute import FEATURE_NAMES  # noqa: E402
-from fastroute.errors import ConfigError, InvalidInput  # noqa: E402
-from fastroute.serving.decision_log import DecisionLog, read_log, rotated_path  # noqa: E402
+from fastroute import FEATURE_NAMES
+from fastroute.errors import ConfigError, InvalidInput
+from fastroute.serving.decision_log import DecisionLog, read_log, rotated_path
 
 
 def decision(i: int) -> dict:
@@ -86,6 +84,7 @@ def test_bad_settings_and_bad_files_are_named(tmp_path: Path) -> None:
 
 
 def test_the_server_logs_every_routed_request_and_flushes_on_sigterm(tmp_path: Path) -> None:
+    pytest.importorskip("starlette", reason="needs the 'serve' extra")
     pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
     pytest.importorskip("yaml", reason="needs the 'serve' extra (config files)")
     from _server import CLEAN_EXIT, ServerProcess
