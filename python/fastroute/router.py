@@ -187,8 +187,8 @@ class Router:
         policy = self._serving_policy()
         batch = analyze_batch(xs)
         matrix = self._policy_matrix(policy, batch, xs, features)
-        if isinstance(policy, CompiledPolicy):
-            return policy.decide_batch(matrix)
+        if isinstance(policy, CompiledPolicy):  # each row masked to the models serving its modality
+            return policy.decide_batch(matrix, candidates_of=self.models.catalog.for_modality)
         modalities = batch.modalities
         if matrix is not batch.features:  # user columns: the policy sees them too
             batch = _PolicyBatch(modalities, matrix)

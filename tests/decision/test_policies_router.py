@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastroute.router as router_module
-from fastroute import FEATURE_NAMES, MODALITIES, InvalidInput, PolicyError, Router, Rule, Rules, Threshold
+from fastroute import FEATURE_NAMES, MODALITIES, InvalidInput, NoRoute, PolicyError, Router, Rule, Rules, Threshold
 
 
 @dataclass
@@ -65,10 +65,13 @@ def test_route_uses_the_assigned_policy_and_carries_the_reason(router):
 
 def test_route_batch_goes_through_the_batch_scorer(router):
     router.policy = size_rules()
-    xs = [{"modality": "image", "height": h} for h in (10, 600, 512, 2000)] + [{"modality": "text"}]
+    xs = [{"modality": "image", "height": h} for h in (10, 600, 512, 2000)]
     batch = router.route_batch(xs)
-    assert batch.names() == ["small", "big", "small", "big", "fallback"]
+    assert batch.names() == ["small", "big", "small", "big"]
     assert batch.index.dtype == np.int32
+    # Text once went to the image model "fallback" through the default: no model here takes it.
+    with pytest.raises(NoRoute, match="input 4: .*modality 'text'"):
+        router.route_batch(xs + [{"modality": "text"}])
 
 
 def test_user_features_from_requests_and_extractors(router):

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+from .. import _core
+from ..analyzer import FEATURE_NAMES, MODALITIES, Analysis, BatchAnalysis
 from ..errors import InvalidInput, PolicyError
 from .base import BatchChoice, Candidates, Choice, Policy
+from .masks import ModelMasks, no_route
 
 __all__ = [
     "Compiled",
@@ -82,6 +84,7 @@ class Compiled(NamedTuple):
     models: tuple[str, ...]
     feature_names: tuple[str, ...]
     detail: Any  # what reasons, explain() and save() need: rule texts, tree arrays, cuts
+    masks: ModelMasks  # which models can take an input, per set of candidates
 
 
 class CompiledPolicy(Policy):
@@ -112,7 +115,7 @@ class CompiledPolicy(Policy):
     def _install(self, scorer: Any, models: Sequence[str], feature_names: Sequence[str], detail: Any = None) -> None:
         if len(set(models)) != len(models):
             raise PolicyError(f"model names must be unique, got {list(models)}")
-        self._state = Compiled(scorer, tuple(models), tuple(feature_names), detail)
+        self._state = Compiled(scorer, tuple(models), tuple(feature_names), detail, ModelMasks(models))
 
     def pinned(self) -> CompiledPolicy:
         """A view sharing the current compiled state: a refit of this policy replaces
@@ -131,22 +134,35 @@ class CompiledPolicy(Policy):
         return state
 
     def select(self, analysis: Analysis, candidates: Candidates | None = None) -> Choice:
+        """The best of the policy's models among ``candidates`` (the models able to take
+        this input; None: every model); NoRoute when none of them is a candidate."""
         state = self._checked_state()
+        mask = None if candidates is None else state.masks.for_candidates(candidates)
         row = analysis.features
         try:  # the common case, a float32 vector of the right length: checked in C++ only
-            index, score, margin, reason = state.scorer.score(row)
+            index, score, margin, reason = state.scorer.score(row, mask)
         except (InvalidInput, TypeError):
-            index, score, margin, reason = state.scorer.score(as_feature_matrix(row, len(state.feature_names))[0])
+            index, score, margin, reason = state.scorer.score(as_feature_matrix(row, len(state.feature_names))[0], mask)
+        if index == _core.NO_MODEL:
+            raise no_route(analysis.modality, candidates, state.models)
         return Choice(state.models[index], self._reason(state, reason, index), _score_or_none(score))
 
-    def decide_batch(self, features: Any, threads: int = 0) -> BatchChoice:
+    def decide_batch(
+        self, features: Any, threads: int = 0, *, candidates_of: Callable[[str], Candidates | None] | None = None
+    ) -> BatchChoice:
         """Model indices and scores for an (n, F) matrix through the batch scorer.
 
-        Uses up to ``threads`` threads (0: all cores) on large batches.
+        Uses up to ``threads`` threads (0: all cores) on large batches. With
+        ``candidates_of(modality)`` (e.g. ``registry.catalog.for_modality``)
+        each row chooses only among the candidates of its modality (its
+        ``modality`` column); NoRoute names the first row none can take.
         """
         state = self._checked_state()
         matrix = as_feature_matrix(features, len(state.feature_names))
-        index, score, margin, _ = state.scorer.score_batch(matrix, threads)
+        mask = None if candidates_of is None else state.masks.for_modalities(candidates_of)
+        index, score, margin, _ = state.scorer.score_batch(matrix, threads, mask)
+        if mask is not None:
+            _raise_for_unroutable(index, matrix, state.models, candidates_of)
         return BatchChoice(state.models, index, score, margin)
 
     def predict(self, features: Any, threads: int = 0) -> np.ndarray:
@@ -161,10 +177,18 @@ class CompiledPolicy(Policy):
             return scorer.predict(as_feature_matrix(features, scorer.num_features), threads)
 
     def select_batch(self, batch: BatchAnalysis, candidates: Sequence[Candidates] | None = None) -> list[Choice]:
-        """One Choice per row, with reasons, through the batch scorer (see also decide_batch)."""
+        """One Choice per row, with reasons, through the batch scorer (see also decide_batch);
+        ``candidates[i]`` are row i's candidates (None: every model)."""
         state = self._checked_state()
         matrix = as_feature_matrix(batch.features, len(state.feature_names))
-        index, score, _, reason = state.scorer.score_batch(matrix, 0)
+        mask = candidates_of = None
+        if candidates is not None:
+            by_modality = {group.modality: group for group in candidates}
+            candidates_of = by_modality.get
+            mask = state.masks.for_modalities(candidates_of)
+        index, score, _, reason = state.scorer.score_batch(matrix, 0, mask)
+        if mask is not None:
+            _raise_for_unroutable(index, matrix, state.models, candidates_of)
         return [
             Choice(state.models[i], self._reason(state, r, i), _score_or_none(s))
             for i, s, r in zip(index.tolist(), score.tolist(), reason.tolist())
@@ -181,6 +205,24 @@ class CompiledPolicy(Policy):
     def save(self, path: str | Path) -> None:
         """Write the policy to ``path``: ``.json`` for rules and thresholds, ``.npz`` for trees."""
         raise NotImplementedError
+
+
+def _raise_for_unroutable(index: np.ndarray, matrix: np.ndarray, models: Sequence[str], candidates_of: Any) -> None:
+    """NoRoute naming the first row the masked scorer could send nowhere."""
+    unroutable = np.flatnonzero(index == _core.NO_MODEL)
+    if unroutable.size:
+        row = int(unroutable[0])
+        code = matrix[row, 0]  # the schema's modality column
+        modality = MODALITIES[int(code)] if 0 <= code < len(MODALITIES) else "unknown"
+        raise no_route(modality, candidates_of(modality) or _NO_CANDIDATES, models, row)
+
+
+@dataclass(frozen=True)
+class _NoCandidates:
+    names: tuple[str, ...] = ()
+
+
+_NO_CANDIDATES = _NoCandidates()
 
 
 @dataclass(frozen=True)

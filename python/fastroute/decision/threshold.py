@@ -102,7 +102,9 @@ class Threshold(CompiledPolicy):
     def _reason(self, state: Compiled, reason: int, index: int) -> str:
         if reason < 0:
             return f"{self.score} missing -> {state.models[index]}"
-        return f"{self.score} above {index} of cuts {list(state.detail)} -> {state.models[index]}"
+        # reason: the model the cuts chose; index: the one chosen, which differs when that model cannot take the input
+        text = f"{self.score} above {reason} of cuts {list(state.detail)} -> {state.models[reason]}"
+        return text if reason == index else f"{text}, which cannot take this input -> {state.models[index]}"
 
     def save(self, path: str | Path) -> None:
         write_json(path, "threshold", {
