@@ -99,16 +99,17 @@ ModelMask::ModelMask(std::vector<std::uint8_t> flags, std::size_t groups, std::s
   }
 }
 
-RowMask ModelMask::row(const float* row) const {
-  if (groups_ == 0) return {nullptr, true};
-  std::size_t group = 0;
-  if (groups_ > 1) {
-    const float code = row[kModality];
-    // Also false for NaN: a row of no known modality may use no model.
-    if (!(code >= 0.0f && code < static_cast<float>(groups_))) return {nullptr, false};
-    group = static_cast<std::size_t>(code);
-  }
-  return {flags_.data() + group * num_models_, all_[group] != 0};
+std::size_t ModelMask::group_of(const float* row) const {
+  if (groups_ == 1) return 0;
+  const float code = row[kModality];
+  // Also false for NaN: a row of no known modality may use no model.
+  if (!(code >= 0.0f && code < static_cast<float>(groups_))) return kNoGroup;
+  return static_cast<std::size_t>(code);
+}
+
+RowMask ModelMask::group(std::size_t g) const {
+  if (g == kNoGroup) return {nullptr, false};
+  return {flags_.data() + g * num_models_, all_[g] != 0};
 }
 
 Scorer::Scorer(std::size_t num_features, std::size_t num_models)
@@ -383,14 +384,41 @@ void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scor
   }
 }
 
+ForestScorer::LeafDecision ForestScorer::masked_leaf_decision(std::uint32_t node, RowMask allowed,
+                                                             double* scratch) const {
+  const std::size_t k = num_models();
+  const double* leaf_values = values_.data() + std::size_t{node} * k;
+  for (std::size_t j = 0; j < k; ++j) scratch[j] = (0.0 + leaf_values[j]) / divisor_[j];
+  const Ranked ranked = rank_scores(scratch, k, allowed);
+  return {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+}
+
+void ForestScorer::fill_masked_decisions(const ModelMask& mask, std::vector<LeafDecision>& table) const {
+  const std::size_t n_nodes = nodes_.size();
+  std::vector<double> scratch(num_models());
+  table.resize(mask.groups() * n_nodes);
+  for (std::size_t g = 0; g < mask.groups(); ++g) {
+    for (std::uint32_t node = 0; node < n_nodes; ++node) {
+      if (is_leaf(node)) table[g * n_nodes + node] = masked_leaf_decision(node, mask.group(g), scratch.data());
+    }
+  }
+}
+
 void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const {
   const std::size_t k = num_models();
+  const bool one_tree = trees_.size() == 1;
   // Per-thread scratch: no allocation per call once warm.
   static thread_local std::vector<float> prepared;
   static thread_local std::vector<double> sums;
-  // One tree: the precomputed leaf decision when every model is allowed,
-  // else the leaf's scores ranked among the allowed models.
-  sums.resize(trees_.size() == 1 ? (mask.restricts() ? k : 0) : kPassRows * k);
+  static thread_local std::vector<LeafDecision> masked_decisions;
+  // One tree: the precomputed leaf decision when every model is allowed; a
+  // masked batch larger than the tree decides each (group, leaf) once; else
+  // each row ranks its leaf's scores among its allowed models.
+  const bool masked_table = one_tree && mask.restricts() && n >= nodes_.size();
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  constexpr LeafDecision kNoDecision{kNoModel, kNaN, kNaN};
+  if (masked_table) fill_masked_decisions(mask, masked_decisions);
+  sums.resize(one_tree ? k : kPassRows * k);
   std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
@@ -401,16 +429,18 @@ void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out,
       accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
     }
     for (std::size_t r = 0; r < count; ++r) {
-      const RowMask allowed = mask.row(rows + (begin + r) * num_features());
+      const float* row = rows + (begin + r) * num_features();
       LeafDecision decision;
-      if (trees_.size() == 1 && allowed.all) {
+      if (!mask.restricts() && one_tree) {
         decision = leaf_decisions_[leaf[r]];
+      } else if (masked_table) {
+        const std::size_t g = mask.group_of(row);
+        decision = g == ModelMask::kNoGroup ? kNoDecision : masked_decisions[g * nodes_.size() + leaf[r]];
+      } else if (one_tree) {
+        const RowMask allowed = mask.row(row);
+        decision = allowed.all ? leaf_decisions_[leaf[r]] : masked_leaf_decision(leaf[r], allowed, sums.data());
       } else {
-        if (trees_.size() == 1) {
-          const double* leaf_values = values_.data() + std::size_t{leaf[r]} * k;
-          for (std::size_t j = 0; j < k; ++j) sums[j] = (0.0 + leaf_values[j]) / divisor_[j];
-        }
-        const Ranked ranked = rank_scores(sums.data() + (trees_.size() == 1 ? 0 : r * k), k, allowed);
+        const Ranked ranked = rank_scores(sums.data() + r * k, k, mask.row(row));
         decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
       }
       out.model[begin + r] = decision.model;

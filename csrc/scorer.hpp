@@ -14,8 +14,10 @@
 //
 // Thread-safety: a Scorer and a ModelMask are immutable after construction,
 // so any number of threads may score with them at once. Scoring never
-// allocates except the per-call thread handles of score_batch. Construction
-// validates every array and throws InvalidInput naming the bad entry.
+// allocates except the per-call thread handles of score_batch and, the first
+// time a thread scores a large masked one-tree batch, its (group, leaf)
+// decision table (thread-local, reused). Construction validates every array
+// and throws InvalidInput naming the bad entry.
 #pragma once
 
 #include <cstddef>
@@ -46,10 +48,18 @@ class ModelMask {
   // mismatch or zero groups. Allocates; not thread-safe while constructing.
   ModelMask(std::vector<std::uint8_t> flags, std::size_t groups, std::size_t num_models);
 
+  // A row's group when it may use no model.
+  static constexpr std::size_t kNoGroup = static_cast<std::size_t>(-1);
+
   std::size_t num_models() const { return num_models_; }
+  std::size_t groups() const { return groups_; }
   bool restricts() const { return groups_ != 0; }
+  // The group `row` belongs to, or kNoGroup. Only when restricts().
+  std::size_t group_of(const float* row) const;
+  // The models of group g (kNoGroup: none). Only when restricts().
+  RowMask group(std::size_t g) const;
   // The models `row` may use. Thread-safe, never blocks or allocates.
-  RowMask row(const float* row) const;
+  RowMask row(const float* row) const { return restricts() ? group(group_of(row)) : RowMask{nullptr, true}; }
 
  private:
   std::vector<std::uint8_t> flags_;
@@ -175,7 +185,9 @@ class ForestScorer final : public Scorer {
   ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays);
   using Scorer::score_rows;
   // The best-scored allowed model (ties: the lowest index); margin: its lead
-  // over the best other allowed model (0 when it is the only one).
+  // over the best other allowed model (0 when it is the only one). A masked
+  // one-tree batch of at least as many rows as the tree has nodes first
+  // decides every (group, leaf) pair once (allocates that table).
   void score_rows(const float* rows, std::size_t n, ScoreOutput out, const ModelMask& mask) const override;
 
   // Per-model scores of n rows (n x num_models), as the forest averages them.
@@ -219,6 +231,11 @@ class ForestScorer final : public Scorer {
   };
 
   void add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t node, std::uint32_t level);
+  // The decision at leaf `node` of a one-tree policy among the allowed models;
+  // `scratch` holds num_models() doubles.
+  LeafDecision masked_leaf_decision(std::uint32_t node, RowMask allowed, double* scratch) const;
+  // That decision for every (group, node) of `mask` into `table` (groups x nodes).
+  void fill_masked_decisions(const ModelMask& mask, std::vector<LeafDecision>& table) const;
   bool is_leaf(std::uint32_t node) const { return nodes_[node].child[0] == node; }
   // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
   // TreeNode).
