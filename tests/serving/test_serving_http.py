@@ -375,7 +375,7 @@ def test_feedback_joins_an_outcome_to_a_decision(server: ServerProcess) -> None:
     before = server.metrics()
     served = server.client.post("/v2/models/router/infer", json=tensor([1.0, 1.0])).json()
     decision_id = served["parameters"]["decision_id"]
-    joined = server.client.post("/feedback", json={"id": decision_id, "reward": 0.75, "cost": 0.1})
+    joined = server.client.post("/feedback", json={"id": decision_id, "reward": 0.75, "quality": 1.0, "cost": 0.1})
     assert joined.json() == {"id": decision_id, "status": "joined"}
     assert server.client.post("/feedback", json={"id": decision_id, "reward": 1.0}).json()["status"] == "duplicate"
     assert server.client.post("/feedback", json={"id": "never-issued", "reward": 1.0}).json()["status"] == "foreign"
@@ -391,3 +391,4 @@ def test_feedback_joins_an_outcome_to_a_decision(server: ServerProcess) -> None:
     after = server.metrics()
     assert total(after, "fastroute_feedback_total", status="joined") - total(before, "fastroute_feedback_total", status="joined") == 1
     assert total(after, "fastroute_feedback_reward_sum") - total(before, "fastroute_feedback_reward_sum") == 0.75
+    assert total(after, "fastroute_feedback_quality_count") - total(before, "fastroute_feedback_quality_count") == 1

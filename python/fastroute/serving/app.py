@@ -371,7 +371,7 @@ class _Handlers:
             if "decision_id" in document:
                 raise ProtocolError("unknown feedback field 'decision_id': name the decision with 'id'")
             status = self.router.feedback(decision_id, **document)
-            self.metrics.count_feedback(status, document.get("reward"))
+            self.metrics.count_feedback(status, document.get("reward"), document.get("quality"))
             self.service.log_feedback(decision_id, document)
             return JSONResponse({"id": decision_id, "status": status})
 

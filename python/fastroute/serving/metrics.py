@@ -78,6 +78,8 @@ class ServingMetrics:
         self.feedback: Counter[str] = Counter()  # feedback status (joined, unknown, ...)
         self.reward_sum = 0.0  # over joined feedback with a reward
         self.reward_count = 0
+        self.quality_sum = 0.0  # over joined feedback with a quality (with 0/1 qualities: routing accuracy)
+        self.quality_count = 0
         self.in_flight = 0
         self._registry = CollectorRegistry(auto_describe=False)
         self._live: list[Callable[[], Iterator[Any]]] = []
@@ -90,15 +92,24 @@ class ServingMetrics:
     def count_decision(self, model: str, version: str, reason: str) -> None:
         self.decisions[(model, version, version_rule(reason))] += 1
 
-    def count_feedback(self, status: str, reward: Any) -> None:
+    def count_feedback(self, status: str, reward: Any, quality: Any) -> None:
         self.feedback[status] += 1
-        if status == "joined" and isinstance(reward, (int, float)) and not isinstance(reward, bool):
+        if status != "joined":
+            return
+        if _is_number(reward):
             self.reward_sum += reward
             self.reward_count += 1
+        if _is_number(quality):
+            self.quality_sum += quality
+            self.quality_count += 1
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything counted and every live source."""
         return generate_latest(self._registry)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def version_rule(reason: str) -> str:
@@ -206,6 +217,9 @@ class _Collector:
         rewards = SummaryMetricFamily("fastroute_feedback_reward", "Rewards of joined feedback.",
                                       count_value=m.reward_count, sum_value=m.reward_sum)
         yield rewards
+        yield SummaryMetricFamily("fastroute_feedback_quality",
+                                  "Qualities of joined feedback (0/1 correctness: sum / count is the routing accuracy).",
+                                  count_value=m.quality_count, sum_value=m.quality_sum)
         in_flight = GaugeMetricFamily("fastroute_http_in_flight_requests", "HTTP requests being served now.")
         in_flight.add_metric([], m.in_flight)
         yield in_flight
