@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bind_text.hpp"
 #include "binding.hpp"
 #include "errors.hpp"
 #include "ngrams.hpp"
@@ -33,34 +34,6 @@ py::array_t<T> owning_array(std::vector<T>&& values) {
   py::capsule base(owner.get(), [](void* p) { std::unique_ptr<std::vector<T>>(static_cast<std::vector<T>*>(p)); });
   owner.release();  // now owned by the capsule
   return py::array_t<T>(size, data, base);
-}
-
-// The UTF-8 of one text and what keeps it alive until the hasher is done.
-struct HeldText {
-  std::string_view utf8;
-  std::optional<py::buffer_info> view;  // bytes-like inputs: the buffer export pins it
-};
-
-HeldText hold_text(py::handle text, const std::string& where) {
-  if (PyUnicode_Check(text.ptr())) {
-    Py_ssize_t size = 0;
-    const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
-    if (data == nullptr) {
-      PyErr_Clear();
-      throw InvalidInput(where + "str is not encodable as UTF-8 (a lone surrogate?)");
-    }
-    return {std::string_view(data, static_cast<std::size_t>(size)), std::nullopt};
-  }
-  if (PyBytes_Check(text.ptr()) || PyByteArray_Check(text.ptr()) || PyMemoryView_Check(text.ptr())) {
-    py::buffer_info info = py::reinterpret_borrow<py::buffer>(text).request();
-    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
-      throw UnsupportedInput(where + "a bytes-like text must be contiguous bytes (itemsize 1, one dimension)");
-    std::string_view utf8(static_cast<const char*>(info.ptr), static_cast<std::size_t>(info.size));
-    return {utf8, std::move(info)};
-  }
-  throw UnsupportedInput(where + "expected a str or UTF-8 bytes, got " +
-                         std::string(py::str(py::type::handle_of(text).attr("__name__"))) +
-                         ": route other modalities to their own models");
 }
 
 py::tuple hash_one(const NgramHasher& hasher, py::handle text) {
@@ -129,6 +102,28 @@ NgramOptions options_from(const std::string& unit, int min_n, int max_n, std::in
 }
 
 }  // namespace
+
+HeldText hold_text(py::handle text, const std::string& where) {
+  if (PyUnicode_Check(text.ptr())) {
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+    if (data == nullptr) {
+      PyErr_Clear();
+      throw InvalidInput(where + "str is not encodable as UTF-8 (a lone surrogate?)");
+    }
+    return {std::string_view(data, static_cast<std::size_t>(size)), std::nullopt};
+  }
+  if (PyBytes_Check(text.ptr()) || PyByteArray_Check(text.ptr()) || PyMemoryView_Check(text.ptr())) {
+    py::buffer_info info = py::reinterpret_borrow<py::buffer>(text).request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+      throw UnsupportedInput(where + "a bytes-like text must be contiguous bytes (itemsize 1, one dimension)");
+    std::string_view utf8(static_cast<const char*>(info.ptr), static_cast<std::size_t>(info.size));
+    return {utf8, std::move(info)};
+  }
+  throw UnsupportedInput(where + "expected a str or UTF-8 bytes, got " +
+                         std::string(py::str(py::type::handle_of(text).attr("__name__"))) +
+                         ": route other modalities to their own models");
+}
 
 void bind_ngrams(py::module_& m) {
   m.attr("HASH_FEATURES_MIN") = kMinHashFeatures;

@@ -43,6 +43,7 @@ void bind_bandit(py::module_& m);
 void bind_scorer(py::module_& m);
 void bind_dispatch(py::module_& m);
 void bind_ngrams(py::module_& m);
+void bind_linear(py::module_& m);
 void bind_model_state(py::module_& m);
 
 }  // namespace fastroute::binding

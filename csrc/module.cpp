@@ -96,5 +96,6 @@ PYBIND11_MODULE(_core, m) {
   binding::bind_dispatch(m);
   binding::bind_bandit(m);
   binding::bind_ngrams(m);
+  binding::bind_linear(m);
   binding::bind_model_state(m);
 }

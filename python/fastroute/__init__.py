@@ -10,6 +10,7 @@ from __future__ import annotations
 from .analyzer import (
     DTYPE_KINDS,
     FEATURE_NAMES,
+    HashedNgrams,
     MIMES,
     MODALITIES,
     SCRIPTS,
@@ -43,6 +44,7 @@ from .decision import (
     EpsilonGreedy,
     Forest,
     LinThompson,
+    Linear,
     LinUCB,
     LoadAware,
     OnlinePolicy,
@@ -54,7 +56,7 @@ from .decision import (
     Tree,
 )
 from .decision.feedback import FeedbackStore
-from .decision.evaluate import Evaluation, cross_validate, evaluate
+from .decision.evaluate import Evaluation, StrongWeakCurve, cross_validate, evaluate, strong_weak_curve
 from .executors import BreakerSettings, CPUExecutor, Resilience, RetryPolicy
 from .library import BanditSplit, Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
 from .router import Decision, Router
@@ -92,6 +94,8 @@ __all__ = [
     "InvalidInput",
     "LinThompson",
     "LinUCB",
+    "Linear",
+    "HashedNgrams",
     "LoadAware",
     "ModelError",
     "ModelSpec",
@@ -108,6 +112,7 @@ __all__ = [
     "RouterClosed",
     "Shadow",
     "Split",
+    "StrongWeakCurve",
     "Rule",
     "Rules",
     "ThompsonSampling",
@@ -119,4 +124,5 @@ __all__ = [
     "analyze_batch",
     "cross_validate",
     "evaluate",
+    "strong_weak_curve",
 ]

@@ -548,7 +548,11 @@ class Router:
         policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
         candidates = self.models.catalog.for_modality(analysis.modality)
-        choice = policy.select(self._policy_row(policy, analysis, x, features), candidates)
+        row = self._policy_row(policy, analysis, x, features)
+        if getattr(policy, "reads_text", False):  # text policies (Linear) read the prompt itself
+            choice = policy.select_text(x, row, candidates)
+        else:
+            choice = policy.select(row, candidates)
         if under_load is not None and isinstance(policy, LoadAware):
             choice = self._choose_under_load(policy, *under_load, choice, candidates)
         return analysis, choice

@@ -21,7 +21,8 @@ Policy contract used by the Router:
   indices straight from the batch scorer), ``explain(row)`` and ``save(path)``.
 
 Rooms: ``base`` (Policy, Choice), ``compiled`` (the C++-scored policies' common
-part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``,
+part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``, ``linear`` (hashed
+n-gram text routing),
 ``online`` (bandits that learn from feedback), ``feedback`` (the store joining
 outcomes to decisions), ``io`` (load), ``load_aware`` (the LoadAware wrapper: load, priority, deadlines),
 ``evaluate`` (offline measures on routing logs: import it from
@@ -34,6 +35,7 @@ from .base import BatchChoice, Candidates, Choice, Policy
 from .by_modality import ByModality
 from .compiled import CompiledPolicy
 from .io import load
+from .linear import Linear
 from .load_aware import ClassWeights, LoadAware
 from .online import EpsilonGreedy, LinThompson, LinUCB, OnlinePolicy, ThompsonSampling, UCB1
 from .rules import Rule, Rules
@@ -49,6 +51,7 @@ __all__ = [
     "EpsilonGreedy",
     "Forest",
     "LinThompson",
+    "Linear",
     "LinUCB",
     "LoadAware",
     "OnlinePolicy",

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InvalidInput, PolicyError
 from .trees import _training_features, routing_objective
 
-__all__ = ["Evaluation", "cross_validate", "evaluate", "score_choices"]
+__all__ = ["Evaluation", "StrongWeakCurve", "cross_validate", "evaluate", "score_choices", "strong_weak_curve"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,51 @@ def _fold_ids(folds: int | Any, n: int, seed: int) -> np.ndarray:
     if fold_of.shape != (n,):
         raise InvalidInput(f"folds must give one fold per input ({n}), got shape {fold_of.shape}")
     return fold_of
+
+
+@dataclass(frozen=True)
+class StrongWeakCurve:
+    """How a strong/weak router trades calls to the strong model for quality (RouteLLM's measures).
+
+    ``call_share[j]`` = j/n: the top-j inputs by score go to the strong model;
+    ``pgr[j]``: the performance gap recovered there, (quality - weak) /
+    (strong - weak). ``apgr``: the area under PGR over call share 0..100%
+    (trapezoids over all n + 1 points). ``cpt(x)``: the least call share
+    reaching PGR x (CPT(50%) = ``cpt(0.5)``).
+    """
+
+    apgr: float
+    weak_quality: float
+    strong_quality: float
+    call_share: np.ndarray
+    pgr: np.ndarray
+
+    def cpt(self, recovered: float) -> float:
+        """The least share of calls to the strong model that recovers ``recovered`` of the gap."""
+        reached = np.flatnonzero(self.pgr >= recovered - 1e-12)
+        return float(self.call_share[reached[0]]) if reached.size else float("nan")
+
+
+def strong_weak_curve(scores: Any, outcomes: Any) -> StrongWeakCurve:
+    """APGR and CPT of a router's ``scores`` (n,) on two-model ``outcomes`` (n, 2): (weak, strong).
+
+    A higher score means "send to the strong model"; ties keep input order.
+    Raises InvalidInput when the shapes disagree, a value is missing, or the
+    strong model is not better than the weak one on average (no gap to recover).
+    """
+    quality = np.asarray(outcomes, dtype=np.float64)
+    score = np.asarray(scores, dtype=np.float64)
+    if quality.ndim != 2 or quality.shape[1] != 2 or score.shape != (len(quality),) or len(quality) == 0:
+        raise InvalidInput(f"need scores (n,) and outcomes (n, 2), got {score.shape} and {quality.shape}")
+    if np.isnan(quality).any() or np.isnan(score).any():
+        raise InvalidInput("strong_weak_curve needs every outcome and score (no NaN)")
+    weak, strong = quality[:, 0], quality[:, 1]
+    gap = strong.mean() - weak.mean()
+    if not gap > 0:
+        raise InvalidInput(f"the strong model ({strong.mean():.4g}) must beat the weak one ({weak.mean():.4g}) on average")
+    order = np.argsort(-score, kind="stable")
+    gained = np.concatenate([[0.0], np.cumsum((strong - weak)[order])]) / len(quality)
+    pgr = gained / gap
+    share = np.arange(len(quality) + 1) / len(quality)
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2 * np.diff(share)))
+    return StrongWeakCurve(apgr, float(weak.mean()), float(strong.mean()), share, pgr)

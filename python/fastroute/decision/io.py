@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import PolicyError
 from .base import Policy
+from .linear import Linear
 from .compiled import FORMAT, FORMAT_VERSION
 from .online import OnlinePolicy
 from .rules import Rules
@@ -29,7 +30,8 @@ from .trees import Forest, Tree
 
 __all__ = ["load"]
 
-_KINDS = {"rules": Rules, "threshold": Threshold, "tree": Tree, "forest": Forest, "online": OnlinePolicy}
+_KINDS = {"rules": Rules, "threshold": Threshold, "tree": Tree, "forest": Forest, "online": OnlinePolicy,
+          "linear": Linear}
 _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
