@@ -1,4 +1,4 @@
-"""Loaders for real routing logs: ASlib scenarios and RouteLLM's GSM8K responses.
+"""Loaders for real routing logs: ASlib scenarios, RouteLLM's GSM8K responses, RouterDC's 7-LLM scores.
 
 Both return plain numpy arrays shaped for :mod:`fastroute.decision` and
 :func:`fastroute.evaluate`: features (n, F) float32 with NaN for missing,
@@ -8,6 +8,7 @@ outcomes (n, k) with one column per model.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,11 @@ __all__ = [
     "PROMPT_FEATURES",
     "AslibScenario",
     "GSM8KResponses",
+    "ROUTERDC_BENCHMARKS",
+    "RouterDCSplit",
     "load_aslib",
     "load_gsm8k",
+    "load_routerdc",
     "prompt_features",
     "read_arff",
 ]
@@ -48,6 +52,55 @@ class GSM8KResponses:
     prompts: list[str]
     models: tuple[str, ...]  # (weak, strong)
     outcomes: np.ndarray  # (n, 2) float64
+
+
+#: RouterDC's five benchmarks, as (train file stem, test file stem).
+ROUTERDC_BENCHMARKS = (
+    ("mmlu_train", "mmlu_test"),
+    ("gsm8k-train", "gsm8k-test"),
+    ("cmmlu_train", "cmmlu_test"),
+    ("arc_challenge_train", "arc_challenge_test"),
+    ("humaneval_train", "humaneval_test"),
+)
+
+
+@dataclass(frozen=True)
+class RouterDCSplit:
+    """One side (train or test) of RouterDC's 7-LLM data: every benchmark's prompts, stacked.
+
+    ``outcomes`` (n, 7) are scores in [0, 1]; ``benchmark[i]`` indexes
+    ``benchmarks`` (results are averaged per benchmark, then over them).
+    """
+
+    prompts: list[str]
+    models: tuple[str, ...]
+    outcomes: np.ndarray
+    benchmark: np.ndarray
+    benchmarks: tuple[str, ...]
+
+    def mean_by_benchmark(self, chosen: np.ndarray) -> np.ndarray:
+        """Each benchmark's mean score of the chosen models (``chosen``: (n,) model indices)."""
+        picked = self.outcomes[np.arange(len(chosen)), np.asarray(chosen)]
+        return np.array([picked[self.benchmark == b].mean() for b in range(len(self.benchmarks))])
+
+
+def load_routerdc(folder: str | Path, split: str) -> RouterDCSplit:
+    """Load the ``split`` ("train" or "test") files of RouterDC's ``split2_model7`` data."""
+    if split not in ("train", "test"):
+        raise InvalidInput(f"split must be 'train' or 'test', got {split!r}")
+    prompts: list[str] = []
+    rows: list[list[float]] = []
+    benchmark: list[int] = []
+    models: tuple[str, ...] = ()
+    for b, stems in enumerate(ROUTERDC_BENCHMARKS):
+        records = json.loads((Path(folder) / f"{stems[split == 'test']}.json").read_text(encoding="utf-8"))
+        models = models or tuple(records[0]["scores"])
+        for record in records:
+            prompts.append(record["question"])
+            rows.append([float(record["scores"][m]) for m in models])
+            benchmark.append(b)
+    names = tuple(test.removesuffix("_test").removesuffix("-test") for _, test in ROUTERDC_BENCHMARKS)
+    return RouterDCSplit(prompts, models, np.array(rows), np.array(benchmark), names)
 
 
 _ATTRIBUTE = re.compile(r"@attribute\s+('[^']*'|\S+)\s+(.+)", re.IGNORECASE)
