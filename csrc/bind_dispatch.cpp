@@ -1,12 +1,15 @@
 // Binding of the dispatcher (dispatcher.hpp): the Python batch callback its
-// workers call (the one place a worker takes the GIL), pushes that release the
-// GIL only when a full queue makes them wait, load-aware choices over lanes
-// read lock-free, and destruction without the GIL.
+// workers call (the one place a worker takes the GIL, safe while the
+// interpreter finalizes), pushes that release the GIL only when a full queue
+// makes them wait, load-aware choices over lanes read lock-free, and
+// destruction without the GIL.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -19,39 +22,81 @@ namespace fastroute::binding {
 
 namespace {
 
-// The Python batch callback, owned by the dispatcher's worker threads: the
-// reference is dropped under the GIL, or leaked if the interpreter is gone.
+// True once the interpreter has begun to finalize (or is gone): from then on
+// no thread but the finalizing one may take the GIL.
+bool python_finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return !Py_IsInitialized() || Py_IsFinalizing();
+#else
+  return !Py_IsInitialized() || _Py_IsFinalizing();
+#endif
+}
+
+// Calls fn(*args). A worker that returns to Python while the interpreter
+// finalizes is ended inside the interpreter (pthread_exit, a forced unwind
+// through this frame) and its thread state is already freed: running any
+// destructor that touches Python on the way out is a use-after-free. So the
+// unwind stops here and the thread parks until the process exits (what
+// Python 3.14 does itself). The caller keeps every Python object it owns in
+// its own frame, which is then never unwound. Nothing else can come out of
+// PyObject_Call: it is C.
+PyObject* call_or_park_at_exit(PyObject* fn, PyObject* args) {
+  try {
+    return PyObject_Call(fn, args, nullptr);
+  } catch (...) {  // the forced unwind; never rethrown: the handler never ends
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+}
+
+// The Python batch callback, shared by the dispatcher's worker threads and
+// its Python owner. Its reference is dropped by the owner, with the GIL (see
+// DeleteWithoutGil); if a detached worker outlives the owner and drops it
+// last, it is leaked: that thread must not take the GIL (the interpreter may
+// be finalizing).
 struct PythonBatchSink {
   explicit PythonBatchSink(py::object fn) : callback(std::move(fn)) {}
   ~PythonBatchSink() {
-    if (!Py_IsInitialized()) {
+    if (PyGILState_Check()) {
+      callback = py::object();
+    } else {
       callback.release();
-      return;
     }
-    py::gil_scoped_acquire gil;
-    callback = py::object();
   }
   PythonBatchSink(const PythonBatchSink&) = delete;
   PythonBatchSink& operator=(const PythonBatchSink&) = delete;
 
   // The single place a worker takes the GIL: once per call, for the batch
   // and any further ones already queued on its lane (BatchStream::next).
-  // Each payload's reference (taken in dispatch_push) moves into a list here.
+  // Once the interpreter finalizes, the batch's references are left alone
+  // (leaked): no Python code may run any more.
   void operator()(BatchStream& stream) const {
-    py::gil_scoped_acquire gil;
+    if (python_finalizing()) return;
+    py::gil_scoped_acquire gil;  // ends the thread, destroying nothing of Python, if finalizing began meanwhile
     do {
-      const Batch& batch = stream.batch();
-      py::list ready = steal_into_list(batch.ready);
-      py::list expired = steal_into_list(batch.expired);
-      py::list aborted = steal_into_list(batch.aborted);
-      try {
-        // The callback returns how many of the ready requests failed (for the lane's error rate).
-        const py::object failures = callback(batch.lane, ready, expired, aborted);
-        if (PyLong_Check(failures.ptr())) stream.report_failures(failures.cast<std::size_t>());
-      } catch (py::error_already_set& e) {
-        e.discard_as_unraisable("fastroute dispatch batch callback");
-      }
+      deliver(stream);
     } while (stream.next());
+  }
+
+  // Each payload's reference (taken in dispatch_push) moves into a list here.
+  // The callback returns how many of the ready requests failed (for the
+  // lane's error rate).
+  void deliver(BatchStream& stream) const {
+    const Batch& batch = stream.batch();
+    py::list ready = steal_into_list(batch.ready);
+    py::list expired = steal_into_list(batch.expired);
+    py::list aborted = steal_into_list(batch.aborted);
+    py::tuple args = py::make_tuple(batch.lane, ready, expired, aborted);
+    py::object failures = py::reinterpret_steal<py::object>(call_or_park_at_exit(callback.ptr(), args.ptr()));
+    if (!failures) {
+      PyErr_WriteUnraisable(callback.ptr());  // the callback never raises; report it if it ever does
+      return;
+    }
+    const std::size_t failed = PyLong_Check(failures.ptr()) ? PyLong_AsSize_t(failures.ptr()) : 0;
+    if (PyErr_Occurred()) {
+      PyErr_WriteUnraisable(callback.ptr());  // a negative or huge count
+    } else {
+      stream.report_failures(failed);
+    }
   }
 
   static py::list steal_into_list(const std::vector<Payload>& payloads) {
@@ -65,11 +110,17 @@ struct PythonBatchSink {
   py::object callback;
 };
 
-// Workers need the GIL to finish, so the dispatcher is destroyed without it.
-struct ReleaseGilDelete {
-  void operator()(Dispatcher* dispatcher) const {
-    py::gil_scoped_release release;
-    std::default_delete<Dispatcher>()(dispatcher);
+// The dispatcher's Python owner went away: the dispatcher is destroyed
+// without the GIL (its workers need it to finish), then the owner's share of
+// the sink is dropped with the GIL held again.
+struct DeleteWithoutGil {
+  std::shared_ptr<PythonBatchSink> sink;
+  void operator()(Dispatcher* dispatcher) {
+    {
+      py::gil_scoped_release release;
+      std::default_delete<Dispatcher>()(dispatcher);
+    }
+    sink.reset();
   }
 };
 
@@ -129,14 +180,14 @@ py::tuple choose_among_models(const Dispatcher& dispatcher, const std::vector<st
 void bind_dispatch(py::module_& m) {
   m.attr("NO_DEADLINE") = kNoDeadline;
   m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
-  py::class_<Dispatcher, std::unique_ptr<Dispatcher, ReleaseGilDelete>>(m, "Dispatcher")
+  py::class_<Dispatcher, std::unique_ptr<Dispatcher, DeleteWithoutGil>>(m, "Dispatcher")
       .def(py::init([](std::size_t threads, std::size_t max_batch, std::int64_t max_delay_us,
                        std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us, py::object sink) {
              auto owned = std::make_shared<PythonBatchSink>(std::move(sink));
              DispatchConfig config{threads, max_batch, max_delay_us, queue_capacity, max_lanes, spin_us};
              auto dispatcher =
                  std::make_unique<Dispatcher>(config, [owned](BatchStream& stream) { (*owned)(stream); });
-             return std::unique_ptr<Dispatcher, ReleaseGilDelete>(dispatcher.release());
+             return std::unique_ptr<Dispatcher, DeleteWithoutGil>(dispatcher.release(), DeleteWithoutGil{owned});
            }),
            py::arg("threads"), py::arg("max_batch"), py::arg("max_delay_us"), py::arg("queue_capacity"),
            py::arg("max_lanes"), py::arg("spin_us"), py::arg("sink"))
@@ -162,6 +213,9 @@ void bind_dispatch(py::module_& m) {
            py::arg("cost_weight"), py::arg("budget_ns"), py::arg("late_fastest"), py::arg("random"),
            "choose_under_load over candidate models, each served by its lanes: (index or -1, reason).")
       .def_property_readonly("closed", &Dispatcher::closed)
+      .def("begin_close", &Dispatcher::begin_close, py::arg("drain"), py::call_guard<py::gil_scoped_release>())
+      .def("on_worker_thread", &Dispatcher::on_worker_thread,
+           "True on one of this dispatcher's worker threads (inside a model or a future's done-callback).")
       .def("retire", &Dispatcher::retire, py::arg("lane"), py::arg("drain"), py::call_guard<py::gil_scoped_release>())
       .def(
           "close",

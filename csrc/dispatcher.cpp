@@ -53,7 +53,42 @@ struct Dispatcher::Core {
     while (pushers.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
   }
 
+  // Rejects new requests, marks every lane aborting unless drain (also when
+  // already closed: a close without drain after one with drain aborts what is
+  // left), tells the workers to exit once the ready ring is empty, and wakes
+  // everyone waiting on a lane: batchers, push_wait() callers, retire().
+  void begin_close(bool drain) {
+    std::size_t count;
+    {
+      std::lock_guard lock(lanes_mu);  // no lane is added meanwhile, nor after: add_lane() checks closed
+      count = lane_count.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < count && !drain; ++i) {  // before closed, as in retire()
+        lanes[i]->aborting.store(true, std::memory_order_seq_cst);
+      }
+      closed.store(true, std::memory_order_seq_cst);
+    }
+    wait_for_pushers();
+    stopping.store(true, std::memory_order_seq_cst);
+    idle.notify_all();
+    for (std::size_t i = 0; i < count; ++i) {
+      lanes[i]->arrivals.notify_all();
+      lanes[i]->progress.notify_all();
+    }
+  }
+
+  // True once every worker has left work(), or false after timeout_ns.
+  bool wait_for_workers(std::int64_t timeout_ns) {
+    std::unique_lock lock(exit_mu);
+    const auto all_exited = [&] { return running_workers == 0; };
+    if (timeout_ns >= kNoDeadline - now_ns()) {
+      exited.wait(lock, all_exited);
+      return true;
+    }
+    return exited.wait_for(lock, std::chrono::nanoseconds(timeout_ns), all_exited);
+  }
+
   void work() {
+    worker_of = this;
     Batch batch;
     const auto has_work = [&] { return !ready.empty() || stopping.load(std::memory_order_acquire); };
     for (;;) {
@@ -108,7 +143,12 @@ struct Dispatcher::Core {
   std::mutex exit_mu;
   std::condition_variable exited;
   std::size_t running_workers = 0;  // guarded by exit_mu
+
+  // The Core whose work() runs on this thread, if any (see on_worker_thread).
+  static thread_local const Core* worker_of;
 };
+
+thread_local const Dispatcher::Core* Dispatcher::Core::worker_of = nullptr;
 
 void BatchStream::finish_current() noexcept {
   const std::int64_t now = now_ns();
@@ -156,7 +196,9 @@ Dispatcher::Dispatcher(const DispatchConfig& config, BatchSink sink) {
   }
 }
 
-Dispatcher::~Dispatcher() { close(false); }
+// Waits only for workers still attached: those a timed-out close() detached
+// finish on their own.
+Dispatcher::~Dispatcher() { close(false, workers_.empty() ? 0 : kNoDeadline); }
 
 std::size_t Dispatcher::add_lane() {
   std::lock_guard lock(core_->lanes_mu);
@@ -237,6 +279,7 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
   if (!drain) target.aborting.store(true, std::memory_order_seq_cst);
   target.closed.store(true, std::memory_order_seq_cst);
   target.arrivals.notify_all();
+  target.progress.notify_all();  // push_wait() callers: refused now
   core_->wait_for_pushers();
   const auto drained = [&] {
     return target.queued() == 0 && !target.scheduled.load(std::memory_order_seq_cst) &&
@@ -250,38 +293,21 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
   }
 }
 
-bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
-  std::lock_guard close_lock(close_mu_);
-  if (workers_.empty()) return true;
-  {
-    std::lock_guard lock(core_->lanes_mu);  // no lane is added meanwhile
-    const std::size_t lanes = core_->lane_count.load(std::memory_order_acquire);
-    for (std::size_t i = 0; i < lanes && !drain; ++i) {  // before closed, as in retire()
-      core_->lanes[i]->aborting.store(true, std::memory_order_seq_cst);
-      core_->lanes[i]->arrivals.notify_all();
-    }
-    core_->closed.store(true, std::memory_order_seq_cst);
-  }
-  core_->wait_for_pushers();
-  core_->stopping.store(true, std::memory_order_seq_cst);
-  core_->idle.notify_all();
+void Dispatcher::begin_close(bool drain) { core_->begin_close(drain); }
 
-  bool finished;
-  {
-    std::unique_lock lock(core_->exit_mu);
-    const auto all_exited = [&] { return core_->running_workers == 0; };
-    if (timeout_ns >= kNoDeadline - now_ns()) {
-      core_->exited.wait(lock, all_exited);
-      finished = true;
-    } else {
-      finished = core_->exited.wait_for(lock, std::chrono::nanoseconds(timeout_ns), all_exited);
-    }
-  }
+bool Dispatcher::on_worker_thread() const noexcept { return Core::worker_of == core_.get(); }
+
+bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
+  core_->begin_close(drain);
+  // Waiting holds no lock, so concurrent and later close() calls never queue
+  // behind one that waits for a hung sink.
+  const bool finished = core_->wait_for_workers(on_worker_thread() ? 0 : timeout_ns);
+  std::lock_guard close_lock(close_mu_);
   for (auto& worker : workers_) {
     if (finished) {
-      worker.join();
+      worker.join();  // it has left work(): returns at once
     } else {
-      worker.detach();  // still inside the sink; owns a reference to core_
+      worker.detach();  // still inside the sink (or this very thread); owns a reference to core_
     }
   }
   workers_.clear();

@@ -99,7 +99,8 @@ class Dispatcher {
  public:
   // Starts config.threads workers. Throws InvalidInput on a bad config.
   Dispatcher(const DispatchConfig& config, BatchSink sink);
-  // Closes without draining (aborts what is queued) if close() was not called.
+  // Closes without draining (aborts what is queued) and joins the workers
+  // still attached; workers an earlier close() detached finish on their own.
   ~Dispatcher();
 
   Dispatcher(const Dispatcher&) = delete;
@@ -150,15 +151,29 @@ class Dispatcher {
   void retire(std::size_t lane, bool drain);
 
   // Thread-safe, blocking, idempotent. Rejects new requests, runs (drain) or
-  // aborts what is queued, then joins the workers. Returns false if they did
-  // not all finish within timeout_ns (a sink still running): those are
-  // detached and keep the shared state alive until they return.
+  // aborts what is queued, wakes push_wait() callers (kClosed), then waits
+  // up to timeout_ns for the workers and joins them. Returns false if they
+  // did not all finish in time (a sink still running): those are detached
+  // and keep the shared state alive until they return; a later close() waits
+  // for them again (up to its own timeout) and may abort (drain = false)
+  // what an earlier draining close() left queued. Called from a worker (inside
+  // the sink) it cannot wait for itself: it starts the shutdown, detaches the
+  // workers and returns false at once. Holds no lock while waiting.
   bool close(bool drain, std::int64_t timeout_ns = kNoDeadline);
+
+  // Thread-safe; waits only for pushes in progress. The first half of close():
+  // from its return on, every push is refused (kClosed) and, without drain,
+  // every queued request is handed to the sink as aborted; it waits for no
+  // worker.
+  void begin_close(bool drain);
+
+  // Thread-safe, non-blocking: true on one of this dispatcher's worker threads.
+  bool on_worker_thread() const noexcept;
 
  private:
   struct Core;
   std::shared_ptr<Core> core_;
-  std::mutex close_mu_;                // serialises close()
+  std::mutex close_mu_;                // serialises joining and detaching the workers
   std::vector<std::thread> workers_;   // guarded by close_mu_
 };
 

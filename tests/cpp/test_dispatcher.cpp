@@ -193,6 +193,68 @@ void close_without_drain_aborts_queued() {
   CHECK(recorder.count(kAborted) == 199);
 }
 
+// A sink closing its own dispatcher (a model or a done-callback closing the
+// router) cannot wait for itself: close() returns false at once instead of
+// deadlocking, the queue still drains, and a later close() waits and joins.
+void close_from_inside_the_sink() {
+  Recorder recorder(50);
+  std::atomic<Dispatcher*> self{nullptr};
+  std::atomic<int> inner_close{-1};
+  std::atomic<bool> inside_is_worker{false};
+  std::atomic<bool> go{false};
+  Dispatcher dispatcher(config(2, 1, 0), for_each_batch([&](const Batch& batch) {
+    while (!go.load()) std::this_thread::yield();
+    if (!batch.ready.empty() && batch.ready[0] == 0) {
+      inside_is_worker = self.load()->on_worker_thread();
+      inner_close = self.load()->close(/*drain=*/true) ? 1 : 0;
+    }
+    recorder(batch);
+  }));
+  self = &dispatcher;
+  CHECK(!dispatcher.on_worker_thread());
+  dispatcher.add_lane();
+  for (Payload p = 0; p < 50; ++p) push_until_accepted(dispatcher, 0, p);
+  go = true;
+  while (inner_close.load() < 0) std::this_thread::yield();
+  CHECK(inner_close.load() == 0);
+  CHECK(inside_is_worker.load());
+  CHECK(dispatcher.close(true));  // waits for the detached workers to drain the lane
+  CHECK(recorder.each_delivered_once());
+  CHECK(recorder.count(kReady) == 50);
+  CHECK(dispatcher.try_push(0, 0, Priority::kNormal) == PushStatus::kClosed);
+}
+
+// close() wakes a producer waiting for room (it is refused at once), and a
+// timed-out draining close() leaves the rest to a later close without drain.
+void close_wakes_push_wait_and_a_later_close_aborts_the_rest() {
+  Recorder recorder(8);
+  std::atomic<bool> release{false};
+  Dispatcher dispatcher(config(1, 1, 0, 2), for_each_batch([&](const Batch& batch) {
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    recorder(batch);
+  }));
+  dispatcher.add_lane();
+  push_until_accepted(dispatcher, 0, 0);
+  while (dispatcher.stats(0).in_flight == 0) std::this_thread::yield();
+  push_until_accepted(dispatcher, 0, 1);
+  push_until_accepted(dispatcher, 0, 2);
+  std::atomic<int> waited{-1};
+  std::thread producer([&] {
+    waited = static_cast<int>(dispatcher.push_wait(0, 3, Priority::kNormal, kNoDeadline, 100'000'000'000));
+  });
+  while (dispatcher.stats(0).queued < 2) std::this_thread::yield();
+  CHECK(!dispatcher.close(/*drain=*/true, /*timeout_ns=*/1'000'000));  // the sink holds the worker
+  producer.join();  // woken by close, long before its 100 s
+  CHECK(waited.load() == static_cast<int>(PushStatus::kClosed));
+  CHECK(!release.load());
+  dispatcher.begin_close(/*drain=*/false);  // aborts what the draining close left queued
+  release = true;
+  CHECK(dispatcher.close(false));
+  CHECK(recorder.outcome[0].load() == kReady);
+  CHECK(recorder.outcome[1].load() == kAborted && recorder.outcome[2].load() == kAborted);
+  CHECK(recorder.deliveries[3].load() == 0);  // refused, never accepted
+}
+
 void full_queue_and_push_wait() {
   std::atomic<bool> release{false};
   Dispatcher dispatcher(config(1, 1, 0, 2), for_each_batch([&](const Batch&) {
@@ -300,6 +362,8 @@ int main() {
   RUN(blocked_lane_does_not_stall_others);
   RUN(priorities_deadlines_and_abort);
   RUN(close_without_drain_aborts_queued);
+  RUN(close_from_inside_the_sink);
+  RUN(close_wakes_push_wait_and_a_later_close_aborts_the_rest);
   RUN(full_queue_and_push_wait);
   RUN(retire_drains_one_lane);
   RUN(retired_lanes_are_reused);
