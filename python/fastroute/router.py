@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
@@ -86,7 +87,7 @@ class Router:
         self._closed = False  # guarded by _executor_lock
         #: Fallbacks, retries and circuit breakers of ``submit``/``ainfer`` (None: a failure goes to the caller).
         self.resilience = resilience
-        self.models.add_retire_hook(self._retire_queues)
+        self.models.add_retire_hook(_weak_hook(self._retire_queues))
 
     @property
     def policy(self) -> Policy:
@@ -368,17 +369,24 @@ class Router:
         """Feedback counts by status (see :class:`fastroute.decision.feedback.FeedbackStore`)."""
         return self.feedback_store.stats()
 
-    def close(self, drain: bool = True) -> None:
+    def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop accepting requests; run (``drain``) or fail the queued ones; join the workers.
 
-        Idempotent. Requests refused afterwards raise ``RouterClosed``.
+        ``timeout`` (seconds) bounds the wait for model calls still running:
+        past it ``RouterClosed`` says so and they finish on their own. Without
+        ``drain`` nothing waits for a running model unless ``timeout`` asks to
+        (see :meth:`fastroute.executors.CPUExecutor.close`). Idempotent, and
+        safe from inside a model or a future's done-callback. Requests refused
+        afterwards raise ``RouterClosed``.
         """
         with self._executor_lock:
             self._closed = True
             executor = self._executor
-        if executor is not None:
-            executor.close(drain=drain)
-        self.models.close()
+        try:
+            if executor is not None:
+                executor.close(drain=drain, timeout=timeout)
+        finally:
+            self.models.close()
 
     def __enter__(self) -> Router:
         return self
@@ -656,6 +664,20 @@ class _PolicyBatch:
 
     def __getitem__(self, index: int) -> _PolicyRow:
         return _PolicyRow(self.modalities[index], self.features[index])
+
+
+def _weak_hook(method: Callable[[ModelSpec], None]) -> Callable[[ModelSpec], None]:
+    """A registry hook calling ``method`` while its object lives: the registry must
+    not keep its router (and the router's workers) alive until the cyclic garbage
+    collector runs (flow stays one way: router -> registry)."""
+    method_ref = weakref.WeakMethod(method)
+
+    def hook(spec: ModelSpec) -> None:
+        bound = method_ref()
+        if bound is not None:
+            bound(spec)
+
+    return hook
 
 
 def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:

@@ -11,8 +11,10 @@ exception; a model's exception fails only its own batch (each request gets a
 :class:`~fastroute.ModelError` whose ``__cause__`` is the model's exception);
 one replica runs its batches one at a time, in queue order, so requests of one
 priority class start FIFO; a model that hangs holds only the worker serving it;
-a request past its deadline is not run (checked when it leaves the queue and
-again right before its model call).
+a request whose model has not started it by its deadline fails at its deadline
+(wherever it waits: in its queue, behind a hung model, in a batch waiting its
+turn) and never runs. ``close`` may be called from anywhere, a model or a
+done-callback included, and never waits for a hung model unless asked to.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import random
 import threading
 import time
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from .. import _core
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
 from ..library.spec import ModelSpec
 from .config import ExecutorConfig
+from .waiting import WaitingRequests, fail_unstarted
 
 __all__ = ["CPUExecutor", "QueueStats", "ReplicaStats", "PRIORITIES"]
 
@@ -78,9 +81,9 @@ class QueueStats:
 
 def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> int:
     """The dispatcher's callback: resolves one batch of ``(future, input, spec,
-    deadline_ns)`` requests with the GIL held (taken once). Never raises: if resolving breaks
-    off, every request not yet resolved fails. Returns how many model calls of the batch
-    failed (the dispatcher keeps each replica's error rate from it).
+    deadline_ns, waiting)`` requests with the GIL held (taken once). Never raises: if
+    resolving breaks off, every request not yet resolved fails. Returns how many model
+    calls of the batch failed (the dispatcher keeps each replica's error rate from it).
 
     A plain function, so the C++ dispatcher holding it holds no reference to
     the executor (no uncollectable cycle) nor to any model.
@@ -94,14 +97,19 @@ def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> int:
 
 def _resolve(ready: list, expired: list, aborted: list) -> int:
     """Resolves each request of one batch: expired, aborted, then run (or cancelled).
-    Returns how many of the requests run failed."""
-    for future, _, spec, _ in expired:
-        _fail(future, _deadline_passed(spec))
-    for future, _, spec, _ in aborted:
-        _fail(future, RouterClosed(f"executor closed before model {spec.name!r} ran the request"))
-    live = [request for request in ready if request[0].set_running_or_notify_cancel()]
+    Returns how many of the requests run failed.
+
+    Requests something else already ended (their deadline, ``close(drain=False)``)
+    are skipped: each request is claimed once (see executors/waiting.py).
+    """
+    for future, _, spec, _, waiting in expired:
+        if waiting.claim(future):
+            fail_unstarted(future, _deadline_passed(spec.name))
+    for future, _, spec, _, waiting in aborted:
+        if waiting.claim(future):
+            fail_unstarted(future, _closed_before_running(spec.name))
     failures = 0
-    for spec, requests in _by_spec(live):
+    for spec, requests in _by_spec(ready):
         failures += _run_batched(spec, requests) if spec.batched else _run_each(spec, requests)
     return failures
 
@@ -123,36 +131,61 @@ def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
     return list(groups.values())
 
 
-def _fail(future: Future, error: BaseException) -> None:
-    if future.set_running_or_notify_cancel():
-        future.set_exception(error)
+def _start(request: tuple) -> bool:
+    """Claims a request for its model call, right before it: True if it runs now.
+
+    False if something else ended it, or if it is cancelled, or if its deadline
+    passed (waiting for the GIL or for earlier work of the same batch may have
+    taken it past it since the batcher checked): then it fails here.
+    """
+    future, _, spec, deadline_ns, waiting = request
+    if not waiting.claim(future):
+        return False
+    if deadline_ns <= time.monotonic_ns():  # the dispatcher's clock
+        fail_unstarted(future, _deadline_passed(spec.name))
+        return False
+    return future.set_running_or_notify_cancel()
 
 
 def _fail_unfinished(requests: list, error: BaseException) -> None:
-    """Fails every request of a batch whose processing broke off (and is not done or cancelled)."""
-    for future, _, spec, _ in requests:
-        if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
-            future.set_exception(ModelError.caused_by(spec.name, error, "its batch broke off: "))
+    """Fails every request of a batch whose processing broke off: those not yet
+    claimed, and those this worker started but did not finish."""
+    for future, _, spec, _, waiting in requests:
+        claimed = waiting.claim(future)
+        if future.done():
+            continue
+        failure = ModelError.caused_by(spec.name, error, "its batch broke off: ")
+        if claimed:
+            fail_unstarted(future, failure)
+        elif future.running():
+            try:
+                future.set_exception(failure)
+            except InvalidStateError:  # ended meanwhile by whoever claimed it
+                pass
 
 
-def _deadline_passed(spec: ModelSpec) -> DeadlineExceeded:
-    return DeadlineExceeded(f"request for model {spec.name!r} passed its deadline before it ran")
+def _deadline_passed(model: str) -> DeadlineExceeded:
+    return DeadlineExceeded(f"request for model {model!r} passed its deadline before it ran")
 
 
-def _run_batched(spec: ModelSpec, requests: list[tuple[Future, Any, ModelSpec, int]]) -> int:
-    """One model call on the requests still in time; returns how many failed."""
-    live = _in_time(requests)
+def _closed_before_running(model: str) -> RouterClosed:
+    return RouterClosed(f"executor closed before model {model!r} ran the request")
+
+
+def _run_batched(spec: ModelSpec, requests: list[tuple]) -> int:
+    """One model call on the requests claimed in time; returns how many failed."""
+    live = [request for request in requests if _start(request)]
     if not live:
         return 0
     try:
-        outputs = spec.run_batch([x for _, x, _, _ in live])
+        outputs = spec.run_batch([request[1] for request in live])
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
         failure = _as_model_error(spec, error)
-        for future, _, _, _ in live:
-            future.set_exception(failure.copy())
+        for request in live:
+            request[0].set_exception(failure.copy())
         return len(live)
-    for (future, _, _, _), output in zip(live, outputs):
-        future.set_result(output)
+    for request, output in zip(live, outputs):
+        request[0].set_result(output)
     return 0
 
 
@@ -161,32 +194,17 @@ def _as_model_error(spec: ModelSpec, error: BaseException) -> ModelError:
     return error if isinstance(error, ModelError) else ModelError.caused_by(spec.name, error)
 
 
-def _in_time(requests: list[tuple[Future, Any, ModelSpec, int]]) -> list[tuple[Future, Any, ModelSpec, int]]:
-    """The requests whose deadline has not passed now; the others fail.
-
-    The batcher checked when it took them from the queue; waiting for the GIL
-    or for earlier work of the same call may have taken them past it since.
-    """
-    now = time.monotonic_ns()  # the dispatcher's clock
-    in_time = []
-    for request in requests:
-        if request[3] > now:
-            in_time.append(request)
-        else:
-            request[0].set_exception(_deadline_passed(request[2]))
-    return in_time
-
-
-def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -> int:
-    """Calls the model once per request, each checked against its deadline right before.
-    Returns how many calls failed."""
+def _run_each(spec: ModelSpec, requests: list[tuple]) -> int:
+    """Calls the model once per request, each claimed right before its call (until
+    then its deadline or a close without drain may still end it). Returns how many
+    calls failed."""
     failures = 0
-    for future, x, _, deadline_ns in live:
-        if deadline_ns < _NO_DEADLINE and deadline_ns <= time.monotonic_ns():
-            future.set_exception(_deadline_passed(spec))
+    for request in requests:
+        if not _start(request):
             continue
+        future = request[0]
         try:
-            output = spec.run_one(x)
+            output = spec.run_one(request[1])
         except BaseException as error:  # noqa: BLE001 - delivered to this request
             future.set_exception(_as_model_error(spec, error))
             failures += 1
@@ -195,8 +213,20 @@ def _run_each(spec: ModelSpec, live: list[tuple[Future, Any, ModelSpec, int]]) -
     return failures
 
 
-def _close_at_exit(core: Any) -> None:
-    core.close(drain=False, timeout_s=_EXIT_JOIN_TIMEOUT_S)
+def _close_at_exit(core: Any, waiting: WaitingRequests) -> None:
+    _close_core(core, waiting, drain=False, timeout_s=_EXIT_JOIN_TIMEOUT_S)
+
+
+def _close_core(core: Any, waiting: WaitingRequests, drain: bool, timeout_s: float) -> bool:
+    """Closes the dispatcher; without drain, every request not started fails at once.
+    True once the workers have finished (then no deadline is left to watch)."""
+    if not drain:
+        core.begin_close(False)  # nothing is accepted from here on
+        waiting.fail_all(_closed_before_running)
+    finished = core.close(drain, timeout_s)
+    if finished:
+        waiting.close()
+    return finished
 
 
 class CPUExecutor:
@@ -236,7 +266,8 @@ class CPUExecutor:
         self._core = _core.Dispatcher(
             c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, _run_requests
         )
-        self._finalizer = weakref.finalize(self, _close_at_exit, self._core)
+        self._waiting = WaitingRequests(_deadline_passed)
+        self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 
     def submit(
         self,
@@ -251,8 +282,9 @@ class CPUExecutor:
 
         ``priority``: "high" requests are batched before "normal" ones.
         ``deadline``: seconds from now by which the model must start on the
-        request (checked when it leaves the queue and right before the model
-        call), else the future fails with :class:`~fastroute.DeadlineExceeded`.
+        request, else the future fails with :class:`~fastroute.DeadlineExceeded`
+        at that moment, wherever the request waits (a model call already
+        started is not interrupted), and the request never runs.
         ``timeout``: seconds to wait for room when the queue is full (blocking
         the calling thread); without it ``submit`` never blocks and a full
         queue raises :class:`~fastroute.Overloaded` at once.
@@ -354,18 +386,32 @@ class CPUExecutor:
             self._core.retire(lane, drain)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop accepting requests, finish (``drain``) or fail the queued ones, join the workers.
+        """Stop accepting requests, run (``drain``) or fail the queued ones, join the workers.
 
-        Idempotent. With ``timeout`` (seconds), workers still inside a model
-        call after it are left to finish on their own; a ``RouterClosed``
-        error reports it.
+        With ``drain``, waits until every accepted request has ended (deadlines
+        still apply), up to ``timeout`` seconds. Without it, every request not
+        yet started fails at once with :class:`~fastroute.RouterClosed`, and
+        model calls already running are waited for only up to ``timeout``
+        (not at all without one): they finish on their own and their requests
+        still get their results. Workers still inside a model call after an
+        explicit ``timeout`` are left to finish on their own and a
+        ``RouterClosed`` error reports it. A ``submit`` waiting for queue room
+        is refused at once.
+
+        Idempotent; a later call waits again (and ``drain=False`` fails what an
+        earlier draining call left queued). Safe from inside a model or a
+        future's done-callback: there it starts the shutdown and returns
+        without waiting (the workers finish on their own).
         """
+        timeout_s = math.inf if timeout is None else _positive_seconds("timeout", timeout)
         with self._lock:
             self._closed = True
         self._finalizer.detach()
-        timeout_s = math.inf if timeout is None else _positive_seconds("timeout", timeout)
-        if not self._core.close(drain, timeout_s):
-            raise RouterClosed(f"workers still running a model after {timeout}s; they were detached")
+        if not drain and timeout is None:
+            timeout_s = 0.0
+        finished = _close_core(self._core, self._waiting, drain, timeout_s)
+        if not finished and timeout is not None and not self._core.on_worker_thread():
+            raise RouterClosed(f"workers still running a model after {timeout}s; they finish on their own")
 
     def __enter__(self) -> CPUExecutor:
         return self
@@ -379,7 +425,12 @@ class CPUExecutor:
         lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
         future: Future = Future()
-        return self._core.push(lane, (future, x, spec, deadline_ns), high, deadline_ns, timeout_s), future
+        waiting = self._waiting
+        waiting.add(future, spec.name, None if deadline_ns == _NO_DEADLINE else deadline_ns)
+        status = self._core.push(lane, (future, x, spec, deadline_ns, waiting), high, deadline_ns, timeout_s)
+        if status != _PUSH_ACCEPTED:
+            waiting.claim(future)  # never queued: nothing else may end it
+        return status, future
 
     def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
         if status == _PUSH_FULL:

@@ -17,7 +17,7 @@ import pytest
 FINALIZING_SCRIPT = """
 import sys, threading, time
 from fastroute import CPUExecutor, ModelSpec, RouterClosed
-from fastroute import executors
+from fastroute.executors import cpu
 
 how, leave = sys.argv[1], sys.argv[2]
 started = threading.Event()
@@ -38,7 +38,7 @@ if leave == "close":
     except RouterClosed:
         print("detached", flush=True)
 else:  # the exit finalizer closes it, with a short join timeout
-    executors._EXIT_JOIN_TIMEOUT_S = 0.01
+    cpu._EXIT_JOIN_TIMEOUT_S = 0.01
     print("left open", flush=True)
 """
 
