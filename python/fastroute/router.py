@@ -21,7 +21,7 @@ from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, parse_load_feature
-from .errors import DeadlineExceeded, InvalidInput, Overloaded, PolicyError, RouterClosed
+from .errors import DeadlineExceeded, FastrouteError, InvalidInput, ModelError, Overloaded, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
 from .library.catalog import Candidates
 from .library.leases import Lease
@@ -230,49 +230,98 @@ class Router:
         keys: Sequence[Any] | None = None,
         features: Any = None,
         return_decisions: bool = False,
+        return_exceptions: bool = False,
     ) -> Any:
         """Route every input, call each chosen model once on its group, keep input order.
 
+        All or nothing by default: the first failure is raised. With
+        ``return_exceptions=True`` (as in ``asyncio.gather``) each input's
+        failure takes its place in the returned list instead (an input that
+        cannot be analysed or routed, its model's :class:`~fastroute.ModelError`),
+        and every other input still gets its result. A batched model that
+        fails fails its whole group (one exception object per input). Mistakes
+        in the call itself (``keys`` of the wrong length, a closed router) are
+        still raised.
+
         With ``return_decisions=True``: ``(results, routed)``, ``routed`` the
         :class:`BatchChoice` whose ``ids`` (learning policies only) and
-        ``propensity`` are per input.
+        ``propensity`` are per input (not combinable with ``return_exceptions``
+        yet: InvalidInput).
         """
-        routed = self.route_batch(xs, features=features)
-        names = routed.names()
-        if keys is not None and len(keys) != len(names):
-            raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(names)} inputs")
-        leases: list[Lease] = []
+        if return_decisions and return_exceptions:
+            raise InvalidInput("infer_batch: return_decisions and return_exceptions cannot be combined yet")
+        if keys is not None and len(keys) != len(xs):
+            raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(xs)} inputs")
+        routed = None if return_exceptions else self.route_batch(xs, features=features)
+        routes = self._route_each(xs, features) if routed is None else _routes(routed)
+        results: list[Any] = [None] * len(routes)
+        leases: list[Lease | None] = [None] * len(routes)
         try:
-            for index, name in enumerate(names):
-                leases.append(self.models.lease(name, key=None if keys is None else keys[index]))
-                if routed.ids:
-                    self._observe(leases[-1], routed.ids[index])
-            results = self._run_leased(xs, leases)
+            for index, route in enumerate(routes):
+                if isinstance(route, Exception):
+                    results[index] = route  # why this input could not be routed
+                    continue
+                name, decision_id = route
+                try:
+                    leases[index] = self.models.lease(name, key=None if keys is None else keys[index])
+                except FastrouteError as error:
+                    if not return_exceptions:
+                        raise
+                    results[index] = error
+                    continue
+                if decision_id is not None:
+                    self._observe(leases[index], decision_id)
+            self._run_leased(xs, leases, results, return_exceptions)
             return (results, routed) if return_decisions else results
         finally:
             for lease in leases:
-                lease.discard()  # frees leases of groups that never ran; no-op for finished ones
+                if lease is not None:
+                    lease.discard()  # frees leases of groups that never ran; no-op for finished ones
 
-    def _run_leased(self, xs: Sequence[Any], leases: list[Lease]) -> list[Any]:
-        """Call each leased model version once on its group of inputs, keep input order."""
+    def _route_each(self, xs: Sequence[Any], features: Any) -> list[tuple[str, str | None] | Exception]:
+        """Each input's (model name, decision id), or the exception saying why it cannot be routed.
+
+        One batch decision; only if it fails is each input routed alone (as a
+        batch of one, so the decisions are the batch path's) to tell which.
+        """
+        try:
+            return _routes(self.route_batch(xs, features=features))
+        except RouterClosed:
+            raise
+        except Exception:  # noqa: BLE001 - some input cannot be routed: found below
+            pass
+        routes: list[tuple[str, str | None] | Exception] = []
+        for index in range(len(xs)):
+            try:
+                routes.append(_routes(self.route_batch(xs[index : index + 1], features=_rows(features, index)))[0])
+            except RouterClosed:
+                raise
+            except Exception as error:  # noqa: BLE001 - this input's outcome
+                routes.append(error)
+        return routes
+
+    def _run_leased(self, xs: Sequence[Any], leases: list[Lease | None], results: list[Any], per_item: bool) -> None:
+        """Call each leased model version once on its group of inputs; ``results[i]``
+        gets input i's result, or per item its ModelError (else the first is raised)."""
         groups: dict[int, list[int]] = defaultdict(list)
         for index, lease in enumerate(leases):
-            groups[id(lease.spec)].append(index)
-        results: list[Any] = [None] * len(leases)
+            if lease is not None:
+                groups[id(lease.spec)].append(index)
         for indices in groups.values():
             for index in indices:
                 leases[index].restart_clock()  # a later group's latency excludes earlier groups
+            spec = leases[indices[0]].spec
             try:
-                outputs = leases[indices[0]].spec.run_batch([xs[i] for i in indices])
+                outcomes = _group_outcomes(spec, [xs[i] for i in indices], per_item)
             except BaseException as error:
                 for index in indices:
                     leases[index].release(error)
                 raise
-            for index, output in zip(indices, outputs):
-                results[index] = output
-                leases[index].release()
-                self._mirror(leases[index], xs[index], output)
-        return results
+            for index, (error, output) in zip(indices, outcomes):
+                results[index] = output if error is None else error
+                leases[index].release(error)
+                if error is None:
+                    self._mirror(leases[index], xs[index], output)
 
     @property
     def executor(self) -> CPUExecutor:
@@ -664,6 +713,41 @@ class _PolicyBatch:
 
     def __getitem__(self, index: int) -> _PolicyRow:
         return _PolicyRow(self.modalities[index], self.features[index])
+
+
+def _routes(routed: BatchChoice) -> list[tuple[str, str | None]]:
+    """Each row's (model name, feedback id or None) of a batch decision."""
+    names = routed.names()
+    return list(zip(names, routed.ids or [None] * len(names)))
+
+
+def _group_outcomes(spec: ModelSpec, inputs: list[Any], per_item: bool) -> list[tuple[ModelError | None, Any]]:
+    """(error, result) for each input of one model's group. Per item, an unbatched
+    model's failure is its input's alone and a batched one's is each input's."""
+    if per_item and not spec.batched:
+        return [_attempt(spec, x) for x in inputs]
+    try:
+        return [(None, output) for output in spec.run_batch(inputs)]
+    except ModelError as error:
+        if not per_item:
+            raise
+        return [(error.copy(), None) for _ in inputs]
+
+
+def _attempt(spec: ModelSpec, x: Any) -> tuple[ModelError | None, Any]:
+    try:
+        return None, spec.run_one(x)
+    except ModelError as error:
+        return error, None
+
+
+def _rows(features: Any, index: int) -> Any:
+    """Input ``index``'s user features, as infer_batch's ``features`` for a batch of one."""
+    if features is None:
+        return None
+    if isinstance(features, Mapping):
+        return {name: np.asarray(values)[index : index + 1] for name, values in features.items()}
+    return np.asarray(features)[index : index + 1]
 
 
 def _weak_hook(method: Callable[[ModelSpec], None]) -> Callable[[ModelSpec], None]:

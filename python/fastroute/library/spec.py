@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,10 +47,26 @@ class ModelSpec:
 
     def run_batch(self, inputs: list[Any]) -> list[Any]:
         """The model's results for ``inputs``, in order: one call on the stacked
-        batch if the model is batched, else one call per input."""
+        batch if the model is batched, else one call per input.
+
+        The one place a batched model's output is checked, for every path: it
+        must be a sequence (list, tuple, array...) of one result per input;
+        anything else (None, a scalar, a generator, a str, bytes or a dict,
+        even of the right length) is a :class:`ModelError`.
+        """
         if not self.batched:
             return [self._call(x) for x in inputs]
-        outputs = list(self._call(stack_if_possible(inputs)))
+        output = self._call(stack_if_possible(inputs))
+        if not _is_result_sequence(output):
+            raise ModelError(
+                self.name,
+                f"returned {type(output).__name__}; a batched model must return one result per input "
+                f"(a list, tuple or array of {len(inputs)})",
+            )
+        try:
+            outputs = list(output)
+        except Exception as error:
+            raise ModelError.caused_by(self.name, error, "its results could not be read: ") from error
         if len(outputs) != len(inputs):
             raise ModelError(self.name, f"returned {len(outputs)} results for a batch of {len(inputs)}")
         return outputs
@@ -59,6 +76,17 @@ class ModelSpec:
             return self.model(argument)
         except Exception as error:
             raise ModelError.caused_by(self.name, error) from error
+
+
+def _is_result_sequence(output: Any) -> bool:
+    """Whether a batched model's output holds one item per input: an array of at
+    least one dimension, or a sized, indexable sequence that is not text, bytes or
+    a mapping (whose items are characters, byte values or keys, not results)."""
+    if isinstance(output, np.ndarray):
+        return output.ndim >= 1
+    if isinstance(output, (str, bytes, bytearray, Mapping)):
+        return False
+    return hasattr(type(output), "__len__") and hasattr(type(output), "__getitem__")
 
 
 def stack_if_possible(inputs: list[Any]) -> Any:
