@@ -14,9 +14,9 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from fastroute import Forest, Tree, _core
+from fastroute import FEATURE_NAMES, Forest, Tree, _core
 
-N_FEATURES = 30
+N_FEATURES = len(FEATURE_NAMES)  # the schema's width, so the same trees serve a Router
 MODELS = ["m0", "m1", "m2", "m3"]
 
 
@@ -128,3 +128,47 @@ def _schema_names():
 
     assert len(FEATURE_NAMES) == N_FEATURES
     return FEATURE_NAMES
+
+
+@pytest.mark.parametrize("side", ["every model can take it", "masked by modality"])
+def test_route_one_input_masked(benchmark, tree_pair, side):
+    """The cost of choosing only among the models able to take the input (issue 9): a tree
+    over four models routing a tabular array, when all four are tabular models (no mask)
+    vs when two serve images and the scorer masks them."""
+    from fastroute import Router
+
+    estimator, _ = tree_pair
+    benchmark.group = "route one small array: policy masked by modality"
+    benchmark.extra_info["baseline"] = side == "every model can take it"
+    router = Router()
+    for number, name in enumerate(MODELS):
+        image = side == "masked by modality" and number % 2 == 1
+        router.register(name, lambda x: x, modality="image" if image else "tabular")
+    router.policy = Tree.from_sklearn(estimator, MODELS, feature_names=_schema_names())
+    small_arrays = itertools.cycle(list(np.nan_to_num(make_rows(10_000, 3)[:, :16])))
+    assert {router.route(next(small_arrays)).model for _ in range(200)} <= (
+        {"m0", "m2"} if side == "masked by modality" else set(MODELS))
+    benchmark(lambda: router.route(next(small_arrays)))
+
+
+@pytest.mark.parametrize("side", ["unmasked", "masked by modality"])
+def test_tree_decide_million_masked(benchmark, tree_pair, million_rows, quick, side):
+    """The batch path: 1,000,000 rows through decide_batch, with and without a per-modality mask."""
+    from fastroute import FEATURE_NAMES
+
+    policy = Tree.from_sklearn(tree_pair[0], MODELS, feature_names=FEATURE_NAMES)
+    benchmark.group = "depth-8 tree, decide_batch 1,000,000 rows (single thread): masked by modality"
+    benchmark.extra_info["baseline"] = side == "unmasked"
+    rows = [np.array(m[: 10_000 if quick else None]) for m in million_rows]
+    for matrix in rows:
+        matrix[:, 0] = np.arange(len(matrix)) % 2  # modality codes 0 and 1: tabular, image
+    allowed = {"tabular": ("m0", "m1", "m2"), "image": ("m1", "m3")}
+    candidates_of = (lambda modality: _Names(allowed.get(modality, ()))) if side != "unmasked" else None
+    pool = itertools.cycle(rows)
+    benchmark.pedantic(lambda: policy.decide_batch(next(pool), threads=1, candidates_of=candidates_of),
+                       rounds=6, iterations=1, warmup_rounds=1)
+
+
+class _Names:
+    def __init__(self, names):
+        self.names = tuple(names)
