@@ -19,7 +19,7 @@ mean quality of those requests, p99 latency per class (completed requests), the 
 refused or failed, and per class the share of served requests not served by the best model
 (at 0.5x it should be 0 for fastroute: the same decisions as always-best).
 
-The fault run: the best model fails half its calls for 2 s (0.5 s in --quick) at 0.5x
+The fault run: the best model fails half its calls for 2 s (0.3 s in --quick) at 0.5x
 load. fastroute with fallbacks (best -> mid -> fast), retries (10% budget) and a
 circuit breaker against always-best without failure handling: requests failed to the
 caller, time for the breaker to open after the fault starts and to close after it ends,
@@ -233,7 +233,7 @@ _GOODPUT: dict[tuple[float, str], float] = {}
 @pytest.mark.parametrize("load", LOADS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_load_aware_under_load(benchmark, record, quick, load, strategy):
-    duration = 0.3 if quick else 2.0
+    duration = 0.15 if quick else 2.0
     group = f"load-aware {load:g}x best capacity"
     benchmark.group = group
     if strategy == "always-best":
@@ -283,7 +283,7 @@ class BreakerWatch:
 @pytest.mark.parametrize("strategy", ["always-best", "fastroute"])
 def test_fault_run(benchmark, record, quick, strategy):
     """The best model fails half its calls for a while: what reaches the caller."""
-    fault_s, before_s, after_s = (0.5, 0.3, 1.2) if quick else (2.0, 0.5, 1.5)
+    fault_s, before_s, after_s = (0.3, 0.1, 0.8) if quick else (2.0, 0.5, 1.5)
     group = "load-aware fault run (best fails 50% of calls)"
     benchmark.group = group
     resilience = None
