@@ -43,19 +43,31 @@ else:  # the exit finalizer closes it, with a short join timeout
 """
 
 
+def run_finalizing(leave: str, repeats: int) -> None:
+    """``repeats`` interpreters per way of returning to Python, four at a time; each must exit 0."""
+    for start in range(0, repeats, 2):
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", FINALIZING_SCRIPT, how, leave],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for how in ("sleep", "spin")
+            for _ in range(min(2, repeats - start))
+        ]
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, f"exit status {run.returncode}: {err}"
+            assert out.strip() in ("detached", "left open"), err
+
+
 @pytest.mark.parametrize("leave", ["close", "exit"])
 def test_a_detached_worker_returning_to_python_during_finalization_does_not_crash(leave):
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", FINALIZING_SCRIPT, how, leave],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for how in ("sleep", "spin")
-        for _ in range(3)
-    ]
-    for run in runs:
-        out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, f"exit status {run.returncode}: {err}"
-        assert out.strip() in ("detached", "left open"), err
+    run_finalizing(leave, repeats=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leave", ["close", "exit"])
+def test_a_detached_worker_returning_to_python_during_finalization_soak(leave):
+    run_finalizing(leave, repeats=25)
