@@ -41,6 +41,7 @@ def test_fastroute_file_types(benchmark):
 
 @pytest.mark.benchmark(group="file-type: every kind once")
 def test_libmagic_file_types(benchmark):
+    benchmark.extra_info["baseline"] = True
     buffers = [sample.data for sample in FILES.values()]
     benchmark(lambda: [magic.from_buffer(b, mime=True) for b in buffers])
 
@@ -55,6 +56,7 @@ def test_fastroute_per_kind(benchmark, kind):
 @pytest.mark.parametrize("kind", ["png_rgb", "jpeg_rgb", "wav", "pdf", "zip", "json", "text"])
 @pytest.mark.benchmark(group="file-type: per kind")
 def test_libmagic_per_kind(benchmark, kind):
+    benchmark.extra_info["baseline"] = True
     data = FILES[kind].data
     benchmark(magic.from_buffer, data, mime=True)
 
@@ -77,30 +79,32 @@ def numpy_features(x: np.ndarray) -> np.ndarray:
 SMALL = np.random.default_rng(0).random(16, dtype=np.float32)
 
 
-def many_calls(benchmark, function, iterations=20_000):
+def many_calls(benchmark, function, iterations=20_000, quick=False):
     """Sub-microsecond calls: time many per round so the timer's resolution does not matter."""
-    return benchmark.pedantic(function, args=(SMALL,), iterations=iterations, rounds=30, warmup_rounds=2)
+    rounds, warmup = (2, 0) if quick else (30, 2)
+    return benchmark.pedantic(function, args=(SMALL,), iterations=iterations, rounds=rounds, warmup_rounds=warmup)
 
 
 @pytest.mark.benchmark(group="small-array: 16 float32")
-def test_fastroute_small_array(benchmark):
-    many_calls(benchmark, fr.analyze)
+def test_fastroute_small_array(benchmark, quick):
+    many_calls(benchmark, fr.analyze, quick=quick)
 
 
 @pytest.mark.benchmark(group="small-array: 16 float32")
-def test_numpy_small_array(benchmark):
-    features = many_calls(benchmark, numpy_features, iterations=200)
+def test_numpy_small_array(benchmark, quick):
+    benchmark.extra_info["baseline"] = True
+    features = many_calls(benchmark, numpy_features, iterations=200, quick=quick)
     np.testing.assert_allclose(features, fr.analyze(SMALL).features, rtol=1e-6)  # the same work
 
 
 @pytest.mark.benchmark(group="small-array: 16 float32")
-def test_noop_call_small_array(benchmark):
-    many_calls(benchmark, _core.noop)
+def test_noop_call_small_array(benchmark, quick):
+    many_calls(benchmark, _core.noop, quick=quick)
 
 
 @pytest.fixture(scope="module")
-def matrix() -> np.ndarray:
-    return np.random.default_rng(1).random((1_000_000, 16), dtype=np.float32)
+def matrix(quick) -> np.ndarray:
+    return np.random.default_rng(1).random((20_000 if quick else 1_000_000, 16), dtype=np.float32)
 
 
 @pytest.mark.benchmark(group="batch: 1,000,000 x 16 float32", min_rounds=5)
@@ -117,6 +121,7 @@ def test_fastroute_batch_reused_out(benchmark, matrix):
 
 @pytest.mark.benchmark(group="batch: 1,000,000 x 16 float32", min_rounds=5)
 def test_numpy_sum_batch(benchmark, matrix):
+    benchmark.extra_info["baseline"] = True
     benchmark(np.sum, matrix)
 
 

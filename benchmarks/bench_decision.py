@@ -50,9 +50,10 @@ def forest_pair():
 
 
 @pytest.fixture(scope="module")
-def million_rows():
-    """Two different 1,000,000-row matrices, used alternately."""
-    return [make_rows(1_000_000, 10), make_rows(1_000_000, 11)]
+def million_rows(quick):
+    """Two different 1,000,000-row matrices (20,000 under --quick), used alternately."""
+    n = 20_000 if quick else 1_000_000
+    return [make_rows(n, 10), make_rows(n, 11)]
 
 
 def slices(batch, pool=200_000):
@@ -67,6 +68,7 @@ def slices(batch, pool=200_000):
 def test_tree_predict(benchmark, tree_pair, batch, side):
     estimator, policy = tree_pair
     benchmark.group = f"depth-8 tree, batch {batch}"
+    benchmark.extra_info["baseline"] = side == "sklearn"
     predict = policy.predict if side == "fastroute" else estimator.predict
     pool = slices(batch)
     sample = next(pool)
@@ -75,31 +77,35 @@ def test_tree_predict(benchmark, tree_pair, batch, side):
 
 
 @pytest.mark.parametrize("side", ["fastroute", "sklearn"])
-def test_tree_predict_million(benchmark, tree_pair, million_rows, side):
+def test_tree_predict_million(benchmark, tree_pair, million_rows, side, quick):
     estimator, policy = tree_pair
     benchmark.group = "depth-8 tree, batch 1,000,000 (single thread)"
+    benchmark.extra_info["baseline"] = side == "sklearn"
     predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
     pool = itertools.cycle(million_rows)
-    benchmark.pedantic(lambda: predict(next(pool)), rounds=6, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: predict(next(pool)), rounds=1 if quick else 6, iterations=1, warmup_rounds=0 if quick else 1)
 
 
 @pytest.mark.parametrize("side", ["fastroute", "sklearn"])
-def test_forest_predict_million(benchmark, forest_pair, million_rows, side):
+def test_forest_predict_million(benchmark, forest_pair, million_rows, side, quick):
     estimator, policy = forest_pair
     benchmark.group = "forest of 100 depth-8 trees, batch 1,000,000 (single thread)"
+    benchmark.extra_info["baseline"] = side == "sklearn"
     check = million_rows[0][:20_000]
     np.testing.assert_array_equal(policy.predict(check), estimator.predict(check))
     predict = (lambda rows: policy.predict(rows, threads=1)) if side == "fastroute" else estimator.predict
     pool = itertools.cycle(million_rows)
-    benchmark.pedantic(lambda: predict(next(pool)), rounds=2, iterations=1)
+    benchmark.pedantic(lambda: predict(next(pool)), rounds=1 if quick else 2, iterations=1)
 
 
-def test_tree_predict_million_threaded(benchmark, tree_pair, million_rows):
-    """The same tree with the batch scorer's threads (all cores)."""
+def test_tree_predict_million_threaded(benchmark, tree_pair, million_rows, quick):
+    """The same tree with the batch scorer's threads (all cores); compare with the single-thread group."""
     _, policy = tree_pair
     benchmark.group = "depth-8 tree, batch 1,000,000 (all cores)"
     pool = itertools.cycle(million_rows)
-    benchmark.pedantic(lambda: policy.predict(next(pool), threads=0), rounds=6, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(
+        lambda: policy.predict(next(pool), threads=0), rounds=1 if quick else 6, iterations=1, warmup_rounds=0 if quick else 1
+    )
 
 
 @pytest.mark.parametrize("side", ["fastroute.noop", "fastroute.route", "sklearn"])
@@ -109,6 +115,7 @@ def test_route_one_input(benchmark, tree_pair, side):
 
     estimator, policy = tree_pair
     benchmark.group = "route one small array end to end"
+    benchmark.extra_info["baseline"] = side == "sklearn"
     router = Router()
     for name in MODELS:
         router.register(name, lambda x: x, modality="tabular")

@@ -52,16 +52,17 @@ def run_noop_fastroute(executor: CPUExecutor, spec: ModelSpec) -> None:
         future.result()
 
 
-def test_noop_fastroute(benchmark):
+def test_noop_fastroute(benchmark, quick):
     benchmark.group = "noop submit->result"
     spec = ModelSpec("noop", "1", noop, "tabular")
     with CPUExecutor(threads=1, max_batch=256, max_delay_us=0, queue_capacity=1 << 15) as executor:
-        benchmark.pedantic(run_noop_fastroute, args=(executor, spec), rounds=5, warmup_rounds=1)
+        benchmark.pedantic(run_noop_fastroute, args=(executor, spec), rounds=1 if quick else 5, warmup_rounds=0 if quick else 1)
     benchmark.extra_info["requests_per_s"] = NOOP_REQUESTS / benchmark.stats["mean"]
 
 
-def test_noop_threadpool(benchmark):
+def test_noop_threadpool(benchmark, quick):
     benchmark.group = "noop submit->result"
+    benchmark.extra_info["baseline"] = True
 
     def run(pool):
         futures = [pool.submit(noop, i) for i in range(NOOP_REQUESTS)]
@@ -69,11 +70,11 @@ def test_noop_threadpool(benchmark):
             future.result()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        benchmark.pedantic(run, args=(pool,), rounds=5, warmup_rounds=1)
+        benchmark.pedantic(run, args=(pool,), rounds=1 if quick else 5, warmup_rounds=0 if quick else 1)
     benchmark.extra_info["requests_per_s"] = NOOP_REQUESTS / benchmark.stats["mean"]
 
 
-def test_noop_queue_worker_loop(benchmark):
+def test_noop_queue_worker_loop(benchmark, quick):
     benchmark.group = "noop submit->result"
     requests: queue.Queue = queue.Queue()
 
@@ -96,7 +97,7 @@ def test_noop_queue_worker_loop(benchmark):
             future.result()
 
     try:
-        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+        benchmark.pedantic(run, rounds=1 if quick else 5, warmup_rounds=0 if quick else 1)
     finally:
         requests.put(None)
         thread.join()
@@ -137,21 +138,22 @@ def run_submitters(executor: CPUExecutor, spec: ModelSpec, closed_loop: bool, la
 
 
 @pytest.mark.parametrize("max_batch", [MAX_BATCH, 1], ids=["batching", "no-batching"])
-def test_micro_batching_throughput(benchmark, max_batch):
+def test_micro_batching_throughput(benchmark, max_batch, quick):
     benchmark.group = "micro-batching 50us+1us/row, 8 submitters, open loop"
+    benchmark.extra_info["baseline"] = max_batch == 1
     spec = ModelSpec("costly", "1", costly_model, "tabular", batched=True)
     with CPUExecutor(threads=2, max_batch=max_batch, max_delay_us=MAX_DELAY_US) as executor:
-        benchmark.pedantic(run_submitters, args=(executor, spec, False, []), rounds=3)
+        benchmark.pedantic(run_submitters, args=(executor, spec, False, []), rounds=1 if quick else 3)
     benchmark.extra_info["requests_per_s"] = BATCH_REQUESTS / benchmark.stats["mean"]
 
 
-def test_micro_batching_latency(benchmark):
+def test_micro_batching_latency(benchmark, quick):
     """Closed loop (8 in flight, below capacity): p99 vs max_delay + one model call + 20%."""
     benchmark.group = "micro-batching latency, 8 submitters, closed loop"
     spec = ModelSpec("costly", "1", costly_model, "tabular", batched=True)
     latencies: list[float] = []
     with CPUExecutor(threads=2, max_batch=MAX_BATCH, max_delay_us=MAX_DELAY_US) as executor:
-        benchmark.pedantic(run_submitters, args=(executor, spec, True, latencies), rounds=3)
+        benchmark.pedantic(run_submitters, args=(executor, spec, True, latencies), rounds=1 if quick else 3)
     p50, p99 = np.percentile(np.array(latencies) * 1e6, [50, 99])
     bound_us = (MAX_DELAY_US + 50 + SUBMITTERS) * 1.2  # one call on at most 8 rows
     benchmark.extra_info.update(p50_us=p50, p99_us=p99, p99_bound_us=bound_us)
@@ -174,16 +176,17 @@ def queue_bench_binary(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("threads", [(1, 1), (2, 2)], ids=["1P1C", "2P2C"])
 @pytest.mark.parametrize("impl", ["fastroute", "moodycamel", "mutex"])
-def test_queue_cpp(benchmark, queue_bench_binary, impl, threads):
+def test_queue_cpp(benchmark, queue_bench_binary, impl, threads, quick):
     benchmark.group = f"queue {threads[0]}P{threads[1]}C, 8-byte items"
+    benchmark.extra_info["baseline"] = impl == "moodycamel"
     rates: list[float] = []
 
     def run():
         out = subprocess.run(
-            [str(queue_bench_binary), impl, str(threads[0]), str(threads[1]), str(QUEUE_ITEMS)],
+            [str(queue_bench_binary), impl, str(threads[0]), str(threads[1]), str(QUEUE_ITEMS // (100 if quick else 1))],
             check=True, capture_output=True, text=True,
         )
         rates.append(float(out.stdout))
 
-    benchmark.pedantic(run, rounds=5)
+    benchmark.pedantic(run, rounds=1 if quick else 5)
     benchmark.extra_info["items_per_s_median"] = float(np.median(rates))

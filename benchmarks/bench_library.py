@@ -30,6 +30,7 @@ def lease_and_release(registry: Registry, key: str | None = None) -> None:
 
 @pytest.mark.benchmark(group="version resolution per request")
 def test_baseline_bare_lookup(benchmark, registry: Registry) -> None:
+    benchmark.extra_info["baseline"] = True
     benchmark(registry.get, "m")
 
 

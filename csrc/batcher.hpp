@@ -34,6 +34,9 @@ using Payload = std::uintptr_t;
 enum class Priority : std::uint8_t { kHigh = 0, kNormal = 1 };
 inline constexpr std::size_t kPriorityCount = 2;
 inline constexpr std::int64_t kNoDeadline = std::numeric_limits<std::int64_t>::max();
+// Durations of this many seconds or more (about 292 years; also inf) are no
+// deadline at all: their nanoseconds would overflow kNoDeadline's int64.
+inline constexpr double kNoDeadlineFromSeconds = 9.2e9;
 
 // Nanoseconds on the monotonic clock every deadline and delay is measured on.
 inline std::int64_t now_ns() noexcept {

@@ -15,6 +15,7 @@
 #include <bit>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -161,10 +162,9 @@ Analysis analysis_from_row(py::handle row_arg) {
 }
 
 float feature_by_name(const Analysis& analysis, std::string_view name) {
-  for (std::size_t k = 0; k < kNumFeatures; ++k) {
-    if (kFeatureNames[k] == name) return analysis.features[k];
-  }
-  throw py::key_error("no feature named '" + std::string(name) + "' (see fastroute.FEATURE_NAMES)");
+  const std::optional<std::size_t> column = feature_index(name);
+  if (!column) throw py::key_error("no feature named '" + std::string(name) + "' (see fastroute.FEATURE_NAMES)");
+  return analysis.features[*column];
 }
 
 py::str to_str(std::string_view text) { return {text.data(), text.size()}; }

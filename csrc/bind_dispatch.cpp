@@ -125,7 +125,7 @@ struct DeleteWithoutGil {
 };
 
 std::int64_t seconds_to_ns(double seconds) {
-  if (!(seconds < 9.2e9)) return kNoDeadline;  // also inf
+  if (!(seconds < kNoDeadlineFromSeconds)) return kNoDeadline;  // also inf
   return static_cast<std::int64_t>(seconds * 1e9);
 }
 
@@ -175,16 +175,34 @@ py::tuple choose_among_models(const Dispatcher& dispatcher, const std::vector<st
   return py::make_tuple(choice.index, static_cast<int>(choice.reason));
 }
 
+// ((name, default, lowest, highest), ...) of every DispatchConfig setting, in order.
+py::tuple dispatch_settings() {
+  py::list settings;
+#define FASTROUTE_SETTING_ROW(name, type, fallback, lowest, highest)                                       \
+  settings.append(py::make_tuple(#name, static_cast<std::int64_t>(fallback), static_cast<std::int64_t>(lowest), \
+                                 static_cast<std::int64_t>(highest)));
+  FASTROUTE_DISPATCH_SETTINGS(FASTROUTE_SETTING_ROW)
+#undef FASTROUTE_SETTING_ROW
+  return py::tuple(settings);
+}
+
 }  // namespace
 
 void bind_dispatch(py::module_& m) {
   m.attr("NO_DEADLINE") = kNoDeadline;
+  m.attr("NO_DEADLINE_FROM_S") = kNoDeadlineFromSeconds;
+  m.attr("PUSH_ACCEPTED") = static_cast<int>(PushStatus::kAccepted);
+  m.attr("PUSH_FULL") = static_cast<int>(PushStatus::kFull);
+  m.attr("PUSH_CLOSED") = static_cast<int>(PushStatus::kClosed);
+  m.attr("DISPATCH_SETTINGS") = dispatch_settings();
   m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
   py::class_<Dispatcher, std::unique_ptr<Dispatcher, DeleteWithoutGil>>(m, "Dispatcher")
       .def(py::init([](std::size_t threads, std::size_t max_batch, std::int64_t max_delay_us,
                        std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us, py::object sink) {
              auto owned = std::make_shared<PythonBatchSink>(std::move(sink));
-             DispatchConfig config{threads, max_batch, max_delay_us, queue_capacity, max_lanes, spin_us};
+             const DispatchConfig config{.threads = threads, .max_batch = max_batch, .max_delay_us = max_delay_us,
+                                         .queue_capacity = queue_capacity, .max_lanes = max_lanes,
+                                         .spin_us = spin_us};
              auto dispatcher =
                  std::make_unique<Dispatcher>(config, [owned](BatchStream& stream) { (*owned)(stream); });
              return std::unique_ptr<Dispatcher, DeleteWithoutGil>(dispatcher.release(), DeleteWithoutGil{owned});

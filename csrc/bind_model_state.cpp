@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "batcher.hpp"
 #include "binding.hpp"
 #include "errors.hpp"
 #include "model_state.hpp"
@@ -23,7 +24,7 @@ py::tuple names_of(const Names& names) {
 }
 
 std::int64_t seconds_as_ns(double seconds, const char* what) {
-  if (!(seconds > 0 && seconds < 9.2e9)) {
+  if (!(seconds > 0 && seconds < kNoDeadlineFromSeconds)) {
     throw InvalidInput(std::string("breaker ") + what + " must be a positive number of seconds");
   }
   return static_cast<std::int64_t>(seconds * 1e9);

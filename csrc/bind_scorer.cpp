@@ -150,6 +150,11 @@ std::vector<std::uint32_t> forest_path(const ForestScorer& forest, const py::arr
 
 void bind_scorer(py::module_& m) {
   m.attr("NO_MODEL") = kNoModel;
+  py::dict compare_ops;  // symbol -> the CompareOp code a RuleScorer takes
+  for (std::size_t code = 0; code < kCompareOpSymbols.size(); ++code) {
+    compare_ops[py::str(kCompareOpSymbols[code].data(), kCompareOpSymbols[code].size())] = code;
+  }
+  m.attr("COMPARE_OPS") = compare_ops;
   py::class_<ModelMask, std::shared_ptr<ModelMask>>(
       m, "ModelMask",
       "Which models each row may use: a (groups, models) array of flags; one group applies to every row, "

@@ -172,16 +172,13 @@ bool BatchStream::next() {
 namespace {
 
 void validate(const DispatchConfig& c) {
-  auto require = [](bool ok, const std::string& what) {
-    if (!ok) throw InvalidInput("invalid dispatcher config: " + what);
-  };
-  require(c.threads >= 1 && c.threads <= 1024, "threads=" + std::to_string(c.threads) + " (1..1024)");
-  require(c.max_batch >= 1, "max_batch=" + std::to_string(c.max_batch) + " (>= 1)");
-  require(c.max_delay_us >= 0, "max_delay_us=" + std::to_string(c.max_delay_us) + " (>= 0)");
-  require(c.queue_capacity >= 1 && c.queue_capacity <= (1u << 24),
-          "queue_capacity=" + std::to_string(c.queue_capacity) + " (1..16777216)");
-  require(c.max_lanes >= 1 && c.max_lanes <= (1u << 16), "max_lanes=" + std::to_string(c.max_lanes) + " (1..65536)");
-  require(c.spin_us >= 0, "spin_us=" + std::to_string(c.spin_us) + " (>= 0)");
+#define FASTROUTE_CHECK_SETTING(name, type, fallback, lowest, highest)                                      \
+  if (!(c.name >= (lowest) && c.name <= static_cast<type>(highest))) {                                      \
+    throw InvalidInput("invalid dispatcher config: " #name "=" + std::to_string(c.name) + " (" +          \
+                       std::to_string(lowest) + ".." + std::to_string(highest) + ")");                     \
+  }
+  FASTROUTE_DISPATCH_SETTINGS(FASTROUTE_CHECK_SETTING)
+#undef FASTROUTE_CHECK_SETTING
 }
 
 }  // namespace

@@ -31,13 +31,26 @@
 
 namespace fastroute {
 
+// Every dispatcher setting, written once: name, type, default, lowest, highest.
+// DispatchConfig and validate() are made from it, and so are Python's
+// ExecutorConfig and the config files' executor section (through
+// fastroute._core.DISPATCH_SETTINGS).
+//   threads: worker threads; max_batch: most requests per model call;
+//   max_delay_us: longest wait after a batch's first request; queue_capacity:
+//   per lane and priority, rounded up to a power of two; max_lanes: most lanes
+//   (model replicas) at once; spin_us: how long an idle worker spins before parking.
+#define FASTROUTE_DISPATCH_SETTINGS(X)                  \
+  X(threads, std::size_t, 2, 1, 1024)                   \
+  X(max_batch, std::size_t, 32, 1, 1 << 20)             \
+  X(max_delay_us, std::int64_t, 200, 0, 60'000'000)     \
+  X(queue_capacity, std::size_t, 4096, 1, 1 << 24)      \
+  X(max_lanes, std::size_t, 1024, 1, 1 << 16)           \
+  X(spin_us, std::int64_t, 20, 0, 1'000'000)
+
 struct DispatchConfig {
-  std::size_t threads = 2;
-  std::size_t max_batch = 32;
-  std::int64_t max_delay_us = 200;
-  std::size_t queue_capacity = 4096;  // per lane and priority, rounded up to a power of two
-  std::size_t max_lanes = 1024;
-  std::int64_t spin_us = 20;
+#define FASTROUTE_SETTING_FIELD(name, type, fallback, lowest, highest) type name = fallback;
+  FASTROUTE_DISPATCH_SETTINGS(FASTROUTE_SETTING_FIELD)
+#undef FASTROUTE_SETTING_FIELD
 };
 
 enum class PushStatus : std::uint8_t { kAccepted, kFull, kClosed };

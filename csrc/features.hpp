@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace fastroute {
@@ -59,6 +60,14 @@ inline constexpr std::array<std::string_view, kNumFeatures> kFeatureNames = {
 };
 
 using FeatureVector = std::array<float, kNumFeatures>;
+
+// The column of the feature called `name`, if there is one. Thread-safe, never fails.
+constexpr std::optional<std::size_t> feature_index(std::string_view name) {
+  for (std::size_t k = 0; k < kNumFeatures; ++k) {
+    if (kFeatureNames[k] == name) return k;
+  }
+  return std::nullopt;
+}
 
 enum class Modality : std::uint8_t { kTabular, kImage, kAudio, kText, kDocument, kArchive, kBinary };
 inline constexpr std::array<std::string_view, 7> kModalityNames = {

@@ -43,7 +43,15 @@ class MpmcQueue {
   explicit MpmcQueue(std::size_t capacity)
       : capacity_(round_up_pow2(capacity)),
         shift_(static_cast<unsigned>(std::countr_zero(capacity_))),
-        slots_(std::make_unique<Slot[]>(capacity_)) {}
+        slots_(std::make_unique<Slot[]>(capacity_)) {
+    // Layout invariants (as rigtorp/MPMCQueue states them): the object spans at
+    // least three cache lines (the constant fields, head_, tail_), head_ and
+    // tail_ each own a whole line, so a neighbour object never shares theirs.
+    static_assert(alignof(MpmcQueue) == kCacheLine, "the queue must be cache-line aligned");
+    static_assert(sizeof(MpmcQueue) >= 3 * kCacheLine, "the queue must span three cache lines");
+    static_assert(sizeof(Index) == kCacheLine && alignof(Index) == kCacheLine,
+                  "head_ and tail_ must each own one whole cache line (one line apart)");
+  }
 
   // Not thread-safe: destroys the elements still queued.
   ~MpmcQueue() {
@@ -62,19 +70,19 @@ class MpmcQueue {
   bool try_emplace(Args&&... args) noexcept {
     static_assert(std::is_nothrow_constructible_v<T, Args&&...>,
                   "the element is built after its ticket is claimed: construction must not throw");
-    std::size_t head = head_.load(std::memory_order_acquire);
+    std::size_t head = head_.next.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[index(head)];
       if (slot.turn.load(std::memory_order_acquire) == 2 * round(head)) {
-        if (head_.compare_exchange_strong(head, head + 1, std::memory_order_relaxed)) {
+        if (head_.next.compare_exchange_strong(head, head + 1, std::memory_order_relaxed)) {
           slot.construct(std::forward<Args>(args)...);
           slot.turn.store(2 * round(head) + 1, std::memory_order_release);
           return true;
         }
       } else {
         const std::size_t previous = head;
-        head = head_.load(std::memory_order_acquire);
-        if (head == previous) return false;  // the slot is still full: the queue is
+        head = head_.next.load(std::memory_order_acquire);
+        if (head == previous) return false;  // the slot is still full: the queue is full
       }
     }
   }
@@ -86,11 +94,11 @@ class MpmcQueue {
 
   // Thread-safe, non-blocking, never allocates. Returns false when empty.
   bool try_pop(T& out) noexcept {
-    std::size_t tail = tail_.load(std::memory_order_acquire);
+    std::size_t tail = tail_.next.load(std::memory_order_acquire);
     for (;;) {
       Slot& slot = slots_[index(tail)];
       if (slot.turn.load(std::memory_order_acquire) == 2 * round(tail) + 1) {
-        if (tail_.compare_exchange_strong(tail, tail + 1, std::memory_order_relaxed)) {
+        if (tail_.next.compare_exchange_strong(tail, tail + 1, std::memory_order_relaxed)) {
           out = std::move(slot.value());
           slot.destroy();
           slot.turn.store(2 * round(tail) + 2, std::memory_order_release);
@@ -98,8 +106,8 @@ class MpmcQueue {
         }
       } else {
         const std::size_t previous = tail;
-        tail = tail_.load(std::memory_order_acquire);
-        if (tail == previous) return false;  // the slot is still empty: the queue is
+        tail = tail_.next.load(std::memory_order_acquire);
+        if (tail == previous) return false;  // the slot is still empty: the queue is empty
       }
     }
   }
@@ -107,8 +115,8 @@ class MpmcQueue {
   // Thread-safe, never blocks. Approximate under concurrency: a snapshot of
   // two indices read at different instants (0 <= size() <= capacity()).
   std::size_t size() const noexcept {
-    const auto head = static_cast<std::ptrdiff_t>(head_.load(std::memory_order_relaxed));
-    const auto tail = static_cast<std::ptrdiff_t>(tail_.load(std::memory_order_relaxed));
+    const auto head = static_cast<std::ptrdiff_t>(head_.next.load(std::memory_order_relaxed));
+    const auto tail = static_cast<std::ptrdiff_t>(tail_.next.load(std::memory_order_relaxed));
     const std::ptrdiff_t diff = head - tail;
     if (diff < 0) return 0;
     return std::min(static_cast<std::size_t>(diff), capacity_);
@@ -146,10 +154,12 @@ class MpmcQueue {
   const unsigned shift_;
   // make_unique honours alignas(Slot) through C++17 aligned new.
   const std::unique_ptr<Slot[]> slots_;
-  alignas(kCacheLine) std::atomic<std::size_t> head_{0};  // next ticket to push
-  alignas(kCacheLine) std::atomic<std::size_t> tail_{0};  // next ticket to pop
-  // Pads the object's tail so a neighbour never shares tail_'s line.
-  char padding_[kCacheLine - sizeof(std::atomic<std::size_t>)];
+  // A ticket counter alone on its cache line (alignment and size both one line).
+  struct alignas(kCacheLine) Index {
+    std::atomic<std::size_t> next{0};
+  };
+  Index head_;  // .next: the next ticket to push
+  Index tail_;  // .next: the next ticket to pop
 };
 
 }  // namespace fastroute

@@ -20,8 +20,10 @@
 // and throws InvalidInput naming the bad entry.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 namespace fastroute {
@@ -123,6 +125,8 @@ class Scorer {
 // Comparison of one feature against a constant. A missing (NaN) value fails
 // every comparison, != included.
 enum class CompareOp : std::uint8_t { kLess, kLessEqual, kGreater, kGreaterEqual, kEqual, kNotEqual };
+// Each CompareOp's symbol, in enum order (Python reads them as _core.COMPARE_OPS).
+inline constexpr std::array<std::string_view, 6> kCompareOpSymbols = {"<", "<=", ">", ">=", "==", "!="};
 
 struct Condition {
   std::uint32_t feature;

@@ -16,6 +16,8 @@ __all__ = [
     "RegistrationError",
     "PolicyError",
     "ConfigError",
+    "ExecutorError",
+    "ExperimentError",
     "ModelError",
     "DeadlineExceeded",
     "Overloaded",
@@ -53,6 +55,16 @@ class PolicyError(FastrouteError, ValueError):
 
 class ConfigError(FastrouteError, ValueError):
     """A configuration file is invalid; the message names the file and field."""
+
+
+class ExecutorError(ConfigError):
+    """An executor setting is invalid (out of range, wrong type). A ConfigError, so
+    code catching the settings' old error keeps working."""
+
+
+class ExperimentError(PolicyError):
+    """An experiment (split, canary, shadow, bandit split) is set up wrongly. A
+    PolicyError, so code catching the settings' old error keeps working."""
 
 
 class ModelError(FastrouteError):

@@ -24,6 +24,7 @@ from .decision.load_aware import LoadAware, parse_load_feature
 from .errors import DeadlineExceeded, FastrouteError, InvalidInput, ModelError, Overloaded, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
 from .library.catalog import Candidates
+from .library import config as config_files
 from .library.leases import Lease
 from .library.registry import Registry
 from .library.spec import ModelSpec
@@ -88,6 +89,8 @@ class Router:
         #: Fallbacks, retries and circuit breakers of ``submit``/``ainfer`` (None: a failure goes to the caller).
         self.resilience = resilience
         self.models.add_retire_hook(_weak_hook(self._retire_queues))
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._loaded_config: config_files.LoadedConfig | None = None  # guarded by _reload_lock
 
     @property
     def policy(self) -> Policy:
@@ -150,16 +153,33 @@ class Router:
 
     @classmethod
     def from_config(cls, path: str | PathLike[str]) -> Router:
-        """A router built from a YAML or TOML file (see :mod:`fastroute.library.config`)."""
-        from .library.config import load_router
-
-        return load_router(path, cls)
+        """A router built from a YAML or TOML file (see :mod:`fastroute.library.config`):
+        fully validated and warmed before it exists."""
+        loaded = config_files.build(path)
+        router = cls(policy=loaded.policy, executor=loaded.executor)
+        router.models.apply(loaded.plans)
+        router._apply_fallbacks(loaded)
+        router._loaded_config = loaded
+        return router
 
     def reload(self, path: str | PathLike[str]) -> None:
-        """Apply a changed config file without dropping a request; an invalid one changes nothing."""
-        from .library.config import reload_router
+        """Apply a changed config file without dropping a request; an invalid one changes nothing.
 
-        reload_router(self, path)
+        What did not change is kept as it is (a running canary keeps its progress);
+        changed or new versions are built and warmed first, then the new state takes
+        effect atomically and retired versions drain."""
+        with self._reload_lock:
+            loaded = config_files.rebuild(path, self._loaded_config)
+            self.models.apply(loaded.plans)
+            self.policy = loaded.policy
+            self.models.apply({}, remove=loaded.removed)
+            self._apply_fallbacks(loaded)
+            self._loaded_config = loaded
+
+    def _apply_fallbacks(self, loaded: config_files.LoadedConfig) -> None:
+        """A file's fallbacks (checked with the file); none leaves a router without Resilience as it is."""
+        if loaded.fallbacks or self.resilience is not None:
+            self.set_fallbacks(loaded.fallbacks)
 
     def route(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput, PolicyError
-from .trees import _training_features, routing_objective
+from .trees import training_features, routing_objective
 
 __all__ = ["Evaluation", "StrongWeakCurve", "cross_validate", "evaluate", "score_choices", "strong_weak_curve"]
 
@@ -87,7 +87,7 @@ def evaluate(
     is better, or a loss with ``loss=True``); ``cost`` per model (k,) or per
     cell (n, k). NaN marks a model that was not run; the policy must not pick it.
     """
-    matrix = _training_features(features, len(np.asarray(outcomes)))
+    matrix = training_features(features, len(np.asarray(outcomes)))
     return score_choices(policy.predict(matrix), outcomes, policy.models, cost=cost, cost_weight=cost_weight, loss=loss)
 
 
@@ -110,7 +110,7 @@ def cross_validate(
     input's fold (e.g. an ASlib scenario's cv.arff). The measures are computed
     over every input's out-of-fold choice, the single best model over all inputs.
     """
-    matrix = _training_features(features, len(np.asarray(outcomes)))
+    matrix = training_features(features, len(np.asarray(outcomes)))
     fold_of = _fold_ids(folds, len(matrix), seed)
     chosen = np.empty(len(matrix), dtype=np.int64)
     cost_matrix = None if cost is None or np.ndim(cost) < 2 else np.asarray(cost)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from .base import Choice
-from .online import OnlinePolicy, Outcome, _number
+from .online import OnlinePolicy, Outcome, finite_number
 
 __all__ = ["FeedbackStore", "LoggedDecision", "STATUSES"]
 
@@ -204,9 +204,9 @@ class FeedbackStore:
         if entry.policy is not None:
             return entry.policy.reward_of(entry.model, outcome)
         if outcome.reward is not None:
-            return _number("reward", outcome.reward)
+            return finite_number("reward", outcome.reward)
         if outcome.quality is not None:
-            return _number("quality", outcome.quality)
+            return finite_number("quality", outcome.quality)
         raise InvalidInput("feedback needs reward= or quality=")
 
     def _learn(self, decision_id: str, entry: _Entry, reward: float) -> None:

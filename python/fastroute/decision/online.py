@@ -47,7 +47,7 @@ from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
 from ..errors import InvalidInput, NoRoute, PolicyError
 from .base import Choice, Policy
 from .compiled import FORMAT, FORMAT_VERSION, as_feature_matrix
-from .trees import _default_names, _training_features, routing_objective
+from .trees import default_feature_names, training_features, routing_objective
 
 if TYPE_CHECKING:
     from .trees import Forest, Tree
@@ -221,12 +221,12 @@ class OnlinePolicy(Policy):
         - latency_weight * latency (cost defaults to ``costs[model]``). InvalidInput when
         neither is given, or the reward is NaN, infinite or outside ``reward_range``."""
         if outcome.reward is not None:
-            reward = _number("reward", outcome.reward)
+            reward = finite_number("reward", outcome.reward)
         elif outcome.quality is not None:
             cost = outcome.cost if outcome.cost is not None else self.costs.get(model, 0.0)
-            reward = _number("quality", outcome.quality) - self.cost_weight * _number("cost", cost)
+            reward = finite_number("quality", outcome.quality) - self.cost_weight * finite_number("cost", cost)
             if self.latency_weight and outcome.latency is not None:
-                reward -= self.latency_weight * _number("latency", outcome.latency)
+                reward -= self.latency_weight * finite_number("latency", outcome.latency)
         else:
             raise InvalidInput("feedback needs reward= or quality=")
         if self.reward_range is not None and not self.reward_range[0] <= reward <= self.reward_range[1]:
@@ -268,8 +268,8 @@ class OnlinePolicy(Policy):
         models = tuple(models)
         weight_of_cost = self.cost_weight if cost_weight is None else cost_weight
         objective = routing_objective(outcomes, len(models), cost=cost, cost_weight=weight_of_cost, loss=loss)
-        matrix = _training_features(features, len(objective))
-        names = _default_names(matrix.shape[1], feature_names)
+        matrix = training_features(features, len(objective))
+        names = default_feature_names(matrix.shape[1], feature_names)
         center, scale = _standardisation(matrix, self.log_features) if self._contextual else ((), ())
         learner = self._new_learner(models, names if self._contextual else self._feature_names, center, scale)
         self._add_prior(learner, matrix, objective, weight)
@@ -283,7 +283,7 @@ class OnlinePolicy(Policy):
         (negated with ``loss=True``) count as ``weight`` observations each.
         """
         learner = self._checked()
-        matrix = _training_features(features)
+        matrix = training_features(features)
         scores = np.asarray(policy.predict_scores(matrix), dtype=np.float64)
         if loss:
             scores = -scores
@@ -468,7 +468,8 @@ def _standardisation(matrix: np.ndarray, log_features: bool) -> tuple[list[float
     return center.tolist(), scale.tolist()
 
 
-def _number(what: str, value: Any) -> float:
+def finite_number(what: str, value: Any) -> float:
+    """``value`` as a finite float, or InvalidInput naming ``what``."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -480,7 +481,7 @@ def _number(what: str, value: Any) -> float:
 
 def _finite(what: str, value: Any) -> float:
     try:
-        return _number(what, value)
+        return finite_number(what, value)
     except InvalidInput as error:
         raise PolicyError(str(error)) from None
 

@@ -18,7 +18,7 @@ from .compiled import Compiled, CompiledPolicy, build_scorer, write_json
 __all__ = ["Rule", "Rules", "parse_condition"]
 
 
-_OPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "==": 4, "!=": 5}
+_OPS = _core.COMPARE_OPS  # symbol -> the scorer's comparison code
 _MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<op><=|>=|==|!=|<|>))"

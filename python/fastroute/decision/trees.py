@@ -87,7 +87,8 @@ def routing_objective(
     return objective
 
 
-def _training_features(features: Any, n_rows: int | None = None) -> np.ndarray:
+def training_features(features: Any, n_rows: int | None = None) -> np.ndarray:
+    """``features`` as a float32 (n, F) training matrix (with ``n_rows`` rows when given), or InvalidInput."""
     array = np.asarray(features)
     if array.ndim != 2:
         raise InvalidInput(f"features must be a 2-D (n, F) matrix, got shape {array.shape}")
@@ -99,7 +100,8 @@ def _training_features(features: Any, n_rows: int | None = None) -> np.ndarray:
     return matrix
 
 
-def _default_names(width: int, names: Sequence[str] | None) -> tuple[str, ...]:
+def default_feature_names(width: int, names: Sequence[str] | None) -> tuple[str, ...]:
+    """``names`` checked against ``width``, else FEATURE_NAMES (or x0, x1... for another width)."""
     if names is not None:
         if len(names) != width:
             raise PolicyError(f"{len(names)} feature names for {width} feature columns")
@@ -183,7 +185,7 @@ class _TreeEnsemble(CompiledPolicy):
         columns = np.arange(len(models)) if classes is None else _class_columns(classes, models)
         arrays = _flatten([(tree, columns) for tree in trees], len(models), loss)
         policy = cls()
-        policy._compile(arrays, list(models), _default_names(trees[0].tree_.n_features, feature_names))
+        policy._compile(arrays, list(models), default_feature_names(trees[0].tree_.n_features, feature_names))
         return policy
 
     def _estimator(self) -> Any:
@@ -212,8 +214,8 @@ class _TreeEnsemble(CompiledPolicy):
         """
         models = list(models)
         objective = routing_objective(outcomes, len(models), cost=cost, cost_weight=cost_weight, loss=loss)
-        matrix = _training_features(features, len(objective))
-        names = _default_names(matrix.shape[1], feature_names)
+        matrix = training_features(features, len(objective))
+        names = default_feature_names(matrix.shape[1], feature_names)
         observed = ~np.isnan(objective).all(axis=1)
         matrix, objective = matrix[observed], objective[observed]
         if len(matrix) == 0:

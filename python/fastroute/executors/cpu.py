@@ -20,6 +20,7 @@ done-callback included, and never waits for a hung model unless asked to.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import threading
@@ -38,10 +39,10 @@ from .waiting import WaitingRequests, fail_unstarted
 __all__ = ["CPUExecutor", "QueueStats", "ReplicaStats", "PRIORITIES"]
 
 PRIORITIES = ("high", "normal")
-_PUSH_ACCEPTED, _PUSH_FULL = 0, 1  # else 2: closed
+_PUSH_ACCEPTED, _PUSH_FULL = _core.PUSH_ACCEPTED, _core.PUSH_FULL  # else PUSH_CLOSED
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 50e-6, 5e-3  # asubmit's waits for room
 _NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
-_FOREVER_S = 9.2e9  # seconds: deadlines this far (292 years) or further are none
+_FOREVER_S = _core.NO_DEADLINE_FROM_S  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
 
 
@@ -244,17 +245,13 @@ class CPUExecutor:
     """
 
     def __init__(
-        self,
-        threads: int = 2,
-        max_batch: int = 32,
-        max_delay_us: int = 200,
-        *,
-        queue_capacity: int = 4096,
-        spin_us: int = 20,
-        max_lanes: int = 1024,
-        rng: random.Random | None = None,
+        self, config: ExecutorConfig | None = None, *, rng: random.Random | None = None, **settings: int
     ) -> None:
-        self.config = ExecutorConfig(threads, max_batch, max_delay_us, queue_capacity, spin_us, max_lanes)
+        """``config``, or the settings by name (``threads=4, max_batch=64``...; see
+        :class:`ExecutorConfig` for each one, its default and its bounds)."""
+        if config is not None and (settings or not isinstance(config, ExecutorConfig)):
+            raise TypeError("CPUExecutor takes an ExecutorConfig or settings by name (threads=..., ...), not both")
+        self.config = config if config is not None else ExecutorConfig(**settings)
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
         # id(spec) -> (spec, its lanes). Keyed by identity: a new spec under an old
@@ -262,10 +259,7 @@ class CPUExecutor:
         # until retire(). (Hashing a frozen dataclass would also be slow.)
         self._lanes: dict[int, tuple[ModelSpec, tuple[int, ...]]] = {}  # guarded by _lock for writes
         self._closed = False  # guarded by _lock
-        c = self.config
-        self._core = _core.Dispatcher(
-            c.threads, c.max_batch, c.max_delay_us, c.queue_capacity, c.max_lanes, c.spin_us, _run_requests
-        )
+        self._core = _core.Dispatcher(**dataclasses.asdict(self.config), sink=_run_requests)
         self._waiting = WaitingRequests(_deadline_passed)
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 

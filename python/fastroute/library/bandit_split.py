@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _core
-from ..errors import PolicyError
+from ..errors import ExperimentError
 from .experiments import Assignment, Experiment, RandomSource, Split
 
 __all__ = ["BanditEvent", "BanditSplit"]
@@ -72,16 +72,16 @@ class BanditSplit(Experiment):
     ) -> None:
         versions = [str(v) for v in versions]
         if len(versions) < 2 or len(set(versions)) != len(versions):
-            raise PolicyError(f"bandit {name!r}: needs at least two distinct versions, got {versions}")
+            raise ExperimentError(f"bandit {name!r}: needs at least two distinct versions, got {versions}")
         self.stable = versions[0] if stable is None else stable
         if self.stable not in versions:
-            raise PolicyError(f"bandit {name!r}: stable version {self.stable!r} is not among {versions}")
+            raise ExperimentError(f"bandit {name!r}: stable version {self.stable!r} is not among {versions}")
         if not 0 <= floor * len(versions) <= 1:
-            raise PolicyError(f"bandit {name!r}: floor must be in [0, 1/{len(versions)}], got {floor!r}")
+            raise ExperimentError(f"bandit {name!r}: floor must be in [0, 1/{len(versions)}], got {floor!r}")
         if min_samples < 1 or refresh < 1:
-            raise PolicyError(f"bandit {name!r}: min_samples and refresh must be >= 1")
+            raise ExperimentError(f"bandit {name!r}: min_samples and refresh must be >= 1")
         if promote_at is not None and not 0.5 < promote_at <= 1:
-            raise PolicyError(f"bandit {name!r}: promote_at must be in (0.5, 1] or None, got {promote_at!r}")
+            raise ExperimentError(f"bandit {name!r}: promote_at must be in (0.5, 1] or None, got {promote_at!r}")
         self.name, self.floor, self.min_samples = name, floor, min_samples
         self.max_error_increase, self.promote_at, self.latency_target = max_error_increase, promote_at, latency_target
         self.refresh, self.clock = refresh, clock

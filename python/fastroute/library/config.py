@@ -1,4 +1,4 @@
-"""Build and reload a Router from a YAML or TOML file.
+"""Build a router's models, policy and executor from a YAML or TOML file (Router.from_config, reload).
 
 Trust model: **a config file is code**, like a Python module. It names
 callables (``package.module:object``) that fastroute imports and calls with
@@ -47,12 +47,10 @@ from __future__ import annotations
 import importlib
 import random
 import re
-import threading
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -67,10 +65,7 @@ from .experiments import Canary, CanaryThresholds, Experiment, Shadow, Split
 from .registry import ModelPlan
 from .spec import ModelSpec, validate_spec, warm_up
 
-if TYPE_CHECKING:
-    from ..router import Router
-
-__all__ = ["load_config", "load_router", "reload_router"]
+__all__ = ["LoadedConfig", "build", "load_config", "rebuild"]
 
 IMPORT_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
 _DUNDER = re.compile(r"^__\w*__$")
@@ -119,14 +114,6 @@ def _fallbacks(config: Any, path: Path) -> dict[str, tuple[str, ...]]:
         raise ConfigError(f"{path}: models: {error}") from None
 
 
-def _apply_fallbacks(router: Router, config: Any, path: Path) -> None:
-    """Install the file's fallbacks (already checked); a file without any leaves a router
-    that has no Resilience untouched."""
-    fallbacks = _fallbacks(config, path)
-    if fallbacks or router.resilience is not None:
-        router.set_fallbacks(fallbacks)
-
-
 def _first_problem(problems: list[Any], top: Any) -> str:
     """The problem to report, unknown keys first: a misspelt key also makes the right one look missing."""
     problems = sorted(problems, key=lambda problem: problem["type"] != "extra_forbidden")
@@ -141,64 +128,55 @@ def _first_problem(problems: list[Any], top: Any) -> str:
     return f"{where}: {message}{more}"
 
 
-def load_router(path: str | Path, router_cls: type[Router]) -> Router:
-    """A new router built from ``path``: fully validated and warmed before it exists."""
+def build(path: str | Path) -> LoadedConfig:
+    """Everything ``path`` describes, validated, built and warmed (its executor too),
+    for a new router; nothing is applied anywhere. ConfigError on any problem."""
     config = load_config(path)
-    built = _build(config, Path(path), previous=None)
-    if config.executor is None:
-        router = router_cls(policy=built.policy)
-    else:
-        router = router_cls(policy=built.policy, executor=_build_executor(config.executor, Path(path)))
-    router.models.apply(built.plans)
-    _apply_fallbacks(router, config, Path(path))
-    with _RELOAD_LOCK:
-        _LOADED[router] = built
-    return router
+    loaded = _build(config, Path(path), previous=None)
+    if config.executor is not None:
+        loaded.executor = _build_executor(config.executor, Path(path))
+    return loaded
 
 
-def reload_router(router: Router, path: str | Path) -> None:
-    """Apply a changed ``path`` to a running router; an invalid file leaves it untouched.
-
-    Versions, experiments, shadows and the policy whose definition did not
-    change are kept as they are (a running canary keeps its progress).
-    Changed or new versions are built and warmed first; then the new state
-    takes effect atomically per registry and retired versions drain.
-    """
-    with _RELOAD_LOCK:
-        previous = _LOADED.get(router)
-        config = load_config(path)
-        old_executor = previous.config.executor if previous is not None else None
-        if config.executor is not None and config.executor != old_executor:
-            raise ConfigError(
-                f"{path}: executor: executor settings cannot change on a running router "
-                f"(running: {old_executor}); build a new router with Router.from_config"
-            )
-        built = _build(config, Path(path), previous)
-        router.models.apply(built.plans)
-        router.policy = built.policy
-        dropped = set(previous.config.models) - set(config.models) if previous is not None else set()
-        router.models.apply({}, remove=dropped)
-        _apply_fallbacks(router, config, Path(path))
-        _LOADED[router] = built
+def rebuild(path: str | Path, previous: LoadedConfig | None) -> LoadedConfig:
+    """``path`` built again for a running router that was built from ``previous``
+    (None: not from a file). Versions, experiments, shadows and the policy whose
+    definition did not change are reused as they are (a running canary keeps its
+    progress); changed or new versions are built and warmed. Executor settings
+    cannot change. Nothing is applied; ConfigError on any problem."""
+    config = load_config(path)
+    old_executor = previous.config.executor if previous is not None else None
+    if config.executor is not None and config.executor != old_executor:
+        raise ConfigError(
+            f"{path}: executor: executor settings cannot change on a running router "
+            f"(running: {old_executor}); build a new router with Router.from_config"
+        )
+    loaded = _build(config, Path(path), previous)
+    if previous is not None:
+        loaded.removed = frozenset(previous.config.models) - frozenset(config.models)
+    return loaded
 
 
 # -- building --------------------------------------------------------------------------
 
 
 @dataclass
-class _Built:
-    """What a config file produced, kept to reuse unchanged parts on reload."""
+class LoadedConfig:
+    """What a config file produced: the policy, each model's plan (see
+    :meth:`~fastroute.library.Registry.apply`), the names the previous file had and
+    this one drops, and (for a new router) the executor. A router keeps it to reuse
+    the unchanged parts on its next reload."""
 
     config: Any
     policy: policies.Policy
     plans: dict[str, ModelPlan] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+    executor: Any = None
+    #: model name -> the models to fall back to, in order (checked with the file).
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-_LOADED: weakref.WeakKeyDictionary[Router, _Built] = weakref.WeakKeyDictionary()
-_RELOAD_LOCK = threading.Lock()
-
-
-def _build(config: Any, path: Path, previous: _Built | None) -> _Built:
+def _build(config: Any, path: Path, previous: LoadedConfig | None) -> LoadedConfig:
     resolved = _resolve_all(config, path)  # every import path, before anything is called
     old_config = previous.config if previous is not None else None
     if old_config is not None and config.policy == old_config.policy:
@@ -206,7 +184,7 @@ def _build(config: Any, path: Path, previous: _Built | None) -> _Built:
     else:
         policy = _build_policy(config.policy, resolved, path)
     _check_policy_models(policy, config.models, path)
-    built = _Built(config, policy)
+    built = LoadedConfig(config, policy, fallbacks=_fallbacks(config, path))
     for name, model in config.models.items():
         old_model = old_config.models.get(name) if old_config is not None else None
         old_plan = previous.plans.get(name) if previous is not None else None
@@ -472,7 +450,18 @@ def _define_schema() -> Any:
     from types import SimpleNamespace
     from typing import Annotated
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+    from pydantic import (
+        BaseModel,
+        BeforeValidator,
+        ConfigDict,
+        Field,
+        StringConstraints,
+        ValidationError,
+        create_model,
+        model_validator,
+    )
+
+    from ..executors.config import settings as executor_settings
 
     def int_to_str(value: Any) -> Any:
         """YAML reads ``1:`` as an int; version names are strings."""
@@ -539,14 +528,13 @@ def _define_schema() -> Any:
         shadow: ShadowConfig | None = None
         fallbacks: list[Name] = Field([], max_length=MAX_FALLBACKS)
 
-    class ExecutorConfig(Strict):
-        """Keyword arguments of ``fastroute.executors.CPUExecutor`` (it checks upper bounds)."""
-
-        threads: int = Field(2, ge=1)
-        max_batch: int = Field(32, ge=1)
-        max_delay_us: int = Field(200, ge=0)
-        queue_capacity: int = Field(4096, ge=1)
-        spin_us: int = Field(20, ge=0)
+    # Keyword arguments of ``fastroute.executors.CPUExecutor``: the settings, defaults and
+    # bounds of its ExecutorConfig (defined once, in C++).
+    ExecutorConfig = create_model(  # noqa: N806 - a class
+        "ExecutorConfig",
+        __base__=Strict,
+        **{name: (int, Field(default, ge=low, le=high)) for name, default, low, high in executor_settings()},
+    )
 
     class PolicyConfig(Strict):
         use: Name = "ByModality"

@@ -28,7 +28,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import PolicyError
+from ..errors import ExperimentError
 
 __all__ = [
     "Assignment",
@@ -147,15 +147,15 @@ class CanaryThresholds:
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
         if not steps or any(not 0 < s < 1 for s in steps) or list(steps) != sorted(set(steps)):
-            raise PolicyError(f"canary steps must be increasing shares in (0, 1), got {self.steps!r}")
+            raise ExperimentError(f"canary steps must be increasing shares in (0, 1), got {self.steps!r}")
         if self.min_samples < 1:
-            raise PolicyError(f"canary min_samples must be >= 1, got {self.min_samples!r}")
+            raise ExperimentError(f"canary min_samples must be >= 1, got {self.min_samples!r}")
         if not 0 <= self.max_error_increase <= 1:
-            raise PolicyError(f"canary max_error_increase must be in [0, 1], got {self.max_error_increase!r}")
+            raise ExperimentError(f"canary max_error_increase must be in [0, 1], got {self.max_error_increase!r}")
         if not self.max_latency_ratio >= 1:
-            raise PolicyError(f"canary max_latency_ratio must be >= 1, got {self.max_latency_ratio!r}")
+            raise ExperimentError(f"canary max_latency_ratio must be >= 1, got {self.max_latency_ratio!r}")
         if not 0 < self.latency_quantile <= 1:
-            raise PolicyError(f"canary latency_quantile must be in (0, 1], got {self.latency_quantile!r}")
+            raise ExperimentError(f"canary latency_quantile must be in (0, 1], got {self.latency_quantile!r}")
         object.__setattr__(self, "steps", steps)
 
 
@@ -214,7 +214,7 @@ class Canary(Experiment):
         on_event: Callable[[CanaryEvent], None] | None = None,
     ) -> None:
         if stable == candidate:
-            raise PolicyError(f"canary {name!r}: stable and candidate are both {stable!r}")
+            raise ExperimentError(f"canary {name!r}: stable and candidate are both {stable!r}")
         self.stable, self.candidate, self.name = stable, candidate, name
         self.thresholds = thresholds if thresholds is not None else CanaryThresholds()
         self.clock = clock
@@ -374,9 +374,9 @@ class Shadow:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= share <= 1:
-            raise PolicyError(f"shadow share must be in [0, 1], got {share!r}")
+            raise ExperimentError(f"shadow share must be in [0, 1], got {share!r}")
         if workers < 1 or queue_size < 1 or max_records < 1:
-            raise PolicyError(
+            raise ExperimentError(
                 f"shadow workers, queue_size and max_records must be >= 1, "
                 f"got {workers!r}, {queue_size!r}, {max_records!r}"
             )
@@ -497,17 +497,17 @@ class Shadow:
 
 def _check_weights(name: str, weights: Mapping[str, float]) -> dict[str, float]:
     if not isinstance(weights, Mapping) or not weights:
-        raise PolicyError(f"split {name!r}: weights must be a non-empty mapping version -> weight, got {weights!r}")
+        raise ExperimentError(f"split {name!r}: weights must be a non-empty mapping version -> weight, got {weights!r}")
     checked: dict[str, float] = {}
     for version, weight in weights.items():
         if not isinstance(version, str) or not version:
-            raise PolicyError(f"split {name!r}: version must be a non-empty str, got {version!r}")
+            raise ExperimentError(f"split {name!r}: version must be a non-empty str, got {version!r}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise PolicyError(f"split {name!r}: weight of {version!r} must be a finite number >= 0, got {weight!r}")
+            raise ExperimentError(f"split {name!r}: weight of {version!r} must be a finite number >= 0, got {weight!r}")
         checked[version] = float(weight)
     total = sum(checked.values())
     if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise PolicyError(f"split {name!r}: weights must sum to 1, got {total:g} from {dict(weights)!r}")
+        raise ExperimentError(f"split {name!r}: weights must sum to 1, got {total:g} from {dict(weights)!r}")
     return checked
 
 
