@@ -49,6 +49,7 @@ def test_libmagic_file_types(benchmark):
 @pytest.mark.parametrize("kind", ["png_rgb", "jpeg_rgb", "wav", "pdf", "zip", "json", "text"])
 @pytest.mark.benchmark(group="file-type: per kind")
 def test_fastroute_per_kind(benchmark, kind):
+    benchmark.group = f"file-type: {kind}"
     data = FILES[kind].data
     benchmark(fr.analyze, data)
 
@@ -56,6 +57,7 @@ def test_fastroute_per_kind(benchmark, kind):
 @pytest.mark.parametrize("kind", ["png_rgb", "jpeg_rgb", "wav", "pdf", "zip", "json", "text"])
 @pytest.mark.benchmark(group="file-type: per kind")
 def test_libmagic_per_kind(benchmark, kind):
+    benchmark.group = f"file-type: {kind}"
     benchmark.extra_info["baseline"] = True
     data = FILES[kind].data
     benchmark(magic.from_buffer, data, mime=True)
