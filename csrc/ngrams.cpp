@@ -213,29 +213,10 @@ void lower_into(std::string_view text, bool lowercase, Lowered& out) {
   }
 }
 
-// Calls run(first, last, length) for each maximal run of code points whose
-// flags have `flag` set (want = true) or clear (want = false): its bytes
-// [first, last) in the lowered UTF-8 and its length in code points.
-template <typename Run>
-void for_each_run(const Lowered& text, std::uint8_t flag, bool want, Run&& run) {
-  if (text.ascii) {
-    const auto* bytes = reinterpret_cast<const unsigned char*>(text.utf8.data());
-    const std::size_t size = text.utf8.size();
-    const auto in_run = [&](std::size_t i) { return ((ascii_flags(bytes[i]) & flag) != 0) == want; };
-    for (std::size_t i = 0; i < size;) {
-      if (!in_run(i)) {
-        ++i;
-        continue;
-      }
-      std::size_t end = i + 1;
-      while (end < size && in_run(end)) ++end;
-      run(i, end, end - i);
-      i = end;
-    }
-    return;
-  }
-  const std::size_t size = text.flags.size();
-  const auto in_run = [&](std::size_t i) { return ((text.flags[i] & flag) != 0) == want; };
+// Calls run(i, end) for each maximal run [i, end) of the indices below
+// `size` where in_run holds.
+template <typename InRun, typename Run>
+void for_each_index_run(std::size_t size, InRun in_run, Run&& run) {
   for (std::size_t i = 0; i < size;) {
     if (!in_run(i)) {
       ++i;
@@ -243,9 +224,26 @@ void for_each_run(const Lowered& text, std::uint8_t flag, bool want, Run&& run) 
     }
     std::size_t end = i + 1;
     while (end < size && in_run(end)) ++end;
-    run(text.offsets[i], text.offsets[end], end - i);
+    run(i, end);
     i = end;
   }
+}
+
+// Calls run(first, last, length) for each maximal run of code points whose
+// flags have `flag` set (want = true) or clear (want = false): its bytes
+// [first, last) in the lowered UTF-8 and its length in code points.
+template <typename Run>
+void for_each_run(const Lowered& text, std::uint8_t flag, bool want, Run&& run) {
+  if (text.ascii) {  // a byte is a code point
+    const auto* bytes = reinterpret_cast<const unsigned char*>(text.utf8.data());
+    for_each_index_run(
+        text.utf8.size(), [&](std::size_t i) { return ((ascii_flags(bytes[i]) & flag) != 0) == want; },
+        [&](std::size_t i, std::size_t end) { run(i, end, end - i); });
+    return;
+  }
+  for_each_index_run(
+      text.flags.size(), [&](std::size_t i) { return ((text.flags[i] & flag) != 0) == want; },
+      [&](std::size_t i, std::size_t end) { run(text.offsets[i], text.offsets[end], end - i); });
 }
 
 // Per-thread buffers, reused from text to text.
