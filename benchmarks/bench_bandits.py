@@ -5,9 +5,9 @@ random order; each learner decides, sees only the chosen model's outcome and
 updates. Logs: ASlib QBF-2011 and MAXSAT12-PMS (reward 1 - PAR10 / (10 x
 cutoff), in [0, 1]), RouteLLM GSM8K (correct or not; the prompt features of
 fastroute.tools.datasets) and RouterDC 7-LLM (score in [0, 1]; a random 2,000
-of the 9,408 test prompts per order, fastroute's analyzer features of the
-prompt text: the hashed n-gram features of the text-routing issue had not
-landed). Every learner reads the same standardised matrix (sign(x) log1p|x|,
+of the 9,408 test prompts per order; fastroute's analyzer features of the
+prompt text plus word 1-2 gram hashes from fastroute.analyzer.ngrams folded
+to 32 columns). Every learner reads the same standardised matrix (sign(x) log1p|x|,
 then z-scored over the log, missing = 0). Reported per log, averaged over the
 stream orders: mean reward per request and regret (the per-input oracle's
 reward minus the learner's, per request and in total). Baselines: the best
@@ -15,7 +15,8 @@ single model in hindsight, uniform random, the oracle, an offline Forest fitted
 on the first 10% of the stream with every model's outcome (that 10% is served
 at random's expected reward while it is collected), Vowpal Wabbit
 (--cb_explore_adf -q sa; epsilon-greedy 0.05 / 0.1 and SquareCB) and MABWiser
-LinUCB / LinTS (alpha 0.3 / 1). Fair tuning: every learner's settings are
+LinUCB / LinTS (alpha 0.1 / 0.3 / 1); fastroute LinUCB (alpha 0.1 / 0.3 / 1),
+LinThompson (0.05 / 0.1 / 0.3), Gaussian Thompson (context-free). Fair tuning: every learner's settings are
 chosen on one separate tuning order, then evaluated on the others.
 
 Drift: on QBF-2011, the best solver's outcomes are replaced by the worst
@@ -83,7 +84,19 @@ def load_log(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     rows = [row for part in ROUTERDC_SETS for row in json.loads((data / "routerdc-7llm" / f"{part}.json").read_text())]
     models = tuple(rows[0]["scores"])
     rewards = np.array([[row["scores"][m] for m in models] for row in rows], dtype=np.float64)
-    return standardised(analyze_batch([row["question"] for row in rows]).features), rewards, models
+    prompts = [row["question"] for row in rows]
+    return standardised(np.hstack([analyze_batch(prompts).features, folded_ngrams(prompts)])), rewards, models
+
+
+def folded_ngrams(texts, columns=32):
+    """Word 1-2 gram hashes (fastroute's HashedNgrams, 2^10 columns) folded to ``columns``:
+    column mod ``columns`` is itself a hash, narrow enough for a dense linear bandit."""
+    from fastroute.analyzer.ngrams import HashedNgrams
+
+    hashed = HashedNgrams("word", (1, 2), 2**10, alternate_sign=False).transform(texts).tocoo()
+    dense = np.zeros((len(texts), columns))
+    np.add.at(dense, (hashed.row, hashed.col % columns), hashed.data)
+    return dense
 
 
 # -- learners: decide(row) -> arm, update(row, arm, reward) ----------------------------
@@ -178,14 +191,14 @@ def mabwiser(name, alpha):
 
 
 FASTROUTE = {
-    "fastroute LinUCB": [fastroute_linear(LinUCB, a) for a in (0.3, 1.0)],
-    "fastroute LinThompson": [fastroute_linear(LinThompson, a) for a in (0.1, 0.3)],
+    "fastroute LinUCB": [fastroute_linear(LinUCB, a) for a in (0.1, 0.3, 1.0)],
+    "fastroute LinThompson": [fastroute_linear(LinThompson, a) for a in (0.05, 0.1, 0.3)],
     "fastroute Thompson (context-free)": [fastroute_thompson],
 }
 OTHERS = {
     "VW cb_explore_adf": [vw("--epsilon 0.05"), vw("--epsilon 0.1"), vw("--squarecb")],
-    "MABWiser LinUCB": [mabwiser("LinUCB", a) for a in (0.3, 1.0)],
-    "MABWiser LinTS": [mabwiser("LinTS", a) for a in (0.3, 1.0)],
+    "MABWiser LinUCB": [mabwiser("LinUCB", a) for a in (0.1, 0.3, 1.0)],
+    "MABWiser LinTS": [mabwiser("LinTS", a) for a in (0.1, 0.3, 1.0)],
 }
 
 
