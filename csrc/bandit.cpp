@@ -69,6 +69,17 @@ double probability_largest(std::size_t c, const std::vector<std::size_t>& arms, 
 
 std::string arm_text(std::int32_t arm) { return "arm " + std::to_string(arm); }
 
+// Adds one observation to statistics laid out as [count, sum, sum_sq, b (d), A (d*d)].
+void accumulate(double* stats, const double* z, std::size_t d, double reward, double weight) {
+  stats[0] += weight;
+  stats[1] += weight * reward;
+  stats[2] += weight * reward * reward;
+  for (std::size_t i = 0; i < d; ++i) {
+    stats[3 + i] += weight * reward * z[i];
+    for (std::size_t j = 0; j < d; ++j) stats[3 + d + i * d + j] += weight * z[i] * z[j];
+  }
+}
+
 void require(bool ok, const std::string& message) {
   if (!ok) throw InvalidInput(message);
 }
@@ -115,6 +126,14 @@ void Bandit::check_width(std::size_t width, const float* row) const {
   require(width == config_.num_features, "feature row has " + std::to_string(width) +
                                              " values; this bandit reads " + std::to_string(config_.num_features));
   require(row != nullptr || width == 0, "a linear bandit needs a feature row");
+}
+
+void Bandit::check_reward(double reward, const std::string& what) const {
+  require(std::isfinite(reward) && std::fabs(reward) <= kMaxAbsReward,
+          what + " must be a finite number of magnitude <= 1e15, got " + std::to_string(reward));
+  if (config_.algorithm == BanditAlgorithm::kThompsonBeta)
+    require(reward >= 0.0 && reward <= 1.0,
+            "Beta Thompson sampling takes rewards in [0, 1], got " + what + " " + std::to_string(reward));
 }
 
 void Bandit::check_arm(std::int32_t arm) const {
@@ -305,13 +324,9 @@ BanditChoice Bandit::choose(const double* z, const std::uint8_t* allowed) const 
 void Bandit::update(std::int32_t arm, const float* row, std::size_t width, double reward, double weight) {
   check_arm(arm);
   check_width(width, row);
-  require(std::isfinite(reward) && std::fabs(reward) <= kMaxAbsReward,
-          "reward must be a finite number of magnitude <= 1e15, got " + std::to_string(reward));
+  check_reward(reward, "reward");
   require(std::isfinite(weight) && weight > 0.0 && weight <= kMaxWeight,
           "weight must be in (0, 1e6], got " + std::to_string(weight));
-  if (config_.algorithm == BanditAlgorithm::kThompsonBeta)
-    require(reward >= 0.0 && reward <= 1.0, "Beta Thompson sampling takes rewards in [0, 1], got " +
-                                                std::to_string(reward));
   const std::size_t d = dim();
   std::vector<double> z(d);
   if (d > 0) transform(row, z.data());
@@ -320,13 +335,7 @@ void Bandit::update(std::int32_t arm, const float* row, std::size_t width, doubl
   double* s = target.data.data();
   if (config_.decay < 1.0)
     for (std::size_t i = 0; i < stride_; ++i) s[i] *= config_.decay;
-  s[0] += weight;
-  s[1] += weight * reward;
-  s[2] += weight * reward * reward;
-  for (std::size_t i = 0; i < d; ++i) {
-    s[3 + i] += weight * reward * z[i];
-    for (std::size_t j = 0; j < d; ++j) s[3 + d + i * d + j] += weight * z[i] * z[j];
-  }
+  accumulate(s, z.data(), d, reward, weight);
   publish(target, d > 0 && config_.decay == 1.0 ? z.data() : nullptr, weight);
 }
 
@@ -335,27 +344,16 @@ void Bandit::add_prior(const std::int32_t* arms, const float* rows, std::size_t 
   check_width(width, rows);
   for (std::size_t i = 0; i < n; ++i) {
     check_arm(arms[i]);
-    require(std::isfinite(rewards[i]) && std::fabs(rewards[i]) <= kMaxAbsReward,
-            "prior reward " + std::to_string(i) + " must be finite, got " + std::to_string(rewards[i]));
+    check_reward(rewards[i], "prior reward " + std::to_string(i));
     require(std::isfinite(weights[i]) && weights[i] >= 0.0 && weights[i] <= kMaxWeight,
             "prior weight " + std::to_string(i) + " must be in [0, 1e6]");
-    if (config_.algorithm == BanditAlgorithm::kThompsonBeta)
-      require(rewards[i] >= 0.0 && rewards[i] <= 1.0, "Beta Thompson sampling takes rewards in [0, 1]");
   }
   const std::size_t d = dim();
   std::vector<std::vector<double>> added(config_.num_arms, std::vector<double>(stride_, 0.0));
   std::vector<double> z(d);
   for (std::size_t i = 0; i < n; ++i) {
     if (d > 0) transform(rows + i * width, z.data());
-    double* s = added[static_cast<std::size_t>(arms[i])].data();
-    const double w = weights[i], r = rewards[i];
-    s[0] += w;
-    s[1] += w * r;
-    s[2] += w * r * r;
-    for (std::size_t a = 0; a < d; ++a) {
-      s[3 + a] += w * r * z[a];
-      for (std::size_t b = 0; b < d; ++b) s[3 + d + a * d + b] += w * z[a] * z[b];
-    }
+    accumulate(added[static_cast<std::size_t>(arms[i])].data(), z.data(), d, rewards[i], weights[i]);
   }
   for (std::size_t k = 0; k < config_.num_arms; ++k) {
     Arm& arm = *arms_[k];

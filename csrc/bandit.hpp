@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace fastroute {
@@ -182,6 +183,7 @@ class Bandit {
   std::size_t dim() const { return contextual() ? config_.num_features + 1 : 0; }
   void check_width(std::size_t width, const float* row) const;
   void check_arm(std::int32_t arm) const;
+  void check_reward(double reward, const std::string& what) const;
   // Rebuilds and publishes arm's snapshot from its statistics; caller holds
   // arm.mu. `added` (D values, with `weight`): the one observation just added
   // without decay, applied as a rank-one update; null: recompute exactly.
