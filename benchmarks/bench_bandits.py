@@ -225,6 +225,7 @@ def offline_forest(features, rewards, order):
 LOG_NAMES = ("QBF-2011", "MAXSAT12-PMS", "GSM8K", "RouterDC-7LLM")
 
 
+@pytest.mark.timeout(3600)  # ten orders of a real log against MABWiser take minutes on a loaded machine
 @pytest.mark.parametrize("log", LOG_NAMES)
 def test_online_replay(benchmark, record, quick, log) -> None:
     features, rewards, models = load_log(log)
@@ -261,6 +262,7 @@ def test_online_replay(benchmark, record, quick, log) -> None:
            fastroute=float(ours), vw_mabwiser=float(theirs), target_met=bool(ours <= theirs))
 
 
+@pytest.mark.timeout(3600)
 def test_drift(benchmark, record, quick) -> None:
     features, rewards, models = load_log("QBF-2011")
     n = len(rewards)

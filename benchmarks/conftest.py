@@ -74,7 +74,7 @@ def _collected(config: pytest.Config) -> list[dict[str, Any]]:
         return []
     entries = []
     for bench in session.benchmarks:
-        if not bench.has_error and bench.stats is not None:
+        if not bench.has_error and bench.stats is not None and bench.stats.data:  # a failed test may leave none
             entries.append(bench.as_dict(include_data=False))
     return entries
 
