@@ -137,6 +137,9 @@ class Router:
 
         ``warmup`` is a sample input run once before the model takes traffic;
         ``aliases`` (e.g. ``["stable"]``) point at this version atomically.
+        On an executor that runs models elsewhere (``device="ray"`` on a RayExecutor,
+        ``"cuda:N"`` on a CUDAExecutor) the model's actors or device are set up first:
+        a failure there is a :class:`~fastroute.RegistrationError` and nothing is registered.
         """
         spec = ModelSpec(
             name=name,
@@ -149,7 +152,17 @@ class Router:
             replicas=replicas,
             tags=frozenset(tags),
         )
-        return self.models.register(spec, warmup=warmup, aliases=aliases)
+        with self._executor_lock:
+            executor = self._executor
+        start = getattr(executor, "start", None)  # executors running models elsewhere (Ray, a GPU)
+        if start is not None:
+            start(spec)  # an actor or device that cannot take the model: RegistrationError, nothing registered
+        try:
+            return self.models.register(spec, warmup=warmup, aliases=aliases)
+        except BaseException:
+            if start is not None:
+                executor.retire(spec, drain=False)
+            raise
 
     @classmethod
     def from_config(cls, path: str | PathLike[str]) -> Router:
@@ -506,7 +519,8 @@ class Router:
 
         ``models``: per registered version ``"name/version"``: ``replicas`` (one
         :class:`~fastroute.executors.ReplicaStats` each: queued, in flight, EWMA
-        service times, error rate), ``breaker`` (state, window counts, transitions;
+        service times, error rate), ``backend`` (what runs the model out of process, e.g.
+        ``{"actors": [ActorStats, ...]}`` on a RayExecutor; None in process), ``breaker`` (state, window counts, transitions;
         None without resilience or before its first request) and ``leases`` (requests
         holding the version). ``resilience``: requests, retries, fallbacks served,
         failed to the caller and the retry budget (None without resilience).
@@ -517,6 +531,7 @@ class Router:
         for spec in self.models.list():
             models[f"{spec.name}/{spec.version}"] = {
                 "replicas": executor.replica_stats(spec) if executor is not None else [],
+                "backend": executor.backend_stats(spec) if executor is not None else None,
                 "breaker": self.resilience.breaker_stats(spec) if self.resilience is not None else None,
                 "leases": self.models.in_flight(spec),
             }

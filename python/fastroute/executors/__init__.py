@@ -2,16 +2,25 @@
 
 Rooms: ``config`` (ExecutorConfig, the one definition of the tuning knobs),
 ``cpu`` (CPUExecutor over the C++ dispatcher), ``resilience``
-(fallbacks, retries within a budget, circuit breakers).
+(fallbacks, retries within a budget, circuit breakers), ``offload`` (the
+stand-in mechanism of executors that run some models elsewhere),
+``ray_actors`` (RayExecutor: ``device="ray"`` models on Ray actors; extra
+``ray``), ``remote`` (RemoteModel: a model built from its import path where
+it runs).
 """
 
 from __future__ import annotations
 
 from .config import ExecutorConfig
 from .cpu import PRIORITIES, CPUExecutor, QueueStats, ReplicaStats
+from .ray_actors import ActorStats, RayExecutor
+from .remote import RemoteModel
 from .resilience import BreakerSettings, Resilience, RetryPolicy
 
 __all__ = [
+    "ActorStats",
+    "RayExecutor",
+    "RemoteModel",
     "BreakerSettings",
     "CPUExecutor",
     "ExecutorConfig",

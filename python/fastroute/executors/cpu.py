@@ -334,6 +334,10 @@ class CPUExecutor:
         (read lock-free; empty if the model never took a request here)."""
         return [ReplicaStats.from_core(self._core.stats(lane)) for lane in self._lanes_of(spec)]
 
+    def backend_stats(self, spec: ModelSpec) -> dict[str, Any] | None:
+        """What runs ``spec`` beyond this process's threads (Ray actors, a device); None here."""
+        return None
+
     def choose(self, specs: list[ModelSpec], preferred: int, *, high: bool, quality: list[float],
                costs: list[float], available: list[bool], weights: tuple[float, float], budget_ns: int,
                late_fastest: bool, random_bits: int) -> tuple[int, int]:

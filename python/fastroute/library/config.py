@@ -59,6 +59,7 @@ from ..analyzer import MODALITIES
 from ..decision.compiled import check_servable
 from ..errors import ConfigError, FastrouteError, PolicyError
 from ..executors.config import ExecutorConfig
+from ..executors.remote import RAY_DEVICE, RemoteModel
 from ..executors.resilience import check_fallbacks
 from .config_text import check_value_size, read_config_file
 from .experiments import Canary, CanaryThresholds, Experiment, Shadow, Split
@@ -135,6 +136,7 @@ def build(path: str | Path) -> LoadedConfig:
     loaded = _build(config, Path(path), previous=None)
     if config.executor is not None:
         loaded.executor = _build_executor(config.executor, Path(path))
+        _start_elsewhere(loaded.executor, loaded.plans, Path(path))
     return loaded
 
 
@@ -249,7 +251,10 @@ def _build_spec(
     name: str, version: str, modality: str, definition: Any, resolved: dict[str, Any], path: Path
 ) -> ModelSpec:
     where = f"models.{name}.versions.{version}"
-    if definition.model is not None:
+    if definition.device == RAY_DEVICE:  # built inside each Ray actor, from the same import path
+        target = definition.model or definition.factory
+        model = RemoteModel(target, definition.args, definition.kwargs, call=definition.factory is not None)
+    elif definition.model is not None:
         model = resolved[definition.model]
     else:
         model = _call(path, f"{where}.factory", resolved[definition.factory], *definition.args, **definition.kwargs)
@@ -325,11 +330,32 @@ def _check_policy_models(policy: policies.Policy, model_names: Iterable[str], pa
 
 
 def _build_executor(executor: Any, path: Path) -> Any:
+    """A CPUExecutor, or a RayExecutor when the file has an ``executor.ray`` section."""
     try:
         from ..executors import CPUExecutor
     except ImportError as error:
         raise ConfigError(f"{path}: executor: this build has no dispatch runtime: {error}") from None
-    return _call(path, "executor", CPUExecutor, **executor.model_dump())
+    settings = executor.model_dump(exclude={"ray"})
+    if executor.ray is None:
+        return _call(path, "executor", CPUExecutor, **settings)
+    from ..executors.ray_actors import RayExecutor
+
+    return _call(path, "executor.ray", RayExecutor, **settings, **executor.ray.model_dump())
+
+
+def _start_elsewhere(executor: Any, plans: dict[str, ModelPlan], path: Path) -> None:
+    """Set up the actors or devices of versions the executor runs elsewhere (Ray, a GPU)
+    before the router takes traffic; a failure is a ConfigError naming the version."""
+    start = getattr(executor, "start", None)
+    if start is None:
+        return
+    for name, plan in plans.items():
+        for version, spec in plan.versions.items():
+            try:
+                start(spec)
+            except FastrouteError as error:
+                executor.close(drain=False)
+                raise ConfigError(f"{path}: models.{name}.versions.{version}: {error}") from error
 
 
 def _rng(seed: int | None) -> random.Random | None:
@@ -419,7 +445,7 @@ def _check_values(config: Any, path: Path) -> None:
             check_value_size(definition.warmup, f"{where}.warmup")
     if config.executor is not None:
         try:
-            ExecutorConfig(**config.executor.model_dump())
+            ExecutorConfig(**config.executor.model_dump(exclude={"ray"}))
         except ConfigError as error:
             raise ConfigError(f"{path}: executor: {error}") from None
 
@@ -528,11 +554,23 @@ def _define_schema() -> Any:
         shadow: ShadowConfig | None = None
         fallbacks: list[Name] = Field([], max_length=MAX_FALLBACKS)
 
+    class RayConfig(Strict):
+        """Keyword arguments of ``fastroute.executors.RayExecutor`` beyond the queue settings:
+        its ``device: ray`` versions run on Ray actors."""
+
+        address: Name | None = None
+        connect_timeout_s: float = Field(10.0, gt=0)
+        start_timeout_s: float = Field(60.0, gt=0)
+        call_timeout_s: float | None = Field(300.0, gt=0)
+        actor_options: dict[str, Any] = {}
+        retry_dead: bool = True
+
     # Keyword arguments of ``fastroute.executors.CPUExecutor``: the settings, defaults and
-    # bounds of its ExecutorConfig (defined once, in C++).
+    # bounds of its ExecutorConfig (defined once, in C++); with ``ray``, a RayExecutor's.
     ExecutorConfig = create_model(  # noqa: N806 - a class
         "ExecutorConfig",
         __base__=Strict,
+        ray=(RayConfig | None, None),
         **{name: (int, Field(default, ge=low, le=high)) for name, default, low, high in executor_settings()},
     )
 

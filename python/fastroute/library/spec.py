@@ -74,6 +74,8 @@ class ModelSpec:
     def _call(self, argument: Any) -> Any:
         try:
             return self.model(argument)
+        except ModelError:  # already names this model (an executor's stand-in model raised it)
+            raise
         except Exception as error:
             raise ModelError.caused_by(self.name, error) from error
 
