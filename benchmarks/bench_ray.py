@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,6 @@ def local_ray():
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}})
     yield ray
-    try:
-        from ray import serve
-
-        serve.shutdown()
-    except ImportError:
-        pass
     ray.shutdown()
 
 
@@ -80,11 +75,15 @@ def local_ray():
 def serve_handles(local_ray, quick):
     """name -> a Ray Serve handle (2 replicas, @serve.batch), or None in --quick / without ray[serve]."""
     if quick:
-        return None
+        yield None
+        return
     try:
-        from ray import serve
+        with warnings.catch_warnings():  # Ray Serve's own pydantic models warn on import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ray import serve
     except ImportError:
-        return None
+        yield None
+        return
 
     def deployment(function):
         @serve.deployment(num_replicas=2, max_ongoing_requests=4 * MAX_BATCH)
@@ -96,10 +95,11 @@ def serve_handles(local_ray, quick):
         return Batched
 
     serve.start(http_options={"location": "NoServer"})
-    return {
+    yield {
         "busy": serve.run(deployment(busy_rows).bind(), name="busy", route_prefix=None),
         "noop": serve.run(deployment(noop_rows).bind(), name="noop", route_prefix=None),
     }
+    serve.shutdown()
 
 
 def inputs(n: int) -> list[np.ndarray]:
@@ -150,11 +150,10 @@ def test_throughput_in_process(benchmark, record, quick):
                     lambda: through_executor(executor, spec, inputs(n)), 1 if quick else 3)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_throughput_ray_serve(benchmark, record, quick, serve_handles):
     benchmark.group = "ray: GIL-bound throughput"
-    if serve_handles is None:
-        record(benchmark.group, "Ray Serve handle, @serve.batch, 2 replicas", skipped="--quick or no ray[serve]")
-        pytest.skip("Ray Serve is left out in --quick (it takes tens of seconds to start) or not installed")
+    _skip_without_serve(serve_handles, record, benchmark.group, "Ray Serve handle, @serve.batch, 2 replicas")
     n = _requests(quick, 400)
     _throughput(benchmark, record, "Ray Serve handle, @serve.batch, 2 replicas", n,
                 lambda: through_serve(serve_handles["busy"], inputs(n)), 3)
@@ -193,15 +192,20 @@ def test_overhead_ray_executor(benchmark, record, quick, local_ray):
                us_one_at_a_time=round(_one_at_a_time(lambda x: executor.submit(spec, x).result(), xs[:200]), 1))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_overhead_ray_serve(benchmark, record, quick, serve_handles):
     benchmark.group = "ray: per-request overhead"
-    if serve_handles is None:
-        record(benchmark.group, "Ray Serve handle, @serve.batch", skipped="--quick or no ray[serve]")
-        pytest.skip("Ray Serve is left out in --quick (it takes tens of seconds to start) or not installed")
+    _skip_without_serve(serve_handles, record, benchmark.group, "Ray Serve handle, @serve.batch")
     n = _requests(quick, 2000)
     xs = inputs(n)
     _per_request(benchmark, record, "Ray Serve handle, @serve.batch", n,
                  lambda: through_serve(serve_handles["noop"], xs), quick)
+
+
+def _skip_without_serve(serve_handles: Any, record: Any, group: str, row: str) -> None:
+    if serve_handles is None:
+        record(group, row, skipped="--quick or no ray[serve]")
+        pytest.skip("Ray Serve is left out in --quick (it takes tens of seconds to start) or not installed")
 
 
 def _one_at_a_time(call: Any, xs: list) -> float:

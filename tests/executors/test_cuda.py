@@ -126,10 +126,11 @@ def test_copy_of_the_next_batch_overlaps_the_compute_of_the_current_one(make_exe
     release.set()
     assert first.result(timeout=WAIT_S)[0] == 0.0 and second.result(timeout=WAIT_S)[0] == 2.0
     order = [entry[:2] for entry in ops.log if entry[0] != "alloc"]
-    # batch 1's copy was issued while batch 0 was still computing; compute stays in order on the replica's stream
+    # batch 1's copy was issued while batch 0 was still computing, both on the copy stream (stream1);
+    # both computes on the replica's one compute stream (stream2), which orders them on a GPU
     assert order.index(("copy", 1.0)) < order.index(("computed", 0.0))
-    assert order.index(("computed", 0.0)) < order.index(("computed", 1.0))
-    assert ("compute", 1.0, "stream2") in ops.log  # the replica's one compute stream (stream1 copies)
+    assert ("copy", 0.0, "stream1") in ops.log and ("copy", 1.0, "stream1") in ops.log
+    assert ("compute", 1.0, "stream2") in ops.log
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def test_copy_of_the_next_batch_overlaps_the_compute_of_the_current_one(make_exe
     [
         (lambda batch: batch.numpy(), "returns a tensor"),
         (lambda batch: torch.empty(batch.shape, device="meta"), "on meta"),
-        (lambda batch: batch[:1], "for a batch of 3"),
+        (lambda batch: batch[:1] if len(batch) > 1 else batch[:0], "returned shape .* for a batch of"),
     ],
 )
 def test_a_wrong_output_fails_its_batch_with_a_clear_error(make_executor, model, message):
@@ -186,7 +187,7 @@ def test_router_stats_show_the_device(make_executor):
     ops = LoggingCPUOps()
     router = Router(executor=make_executor(ops, threads=2, max_batch=8))
     router.register("net", torch.nn.Linear(3, 1), modality="tabular", batched=True, device="cuda:0")
-    assert router.submit(np.ones(3, dtype=np.float32), hint="net").result(timeout=WAIT_S).shape == (1,)
+    assert router.submit(np.ones(3, dtype=np.float32), hint="tabular").result(timeout=WAIT_S).shape == (1,)
     health = router.stats()["models"]["net/1"]["backend"]["device"]
     assert health.device == "cpu" and health.batches == 1 and health.free_bytes == ops.free_bytes
 

@@ -157,7 +157,7 @@ def test_declared_in_config_and_shown_in_router_stats(local_ray, tmp_path):
     )
     router = Router.from_config(path)
     try:
-        futures = [router.submit(x, hint="m") for x in rows(16)]
+        futures = [router.submit(x, hint="tabular") for x in rows(16)]
         assert [future.result(timeout=WAIT_S)[1] for future in futures] == [6.0 * i for i in range(16)]
         actors = router.stats()["models"]["m/1"]["backend"]["actors"]
         assert len(actors) == 2 and sum(actor.calls for actor in actors) > 0

@@ -116,7 +116,7 @@ class TorchCUDAOps:
 
     def run_after(self, event: Any, stream: Any, model: Callable[[Any], Any], batch: Any) -> Any:
         stream.wait_event(event)
-        with self._torch.cuda.stream(stream), self._torch.inference_mode():
+        with self._torch.cuda.stream(stream):
             batch.record_stream(stream)  # allocated on the copy stream, used on this one
             return model(batch)
 
@@ -192,9 +192,10 @@ class DeviceRunner:
         host = self._buffer(slot, bucket_for(rows, self._buckets), batch)
         host[:rows].copy_(self._torch.from_numpy(batch))
         on_device, copied = self._ops.copy_in(host[:rows], self._copy_stream)
-        output = self._ops.run_after(copied, slot.stream, self._model, on_device)
-        _check_output(self._spec.name, output, self._ops.device, rows, self._torch)
-        return self._ops.to_host(output, slot.stream)
+        with self._torch.inference_mode():
+            output = self._ops.run_after(copied, slot.stream, self._model, on_device)
+            _check_output(self._spec.name, output, self._ops.device, rows, self._torch)
+            return self._ops.to_host(output, slot.stream)
 
     def _buffer(self, slot: _Slot, bucket: int, batch: np.ndarray) -> Any:
         key = (bucket, batch.shape[1:], batch.dtype.str)
