@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError, RegistrationError
 from ..library.spec import ModelSpec
+from .config import ExecutorConfig
 from .offload import OffloadingExecutor
 
 __all__ = ["CUDAExecutor", "DeviceOps", "DeviceRunner", "TorchCUDAOps", "bucket_for", "buckets_up_to", "cuda_index"]
@@ -265,8 +266,8 @@ class CUDAExecutor(OffloadingExecutor):
     ``ops_for``: device index -> :class:`DeviceOps` (tests pass a CPU one).
     """
 
-    def __init__(self, threads: int = 4, max_batch: int = 32, max_delay_us: int = 200, *,
-                 graphs: bool = False, ops_for: Callable[[int], DeviceOps] | None = None, **settings: Any) -> None:
+    def __init__(self, config: ExecutorConfig | None = None, *, graphs: bool = False,
+                 ops_for: Callable[[int], DeviceOps] | None = None, **settings: Any) -> None:
         try:
             import torch
         except ImportError:
@@ -275,7 +276,7 @@ class CUDAExecutor(OffloadingExecutor):
             raise ConfigError("CUDA graphs per bucket are not implemented yet; leave graphs=False")
         self._torch = torch
         self._ops_for = ops_for if ops_for is not None else self._real_ops
-        super().__init__(threads, max_batch, max_delay_us, **settings)
+        super().__init__(config, **settings)
 
     def _real_ops(self, index: int) -> DeviceOps:
         cuda = self._torch.cuda

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import ConfigError, ModelError, RegistrationError
 from ..library.spec import ModelSpec
+from .config import ExecutorConfig
 from .offload import OffloadingExecutor
 from .remote import RAY_DEVICE, build_model
 
@@ -198,9 +199,7 @@ class RayExecutor(OffloadingExecutor):
 
     def __init__(
         self,
-        threads: int = 8,
-        max_batch: int = 32,
-        max_delay_us: int = 200,
+        config: ExecutorConfig | None = None,
         *,
         address: str | None = None,
         connect_timeout_s: float = 10.0,
@@ -209,10 +208,10 @@ class RayExecutor(OffloadingExecutor):
         actor_options: dict[str, Any] | None = None,
         retry_dead: bool = True,
         rng: random.Random | None = None,
-        **queue_settings: Any,
+        **settings: int,
     ) -> None:
         self._ray = _connect(address, connect_timeout_s)
-        super().__init__(threads, max_batch, max_delay_us, rng=rng, **queue_settings)
+        super().__init__(config, rng=rng, **settings)
         self._actor_settings = (dict(actor_options or {}), (start_timeout_s, call_timeout_s), retry_dead)
 
     def actor_stats(self, spec: ModelSpec) -> list[ActorStats]:
