@@ -38,6 +38,7 @@ from .errors import (
 )
 from .decision import (
     UCB1,
+    AutoPolicy,
     BatchChoice,
     ByModality,
     Candidates,
@@ -66,6 +67,7 @@ from .router import Decision, Router
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoPolicy",
     "DTYPE_KINDS",
     "FEATURE_NAMES",
     "MIMES",

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from fastroute import HashedNgrams, Linear, Router, strong_weak_curve
+from fastroute import HashedNgrams, Linear, NoRoute, Router, strong_weak_curve
 from fastroute.decision import load
 from fastroute.errors import InvalidInput, PolicyError
 
@@ -129,6 +129,31 @@ def test_router_routes_text_with_a_linear_policy(data) -> None:
     assert router.route("which king won the battle of hastings").model == "history"
     with pytest.raises(InvalidInput, match="text prompts"):
         router.route(np.zeros((4, 4), dtype=np.float32))
+
+
+def test_linear_chooses_only_among_the_candidates(data) -> None:
+    """A maths prompt goes to the best-scored registered model when the maths model is not registered."""
+    texts, outcomes = data
+    policy = Linear(HashedNgrams(n_features=2**12)).fit(texts, outcomes, models=MODELS)
+    router = Router(policy=policy)
+    try:
+        for name in ("cheap", "history"):
+            router.register(name, lambda x: x, modality="text")
+        assert policy.route("compute 12 times 17 minus 4").model == "maths"  # no candidates: every model
+        decision = router.route("compute 12 times 17 minus 4")
+        scores = policy.scores(["compute 12 times 17 minus 4"])[0]
+        assert decision.model == ("cheap" if scores[0] >= scores[2] else "history")
+        assert "of the 2 candidates" in decision.reason
+        assert router.route("which king won the battle of hastings").model == "history"
+    finally:
+        router.close()
+    other = Router(policy=policy)
+    try:
+        other.register("elsewhere", lambda x: x, modality="text")
+        with pytest.raises(NoRoute):
+            other.route("compute 12 times 17 minus 4")
+    finally:
+        other.close()
 
 
 def test_unfitted_and_bad_settings_raise() -> None:

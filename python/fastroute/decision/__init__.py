@@ -25,12 +25,14 @@ part and file format), ``by_modality``, ``rules``, ``threshold``, ``trees``, ``l
 n-gram text routing),
 ``online`` (bandits that learn from feedback), ``feedback`` (the store joining
 outcomes to decisions), ``io`` (load), ``load_aware`` (the LoadAware wrapper: load, priority, deadlines),
+``auto`` (AutoPolicy: the learner chosen by inner cross-validation),
 ``evaluate`` (offline measures on routing logs: import it from
 ``fastroute`` or ``fastroute.decision.evaluate``).
 """
 
 from __future__ import annotations
 
+from .auto import AutoPolicy, LogForest, Pairwise
 from .base import BatchChoice, Candidates, Choice, Policy
 from .by_modality import ByModality
 from .compiled import CompiledPolicy
@@ -44,6 +46,7 @@ from .trees import Forest, Tree
 
 # The built-in policies and their helpers; a config file's ``policy.use`` may name any of these.
 __all__ = [
+    "AutoPolicy",
     "BatchChoice",
     "ByModality",
     "Choice",
@@ -53,8 +56,10 @@ __all__ = [
     "LinThompson",
     "Linear",
     "LinUCB",
+    "LogForest",
     "LoadAware",
     "OnlinePolicy",
+    "Pairwise",
     "Policy",
     "Rule",
     "Rules",

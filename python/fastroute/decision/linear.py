@@ -22,8 +22,9 @@ import numpy as np
 from .. import _core
 from ..analyzer import FEATURE_NAMES, HashedNgrams
 from ..errors import InvalidInput, PolicyError
-from .base import BatchChoice, Choice, Policy
+from .base import BatchChoice, Candidates, Choice, Policy
 from .compiled import FORMAT, FORMAT_VERSION
+from .masks import no_route
 from .trees import routing_objective
 
 __all__ = ["Linear"]
@@ -262,25 +263,34 @@ class Linear(Policy):
         runner = np.partition(scores, -2, axis=1)[:, -2] if scores.shape[1] > 1 else np.full(len(best), np.nan)
         return BatchChoice(self.models, best, top.astype(np.float32), (top - runner).astype(np.float32))
 
-    def route(self, text: str | bytes, dense: Any = None) -> Choice:
-        """The model for one prompt: hashed and scored in one C++ call."""
+    def route(self, text: str | bytes, dense: Any = None, candidates: Candidates | None = None) -> Choice:
+        """The model for one prompt: hashed and scored in one C++ call. With ``candidates`` (the
+        models able to take it) the best-scored candidate wins; NoRoute when none is a model here."""
         scorer = self._checked()
         row = None
         if self.dense_names:
             row = self._dense_matrix(np.asarray(dense, dtype=np.float32).reshape(1, -1), 1)[0]
         best, scores = scorer.route_text(self.text._hasher, text, row)
-        return Choice(self._models[best], f"linear score {float(scores[best]):.4g} is the highest of {len(scores)}",
+        among = f"{len(scores)}"
+        if candidates is not None and self._models[best] not in candidates.names:
+            allowed = np.array([model in candidates.names for model in self._models])
+            if not allowed.any():
+                raise no_route(candidates.modality, candidates, self._models)
+            best = int(np.argmax(np.where(allowed, scores, -np.inf)))  # the first on a tie, as the scorer
+            among = f"the {int(allowed.sum())} candidates"
+        return Choice(self._models[best], f"linear score {float(scores[best]):.4g} is the highest of {among}",
                       score=float(scores[best]))
 
-    def select_text(self, text: Any, analysis: Any, models: Any = None) -> Choice:
-        """Router hook: the prompt itself, with its analysis row for the dense columns."""
+    def select_text(self, text: Any, analysis: Any, candidates: Candidates | None = None) -> Choice:
+        """Router hook: the prompt itself, with its analysis row for the dense columns; the best-scored
+        of ``candidates`` wins (NoRoute when none is one of this policy's models)."""
         if not isinstance(text, (str, bytes, bytearray, memoryview)):
             raise InvalidInput(f"the Linear policy routes text prompts, got {type(text).__name__}")
         dense = None
         if self.dense_names:
             names = self.feature_names
             dense = np.asarray(analysis.features, dtype=np.float32)[[names.index(n) for n in self.dense_names]]
-        return self.route(text, dense)
+        return self.route(text, dense, candidates)
 
     def select(self, analysis: Any, models: Any = None) -> Choice:
         raise PolicyError("the Linear policy reads the prompt text: route through Router.route(text) or Linear.route(text)")
