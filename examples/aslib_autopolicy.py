@@ -4,7 +4,7 @@ The outer loop is each scenario's own ten folds (cv.arff); in each, AutoPolicy
 chooses among its default learners by inner cross-validation on the nine
 training folds only, refits the winner on them and routes the held-out fold.
 
-Run from the repository root:  python examples/aslib_autopolicy.py [inner_folds]
+Run from the repository root:  python examples/aslib_autopolicy.py [n_trees]
 """
 
 import sys
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fastroute import AutoPolicy
+from fastroute.decision.auto import default_learners
 from fastroute.decision.evaluate import score_choices
 from fastroute.tools.datasets import load_aslib
 
@@ -22,7 +23,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aslib"
 PUBLISHED_GAP_CLOSED = {"QBF-2011": 0.883, "MAXSAT12-PMS": 0.877}
 
 
-def main(inner_folds: int = 3) -> None:
+def main(n_trees: int = 30) -> None:
     for scenario, published in PUBLISHED_GAP_CLOSED.items():
         data = load_aslib(DATA / scenario)
         start = time.perf_counter()
@@ -30,7 +31,7 @@ def main(inner_folds: int = 3) -> None:
         picks = []
         for fold in np.unique(data.folds):
             test = data.folds == fold
-            auto = AutoPolicy(inner_folds=inner_folds).fit(
+            auto = AutoPolicy(default_learners(n_trees), inner_folds=3).fit(
                 data.features[~test], data.outcomes[~test], models=data.models, loss=True,
                 feature_names=data.feature_names)
             chosen[test] = auto.predict(data.features[test])
@@ -45,4 +46,4 @@ def main(inner_folds: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)

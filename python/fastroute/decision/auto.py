@@ -172,19 +172,21 @@ class Trial:
         return self.evaluation.regret if self.evaluation is not None else float("inf")
 
 
-def default_learners(n_trees: int = 50, *, random_state: int = 0, n_jobs: int = 1) -> list[tuple[str, Any]]:
-    """The default grid: forest regression, forest classification, log-loss forest regression (each
-    with all features or half per split) and pairwise classification, ``n_trees`` trees each."""
+def default_learners(n_trees: int = 50, *, max_features: Sequence[Any] = (1.0,), random_state: int = 0,
+                     n_jobs: int = 1) -> list[tuple[str, Any]]:
+    """The default grid: forest regression, forest classification, log-loss forest regression and
+    pairwise classification, ``n_trees`` trees each, for each share of features per split in
+    ``max_features`` (one by default: each setting adds four learners to fit per inner fold)."""
     learners: list[tuple[str, Any]] = []
     common = {"n_trees": n_trees, "random_state": random_state, "n_jobs": n_jobs}
-    for max_features in (1.0, 0.5):
+    for share in max_features:
         learners += [
-            (f"forest regression, max_features={max_features}", Forest(max_features=max_features, **common)),
-            (f"forest classification, max_features={max_features}",
-             Forest(max_features=max_features, method="classification", **common)),
-            (f"log-loss forest regression, max_features={max_features}", LogForest(max_features=max_features, **common)),
+            (f"forest regression, max_features={share}", Forest(max_features=share, **common)),
+            (f"forest classification, max_features={share}",
+             Forest(max_features=share, method="classification", **common)),
+            (f"log-loss forest regression, max_features={share}", LogForest(max_features=share, **common)),
+            (f"pairwise classification, max_features={share}", Pairwise(max_features=share, **common)),
         ]
-    learners.append(("pairwise classification, max_features=0.5", Pairwise(max_features=0.5, **common)))
     return learners
 
 
@@ -287,7 +289,8 @@ class AutoPolicy(Policy):
         return self.policy.pinned()
 
     def save(self, path: str | Path) -> None:
-        """Save the winner (``fastroute.decision.load`` reads it back as that policy); PolicyError for a Pairwise winner."""
+        """Save the winner (``fastroute.decision.load`` reads it back as that policy); PolicyError for a
+        Pairwise winner."""
         if not hasattr(self.policy, "save"):
             raise PolicyError(f"the chosen learner ({self.chosen}) is a Python policy and cannot be saved")
         self.policy.save(path)
