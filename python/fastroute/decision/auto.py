@@ -257,7 +257,9 @@ class AutoPolicy(Policy):
                              f"gap closed {e.gap_closed:.3f}")
         ranked = sorted((t for t in self.trials if t.evaluation is not None), key=lambda t: t.regret)
         why = f"chose {self.chosen}: the lowest inner cross-validated regret"
-        if len(ranked) > 1:
+        if len(ranked) > 1 and ranked[1].regret == ranked[0].regret:
+            why += f", tied with {ranked[1].name}: the earlier listed wins"
+        elif len(ranked) > 1:
             why += f", {ranked[1].regret - ranked[0].regret:.6g} below the runner-up ({ranked[1].name})"
         return "\n".join(lines + [why])
 
