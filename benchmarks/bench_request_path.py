@@ -1,0 +1,293 @@
+"""Where one request's time goes: each stage of route / infer / submit / ainfer, timed
+by calling its part directly, beside the baselines a user would otherwise pick.
+
+A no-op model, a 16-float array, one submitting thread. Groups (ratios: baseline
+time over the stage's time, so a stage at 0.25 costs four baselines):
+
+- ``request path: route``: pybind11 no-op call (baseline), then the stages of
+  ``router.route`` one by one: ``analyze(x)``, the candidates of its modality,
+  the policy decision (default ByModality, and a depth-8 Tree), the registry
+  resolve (route) and lease + release (infer/submit), the feedback record, the
+  Decision (its reason formatted); then ``router.route`` whole, for each policy,
+  and scikit-learn's ``predict`` of the same tree on one row.
+- ``request path: infer``: calling the model directly (baseline) vs ``router.infer``.
+- ``request path: submit->result``: ``ThreadPoolExecutor(2).submit(noop, x).result()``
+  (baseline); a ``concurrent.futures.Future`` created, resolved and read (the
+  completion alone); ``CPUExecutor.submit(spec, x).result()`` (enqueue, batch
+  wait, model call, completion and wake-up of the waiting thread); the same
+  per request in a burst of submits then results (no wake-up per request); and
+  ``router.submit(x).result()``.
+- ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
+  timed per N: ``loop.run_in_executor(ThreadPoolExecutor(2), noop, x)`` (baseline),
+  ``executor.asubmit`` + ``asyncio.wrap_future``, and ``router.ainfer``.
+
+Run: python -m pytest benchmarks/bench_request_path.py --benchmark-only -p no:randomly
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+from fastroute import FEATURE_NAMES, Router, Tree, _core
+from fastroute.analyzer import analyze
+from fastroute.executors import CPUExecutor
+
+MODELS = ["m0", "m1", "m2", "m3"]
+X = np.linspace(-1.0, 1.0, 16, dtype=np.float32)
+
+
+def noop(x):
+    return x
+
+
+def make_tree() -> tuple[DecisionTreeClassifier, Tree]:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(20_000, len(FEATURE_NAMES))).astype(np.float32)
+    labels = (rows[:, 0] + rows[:, 1] * rows[:, 2] > 0).astype(int) + 2 * (rows[:, 3] > 0.3)
+    estimator = DecisionTreeClassifier(max_depth=8, random_state=0).fit(rows, labels)
+    return estimator, Tree.from_sklearn(estimator, MODELS)
+
+
+@pytest.fixture(scope="module")
+def tree_pair():
+    return make_tree()
+
+
+def make_router(policy=None) -> Router:
+    router = Router(policy, executor=CPUExecutor(threads=1, max_batch=256, max_delay_us=0))
+    for name in MODELS:
+        router.register(name, noop, modality="tabular")
+    return router
+
+
+@pytest.fixture(scope="module")
+def routers(tree_pair):
+    default, tree = make_router(), make_router(tree_pair[1])
+    yield {"default": default, "tree": tree}
+    default.close()
+    tree.close()
+
+
+# ---- route: each stage, then the whole --------------------------------------------
+
+
+def test_pybind11_noop(benchmark):
+    benchmark.group = "request path: route"
+    benchmark.extra_info["baseline"] = True
+    benchmark(_core.noop, X)
+
+
+def test_stage_analyze(benchmark):
+    benchmark.group = "request path: route"
+    benchmark(analyze, X)
+
+
+def test_stage_candidates(benchmark, routers):
+    benchmark.group = "request path: route"
+    catalog, modality = routers["default"].models.catalog, analyze(X).modality
+    benchmark(catalog.for_modality, modality)
+
+
+@pytest.mark.parametrize("policy", ["default", "tree"])
+def test_stage_decide(benchmark, routers, policy):
+    benchmark.group = "request path: route"
+    router = routers[policy]
+    analysis = analyze(X)
+    candidates = router.models.catalog.for_modality(analysis.modality)
+    benchmark(router.policy.select, analysis, candidates)
+
+
+def test_stage_resolve(benchmark, routers):
+    benchmark.group = "request path: route"
+    benchmark(routers["default"].models.resolve, "m0")
+
+
+def test_stage_lease_release(benchmark, routers):
+    benchmark.group = "request path: route"
+    models = routers["default"].models
+
+    def lease_and_release():
+        models.lease("m0").release()
+
+    benchmark(lease_and_release)
+
+
+def test_stage_feedback_record(benchmark, routers):
+    benchmark.group = "request path: route"
+    router = routers["default"]
+    choice = router.policy.select(analyze(X), router.models.catalog.for_modality("tabular"))
+    benchmark(router.feedback_store.record, choice, cost=0.0)
+
+
+def test_stage_decision_object(benchmark, routers):
+    """The Decision a request returns, its reason string formatted."""
+    from fastroute.router import _decision
+
+    benchmark.group = "request path: route"
+    router = routers["default"]
+    analysis = analyze(X)
+    choice = router.policy.select(analysis, router.models.catalog.for_modality(analysis.modality))
+    spec, version_reason = router.models.resolve(choice.model)
+    benchmark(_decision, spec, analysis, choice, version_reason, "id")
+
+
+@pytest.mark.parametrize("policy", ["default", "tree"])
+def test_route_whole(benchmark, routers, policy):
+    benchmark.group = "request path: route"
+    router = routers[policy]
+    assert router.route(X).model in MODELS
+    benchmark(router.route, X)
+
+
+def test_sklearn_tree_one_row(benchmark, tree_pair):
+    benchmark.group = "request path: route"
+    estimator, _ = tree_pair
+    row = analyze(X).features.reshape(1, -1)
+    benchmark(estimator.predict, row)
+
+
+# ---- infer --------------------------------------------------------------------------
+
+
+def test_model_direct(benchmark):
+    benchmark.group = "request path: infer"
+    benchmark.extra_info["baseline"] = True
+    benchmark(noop, X)
+
+
+@pytest.mark.parametrize("policy", ["default", "tree"])
+def test_infer(benchmark, routers, policy):
+    benchmark.group = "request path: infer"
+    router = routers[policy]
+    assert router.infer(X) is X
+    benchmark(router.infer, X)
+
+
+# ---- submit -> result ---------------------------------------------------------------
+
+
+def test_threadpool_submit_result(benchmark):
+    benchmark.group = "request path: submit->result"
+    benchmark.extra_info["baseline"] = True
+    with ThreadPoolExecutor(2) as pool:
+        benchmark(lambda: pool.submit(noop, X).result())
+
+
+def test_stage_future_complete(benchmark):
+    """Creating, resolving and reading a concurrent.futures.Future: the completion alone."""
+    benchmark.group = "request path: submit->result"
+
+    def complete():
+        future: Future = Future()
+        future.set_result(X)
+        return future.result()
+
+    benchmark(complete)
+
+
+def test_stage_executor_submit_result(benchmark, routers):
+    """Enqueue + batch wait + model call + completion + wake-up of this thread."""
+    benchmark.group = "request path: submit->result"
+    router = routers["default"]
+    spec = router.models.resolve("m0")[0]
+    executor = router.executor
+    benchmark(lambda: executor.submit(spec, X).result())
+
+
+def test_stage_executor_burst(benchmark, routers, quick):
+    """Per request, submits in bursts then results: the wake-up of a waiting thread amortised."""
+    benchmark.group = "request path: submit->result"
+    router = routers["default"]
+    spec = router.models.resolve("m0")[0]
+    executor = router.executor
+    burst = 64
+
+    def run():
+        futures = [executor.submit(spec, X) for _ in range(burst)]
+        for future in futures:
+            future.result()
+
+    rounds = 20 if quick else 500
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
+    _per_request(benchmark, burst)
+
+
+def test_router_submit_result(benchmark, routers):
+    benchmark.group = "request path: submit->result"
+    router = routers["default"]
+    assert router.submit(X).result() is X
+    benchmark(lambda: router.submit(X).result())
+
+
+# ---- ainfer, N concurrent on one loop -------------------------------------------------
+
+
+def concurrent_requests(quick: bool) -> int:
+    return 500 if quick else 10_000
+
+
+def _per_request(benchmark, n: int) -> None:
+    """pytest-benchmark times whole rounds of n requests: keep its ratios, also note per-request us."""
+    benchmark.extra_info["requests_per_round"] = n
+    benchmark.extra_info["us_per_request_median"] = benchmark.stats["median"] / n * 1e6
+
+
+def test_run_in_executor(benchmark, quick):
+    n = concurrent_requests(quick)
+    benchmark.group = "request path: ainfer, N concurrent"
+    benchmark.extra_info["baseline"] = True
+    loop = asyncio.new_event_loop()
+    pool = ThreadPoolExecutor(2)
+
+    async def run():
+        await asyncio.gather(*(loop.run_in_executor(pool, noop, X) for _ in range(n)))
+
+    try:
+        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
+    finally:
+        pool.shutdown()
+        loop.close()
+    _per_request(benchmark, n)
+
+
+def test_executor_asubmit(benchmark, routers, quick):
+    n = concurrent_requests(quick)
+    benchmark.group = "request path: ainfer, N concurrent"
+    router = routers["default"]
+    spec = router.models.resolve("m0")[0]
+    executor = router.executor
+    loop = asyncio.new_event_loop()
+
+    async def one():
+        return await asyncio.wrap_future(await executor.asubmit(spec, X))
+
+    async def run():
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    try:
+        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
+    finally:
+        loop.close()
+    _per_request(benchmark, n)
+
+
+def test_router_ainfer(benchmark, routers, quick):
+    n = concurrent_requests(quick)
+    benchmark.group = "request path: ainfer, N concurrent"
+    router = routers["default"]
+    loop = asyncio.new_event_loop()
+
+    async def run():
+        results = await asyncio.gather(*(router.ainfer(X) for _ in range(n)))
+        assert all(result is X for result in results)
+
+    try:
+        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
+    finally:
+        loop.close()
+    _per_request(benchmark, n)
