@@ -14,9 +14,10 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
 - ``request path: submit->result``: ``ThreadPoolExecutor(2).submit(noop, x).result()``
   (baseline); a ``concurrent.futures.Future`` created, resolved and read (the
   completion alone); ``CPUExecutor.submit(spec, x).result()`` (enqueue, batch
-  wait, model call, completion and wake-up of the waiting thread); the same
-  per request in a burst of submits then results (no wake-up per request); and
+  wait, model call, completion and wake-up of the waiting thread); and
   ``router.submit(x).result()``.
+- ``request path: 64 submits then results``: the same in bursts (the wake-up of
+  the waiting thread amortised), ThreadPoolExecutor(2) (baseline) vs CPUExecutor.
 - ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
   timed per N: ``loop.run_in_executor(ThreadPoolExecutor(2), noop, x)`` (baseline),
   ``executor.asubmit`` + ``asyncio.wrap_future``, and ``router.ainfer``.
@@ -39,6 +40,7 @@ from fastroute.executors import CPUExecutor
 
 MODELS = ["m0", "m1", "m2", "m3"]
 X = np.linspace(-1.0, 1.0, 16, dtype=np.float32)
+BURST = 64
 
 
 def noop(x):
@@ -199,22 +201,26 @@ def test_stage_executor_submit_result(benchmark, routers):
     benchmark(lambda: executor.submit(spec, X).result())
 
 
-def test_stage_executor_burst(benchmark, routers, quick):
-    """Per request, submits in bursts then results: the wake-up of a waiting thread amortised."""
-    benchmark.group = "request path: submit->result"
+@pytest.mark.parametrize("side", ["threadpool", "executor"])
+def test_burst(benchmark, routers, quick, side):
+    """Per round, BURST submits then their results: the wake-up of a waiting thread amortised."""
+    benchmark.group = f"request path: {BURST} submits then results"
     router = routers["default"]
     spec = router.models.resolve("m0")[0]
-    executor = router.executor
-    burst = 64
+    pool = ThreadPoolExecutor(2)
+    if side == "threadpool":
+        benchmark.extra_info["baseline"] = True
+        submit = lambda: pool.submit(noop, X)  # noqa: E731
+    else:
+        submit = lambda: router.executor.submit(spec, X)  # noqa: E731
 
     def run():
-        futures = [executor.submit(spec, X) for _ in range(burst)]
-        for future in futures:
+        for future in [submit() for _ in range(BURST)]:
             future.result()
 
-    rounds = 20 if quick else 500
-    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
-    _per_request(benchmark, burst)
+    with pool:
+        benchmark.pedantic(run, rounds=20 if quick else 500, iterations=1, warmup_rounds=1)
+    _per_request(benchmark, BURST)
 
 
 def test_router_submit_result(benchmark, routers):
@@ -237,53 +243,14 @@ def _per_request(benchmark, n: int) -> None:
     benchmark.extra_info["us_per_request_median"] = benchmark.stats["median"] / n * 1e6
 
 
-def test_run_in_executor(benchmark, quick):
+def _time_concurrent(benchmark, quick: bool, request) -> None:
+    """Times rounds of N concurrent ``await request(loop)`` on one fresh event loop."""
     n = concurrent_requests(quick)
     benchmark.group = "request path: ainfer, N concurrent"
-    benchmark.extra_info["baseline"] = True
-    loop = asyncio.new_event_loop()
-    pool = ThreadPoolExecutor(2)
-
-    async def run():
-        await asyncio.gather(*(loop.run_in_executor(pool, noop, X) for _ in range(n)))
-
-    try:
-        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
-    finally:
-        pool.shutdown()
-        loop.close()
-    _per_request(benchmark, n)
-
-
-def test_executor_asubmit(benchmark, routers, quick):
-    n = concurrent_requests(quick)
-    benchmark.group = "request path: ainfer, N concurrent"
-    router = routers["default"]
-    spec = router.models.resolve("m0")[0]
-    executor = router.executor
-    loop = asyncio.new_event_loop()
-
-    async def one():
-        return await asyncio.wrap_future(await executor.asubmit(spec, X))
-
-    async def run():
-        await asyncio.gather(*(one() for _ in range(n)))
-
-    try:
-        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
-    finally:
-        loop.close()
-    _per_request(benchmark, n)
-
-
-def test_router_ainfer(benchmark, routers, quick):
-    n = concurrent_requests(quick)
-    benchmark.group = "request path: ainfer, N concurrent"
-    router = routers["default"]
     loop = asyncio.new_event_loop()
 
     async def run():
-        results = await asyncio.gather(*(router.ainfer(X) for _ in range(n)))
+        results = await asyncio.gather(*(request(loop) for _ in range(n)))
         assert all(result is X for result in results)
 
     try:
@@ -291,3 +258,25 @@ def test_router_ainfer(benchmark, routers, quick):
     finally:
         loop.close()
     _per_request(benchmark, n)
+
+
+def test_run_in_executor(benchmark, quick):
+    benchmark.extra_info["baseline"] = True
+    with ThreadPoolExecutor(2) as pool:
+        _time_concurrent(benchmark, quick, lambda loop: loop.run_in_executor(pool, noop, X))
+
+
+def test_executor_asubmit(benchmark, routers, quick):
+    router = routers["default"]
+    spec = router.models.resolve("m0")[0]
+    executor = router.executor
+
+    async def one(loop):
+        return await asyncio.wrap_future(await executor.asubmit(spec, X), loop=loop)
+
+    _time_concurrent(benchmark, quick, one)
+
+
+def test_router_ainfer(benchmark, routers, quick):
+    router = routers["default"]
+    _time_concurrent(benchmark, quick, lambda loop: router.ainfer(X))
