@@ -2,19 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
-#include <string_view>
 #include <thread>
 
 #include "errors.hpp"
 #include "features.hpp"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTROUTE_X86_VECTOR_WALK 1
-#include <immintrin.h>
-#endif
 
 namespace fastroute {
 
@@ -92,80 +85,7 @@ void check_tree_begin(const std::vector<std::uint32_t>& tree_begin, std::size_t 
             std::to_string(n_nodes));
 }
 
-#ifdef FASTROUTE_X86_VECTOR_WALK
-// Walks two interleaved 8-row groups (16 rows, `stride` floats apart) through
-// a complete tree of `depth` levels with AVX2; the leaf slot of each row
-// (counted from the first leaf) into `leaf_slot`. `splits` holds the tree's
-// 2^depth - 1 (threshold, column) pairs in level order, as DenseSplit. Levels
-// 0-3 (splits 0-14) are permuted out of registers; deeper levels gather their
-// split. The comparison is the scalar walk's (value > threshold, false on
-// NaN), so both reach the same leaf.
-__attribute__((target("avx2"))) void walk_dense_avx2(const unsigned char* splits, std::uint32_t depth,
-                                                     const float* prepared, std::size_t n, std::size_t stride,
-                                                     std::uint32_t* leaf_slot) {
-  // Splits 0-7 (levels 0-2) and 7-14 (level 3): [thresholds 0-7, 7-14, columns 0-7, 7-14].
-  alignas(32) std::uint32_t top[4][8] = {};
-  const std::uint32_t top_count = std::min<std::uint32_t>(15, (1u << depth) - 1);
-  for (std::uint32_t i = 0; i < top_count; ++i) {
-    for (std::uint32_t half = 0; half < 2; ++half) {
-      const std::uint32_t at = i - 7 * half;
-      if (i >= 7 * half && at < 8) {
-        std::memcpy(&top[half][at], splits + 8 * i, 4);
-        std::memcpy(&top[2 + half][at], splits + 8 * i + 4, 4);
-      }
-    }
-  }
-  const __m256i* top_vectors = reinterpret_cast<const __m256i*>(top);
-  const __m256 threshold_low = _mm256_castsi256_ps(_mm256_load_si256(top_vectors));
-  const __m256 threshold_high = _mm256_castsi256_ps(_mm256_load_si256(top_vectors + 1));
-  const __m256i column_low = _mm256_load_si256(top_vectors + 2), column_high = _mm256_load_si256(top_vectors + 3);
-  const __m256i one = _mm256_set1_epi32(1), seven = _mm256_set1_epi32(7);
-  const int row_step = static_cast<int>(stride);
-  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(row_step));
-  const float* split_thresholds = reinterpret_cast<const float*>(splits);
-  const int* split_columns = reinterpret_cast<const int*>(splits + 4);
-  const std::uint32_t first_leaf = (1u << depth) - 1;
-  for (std::size_t r = 0; r + 16 <= n; r += 16) {
-    const float* rows = prepared + r * stride;
-    const __m256i offset[2] = {lanes, _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * row_step))};
-    __m256i slot[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (std::uint32_t level = 0; level < depth; ++level) {
-      for (int g = 0; g < 2; ++g) {
-        __m256 threshold;
-        __m256i column;
-        if (level < 3) {
-          threshold = _mm256_permutevar8x32_ps(threshold_low, slot[g]);
-          column = _mm256_permutevar8x32_epi32(column_low, slot[g]);
-        } else if (level == 3) {
-          const __m256i index = _mm256_sub_epi32(slot[g], seven);
-          threshold = _mm256_permutevar8x32_ps(threshold_high, index);
-          column = _mm256_permutevar8x32_epi32(column_high, index);
-        } else {
-          threshold = _mm256_i32gather_ps(split_thresholds, slot[g], 8);
-          column = _mm256_i32gather_epi32(split_columns, slot[g], 8);
-        }
-        const __m256 value = _mm256_i32gather_ps(rows, _mm256_add_epi32(offset[g], column), 4);
-        const __m256i greater = _mm256_castps_si256(_mm256_cmp_ps(value, threshold, _CMP_GT_OQ));  // all ones: right
-        slot[g] = _mm256_sub_epi32(_mm256_add_epi32(_mm256_add_epi32(slot[g], slot[g]), one), greater);
-      }
-    }
-    const __m256i leaf_base = _mm256_set1_epi32(static_cast<int>(first_leaf));
-    for (int g = 0; g < 2; ++g)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf_slot + r + 8 * g), _mm256_sub_epi32(slot[g], leaf_base));
-  }
-}
-#endif
-
 }  // namespace
-
-const char* best_tree_walk() {
-#ifdef FASTROUTE_X86_VECTOR_WALK
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2 ? "avx2" : "scalar";
-#else
-  return "scalar";
-#endif
-}
 
 ModelMask::ModelMask(std::vector<std::uint8_t> flags, std::size_t groups, std::size_t num_models)
     : flags_(std::move(flags)), groups_(groups), num_models_(num_models) {
@@ -281,13 +201,8 @@ void RuleScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out, c
 
 // ---- forests --------------------------------------------------------------
 
-ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& a,
-                           TreeWalk walk)
-    : Scorer(num_features, num_models),
-      divisor_(a.divisor),
-      // The vector walk indexes a pass of prepared rows with 32-bit offsets.
-      vector_walk_(walk == TreeWalk::kBest && std::string_view(best_tree_walk()) == "avx2" &&
-                   kPassRows * 2 * num_features < (std::size_t{1} << 30)) {
+ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& a)
+    : Scorer(num_features, num_models), divisor_(a.divisor) {
   const std::size_t n_nodes = a.feature.size();
   if (a.threshold.size() != n_nodes || a.left.size() != n_nodes || a.right.size() != n_nodes ||
       a.missing_left.size() != n_nodes || a.values.size() != n_nodes * num_models)
@@ -427,16 +342,6 @@ void ForestScorer::walk_blocks(const TreeLayout& tree, const float* prepared, st
                                std::uint32_t* leaf) const {
   const std::size_t stride = 2 * (Features ? Features : num_features());
   std::size_t r = 0;
-#ifdef FASTROUTE_X86_VECTOR_WALK
-  static_assert(kBlock == 16, "walk_dense_avx2 walks 16 rows at a time");
-  if (vector_walk_ && tree.dense) {
-    r = n - n % kBlock;
-    walk_dense_avx2(reinterpret_cast<const unsigned char*>(dense_splits_.data() + tree.dense_begin), tree.depth,
-                    prepared, r, stride, leaf);
-    const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
-    for (std::size_t i = 0; i < r; ++i) leaf[i] = leaves[leaf[i]];
-  }
-#endif
   for (; r + kBlock <= n; r += kBlock) walk<kBlock, Features>(tree, prepared + r * stride, leaf + r);
   for (; r < n; ++r) walk<1, Features>(tree, prepared + r * stride, leaf + r);
 }

@@ -184,19 +184,9 @@ struct ForestArrays {
   std::vector<double> divisor;  // num_models
 };
 
-// How a forest walks its complete (dense) trees: kScalar, one row at a time
-// on every CPU; kBest, 16 rows at once with AVX2 gathers where the CPU has
-// AVX2 (checked at run time; the build stays baseline x86-64), else scalar.
-// Both give bit-identical results.
-enum class TreeWalk : std::uint8_t { kScalar, kBest };
-
-// The walk kBest takes on this CPU: "avx2" or "scalar". Thread-safe.
-const char* best_tree_walk();
-
 class ForestScorer final : public Scorer {
  public:
-  ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays,
-               TreeWalk walk = TreeWalk::kBest);
+  ForestScorer(std::size_t num_features, std::size_t num_models, const ForestArrays& arrays);
   using Scorer::score_rows;
   // The best-scored allowed model (ties: the lowest index); margin: its lead
   // over the best other allowed model (0 when it is the only one). A masked
@@ -273,7 +263,6 @@ class ForestScorer final : public Scorer {
   std::vector<std::uint32_t> dense_leaves_;
   std::vector<double> divisor_;
   std::vector<LeafDecision> leaf_decisions_;  // per node, one-tree policies only
-  bool vector_walk_;  // dense trees walked with AVX2 (kBest on an AVX2 CPU)
 };
 
 // Threshold switch on one feature: model = number of cuts the value exceeds

@@ -3,7 +3,6 @@
 // every length, NaN rows, threads, and rejected arrays.
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -197,53 +196,13 @@ void test_rejected_arrays() {
   check(thrown, "equal cuts are rejected");
 }
 
-// The AVX2 walk (kBest, where the CPU has it) reaches the leaves the scalar
-// walk reaches: every output column and score bit-identical, NaN included.
-void test_vector_walk_matches_scalar(std::size_t nf) {
-  std::mt19937 rng(11);
-  const std::size_t k = 3;
-  for (int depth : {0, 1, 3, 4, 5, 8, 10, 12}) {
-    for (int trees : {1, 3}) {
-      ForestArrays a;
-      a.tree_begin.push_back(0);
-      for (int t = 0; t < trees; ++t) add_random_tree(a, rng, nf, k, depth);
-      a.divisor.assign(k, trees);
-      const ForestScorer scalar(nf, k, a, TreeWalk::kScalar), best(nf, k, a, TreeWalk::kBest);
-      for (std::size_t n : {std::size_t{15}, std::size_t{16}, std::size_t{33}, std::size_t{257}, std::size_t{5000}}) {
-        std::vector<float> rows(n * nf);
-        std::normal_distribution<float> normal;
-        for (float& v : rows) v = rng() % 7 == 0 ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
-        for (std::size_t i = 0; i < n * nf; i += 13) rows[i] = i % 2 ? std::numeric_limits<float>::infinity() : 0.0f;
-        std::vector<std::int32_t> model[2], reason[2];
-        std::vector<float> score[2], margin[2];
-        std::vector<double> scores[2];
-        const ForestScorer* scorers[2] = {&scalar, &best};
-        for (int s = 0; s < 2; ++s) {
-          model[s].resize(n), reason[s].resize(n), score[s].resize(n), margin[s].resize(n), scores[s].resize(n * k);
-          scorers[s]->score_rows(rows.data(), n, {model[s].data(), score[s].data(), margin[s].data(), reason[s].data()});
-          scorers[s]->predict_scores(rows.data(), n, scores[s].data());
-        }
-        const auto same_bits = [](const auto& x, const auto& y) {
-          return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0;
-        };
-        check(same_bits(model[0], model[1]) && same_bits(reason[0], reason[1]) && same_bits(score[0], score[1]) &&
-                  same_bits(margin[0], margin[1]) && same_bits(scores[0], scores[1]),
-              "the vector tree walk is bit-identical to the scalar walk");
-      }
-    }
-  }
-}
-
 }  // namespace
 
 int main() {
   test_forests(5);
   test_forests(kNumFeatures);  // the walk specialised for the schema's width
-  test_vector_walk_matches_scalar(5);
-  test_vector_walk_matches_scalar(kNumFeatures);
   test_rules_and_threshold();
   test_rejected_arrays();
-  std::printf("tree walk on this CPU: %s\n", best_tree_walk());
   std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");
   return failures ? 1 : 0;
 }
