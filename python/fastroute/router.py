@@ -37,6 +37,23 @@ if TYPE_CHECKING:
 __all__ = ["Decision", "Router"]
 
 
+class _LazyReason:
+    """``Decision.reason``: a str, or the pair (policy's reason, version's reason) that the
+    router passes and that is joined only when first read (most reasons are never read)."""
+
+    def __get__(self, decision: Decision | None, owner: type | None = None) -> str:
+        if decision is None:
+            raise AttributeError("reason")  # no class-level default: the field is required
+        reason = decision.__dict__["_reason"]
+        if isinstance(reason, tuple):
+            reason = "; ".join(reason)
+            decision.__dict__["_reason"] = reason  # same text whichever thread joins first
+        return reason
+
+    def __set__(self, decision: Decision, reason: str | tuple[str, str]) -> None:
+        decision.__dict__["_reason"] = reason
+
+
 @dataclass(frozen=True)
 class Decision:
     """Where one request goes, and why.
@@ -48,7 +65,7 @@ class Decision:
     model: str
     version: str
     modality: str
-    reason: str
+    reason: str = _LazyReason()  # type: ignore[assignment]
     score: float | None = None
     id: str | None = None
     propensity: float = 1.0
@@ -809,5 +826,5 @@ def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
 def _decision(
     spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str, decision_id: str
 ) -> Decision:
-    reason = f"{choice.reason}; {version_reason}"
-    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)
+    reason = (choice.reason, version_reason)  # joined only if read
+    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)  # type: ignore[arg-type]
