@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from os import PathLike
@@ -411,13 +412,10 @@ class Router:
         if self.resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
         decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
-        try:
+        with self._held_until_done(lease, x) as follow:
             future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
-        except BaseException:
-            lease.discard()
-            raise
-        future.decision = decision  # type: ignore[attr-defined]
-        future.add_done_callback(lambda done: self._complete(lease, x, done))
+            future.decision = decision  # type: ignore[attr-defined]
+            follow(future)
         return future
 
     async def ainfer(
@@ -444,12 +442,9 @@ class Router:
             result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
             return (result, future.decision) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
-        try:
+        with self._held_until_done(lease, x) as follow:  # CancelledError while waiting for room too
             future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
-        except BaseException:  # CancelledError while waiting for room too
-            lease.discard()
-            raise
-        future.add_done_callback(lambda done: self._complete(lease, x, done))
+            follow(future)
         result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
         return (result, decision) if return_decision else result
 
@@ -499,6 +494,17 @@ class Router:
         executor = type(self._executor).__name__ if self._executor is not None else None
         closed = ", closed" if self._closed else ""
         return f"Router(policy={type(self._policy).__name__}, models={models}, executor={executor}{closed})"
+
+    @contextlib.contextmanager
+    def _held_until_done(self, lease: Lease, x: Any) -> Iterator[Callable[[Future], None]]:
+        """The block queues one request on ``lease`` and hands its future to the yielded
+        ``follow``: the lease then ends with the future (see :meth:`_complete`), or at
+        once if the block raises before (nothing was queued)."""
+        try:
+            yield lambda future: future.add_done_callback(lambda done: self._complete(lease, x, done))
+        except BaseException:
+            lease.discard()
+            raise
 
     def _complete(self, lease: Lease, x: Any, done: Future) -> None:
         """Ends a submitted request's lease and offers its result to the shadow."""
