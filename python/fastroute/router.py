@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import threading
 import weakref
-from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from .library.catalog import Candidates
 from .library import config as config_files
 from .library.leases import Lease
 from .library.registry import Registry
-from .library.spec import ModelSpec
+from .library.spec import ModelSpec, group_by_spec
 from . import _core
 from .executors.cpu import request_times as executor_request_times
 
@@ -354,14 +353,10 @@ class Router:
     def _run_leased(self, xs: Sequence[Any], leases: list[Lease | None], results: list[Any], per_item: bool) -> None:
         """Call each leased model version once on its group of inputs; ``results[i]``
         gets input i's result, or per item its ModelError (else the first is raised)."""
-        groups: dict[int, list[int]] = defaultdict(list)
-        for index, lease in enumerate(leases):
-            if lease is not None:
-                groups[id(lease.spec)].append(index)
-        for indices in groups.values():
+        leased = [index for index, lease in enumerate(leases) if lease is not None]
+        for spec, indices in group_by_spec(leased, lambda index: leases[index].spec):
             for index in indices:
                 leases[index].restart_clock()  # a later group's latency excludes earlier groups
-            spec = leases[indices[0]].spec
             try:
                 outcomes = _group_outcomes(spec, [xs[i] for i in indices], per_item)
             except BaseException as error:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import operator
 import random
 import threading
 import time
@@ -32,7 +33,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
-from ..library.spec import ModelSpec
+from ..library.spec import ModelSpec, group_by_spec
 from .config import ExecutorConfig
 from .waiting import WaitingRequests, fail_unstarted
 
@@ -110,26 +111,14 @@ def _resolve(ready: list, expired: list, aborted: list) -> int:
         if waiting.claim(future):
             fail_unstarted(future, _closed_before_running(spec.name))
     failures = 0
-    for spec, requests in _by_spec(ready):
+    # One group, unless a request submitted for a retired spec raced into its lane's
+    # reuse by another spec: each still runs on its own model.
+    for spec, requests in group_by_spec(ready, _spec_of):
         failures += _run_batched(spec, requests) if spec.batched else _run_each(spec, requests)
     return failures
 
 
-def _by_spec(requests: list) -> list[tuple[ModelSpec, list]]:
-    """The requests grouped by the spec they were submitted for, in order.
-
-    One group, unless a request submitted for a retired spec raced into its
-    lane's reuse by another spec: each still runs on its own model.
-    """
-    if not requests:
-        return []
-    first = requests[0][2]
-    if all(request[2] is first for request in requests):
-        return [(first, requests)]
-    groups: dict[int, tuple[ModelSpec, list]] = {}
-    for request in requests:
-        groups.setdefault(id(request[2]), (request[2], []))[1].append(request)
-    return list(groups.values())
+_spec_of = operator.itemgetter(2)  # a request's spec
 
 
 def _start(request: tuple) -> bool:

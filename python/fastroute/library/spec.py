@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from ..analyzer import MODALITIES
 from ..errors import ModelError, RegistrationError
 
-__all__ = ["ModelSpec", "stack_if_possible", "validate_spec", "warm_up"]
+__all__ = ["ModelSpec", "group_by_spec", "stack_if_possible", "validate_spec", "warm_up"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,22 @@ def _is_result_sequence(output: Any) -> bool:
     if isinstance(output, (str, bytes, bytearray, Mapping)):
         return False
     return hasattr(type(output), "__len__") and hasattr(type(output), "__getitem__")
+
+
+def group_by_spec(items: list[T], spec_of: Callable[[T], ModelSpec]) -> list[tuple[ModelSpec, list[T]]]:
+    """``items`` grouped by the model version each is for (the very spec object, not its
+    name), groups in order of first appearance, items in order within each group.
+    Allocates one group when every item is for the same spec (the common case)."""
+    if not items:
+        return []
+    first = spec_of(items[0])
+    if all(spec_of(item) is first for item in items):
+        return [(first, items)]
+    groups: dict[int, tuple[ModelSpec, list[T]]] = {}
+    for item in items:
+        spec = spec_of(item)
+        groups.setdefault(id(spec), (spec, []))[1].append(item)
+    return list(groups.values())
 
 
 def stack_if_possible(inputs: list[Any]) -> Any:
