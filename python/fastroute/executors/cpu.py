@@ -46,6 +46,11 @@ _NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
 _FOREVER_S = _core.NO_DEADLINE_FROM_S  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
 
+#: One queued request: (future, input, spec, deadline_ns, waiting), read by unpacking into
+#: named locals. A plain tuple, not a NamedTuple: building one costs ~0.5 us more per
+#: request (measured), about as much as creating the request's Future.
+Request = tuple[Future, Any, ModelSpec, int, WaitingRequests]
+
 
 @dataclass(frozen=True)
 class ReplicaStats:
@@ -81,11 +86,11 @@ class QueueStats:
     replicas: int
 
 
-def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> int:
-    """The dispatcher's callback: resolves one batch of ``(future, input, spec,
-    deadline_ns, waiting)`` requests with the GIL held (taken once). Never raises: if
-    resolving breaks off, every request not yet resolved fails. Returns how many model
-    calls of the batch failed (the dispatcher keeps each replica's error rate from it).
+def _run_requests(lane: int, ready: list[Request], expired: list[Request], aborted: list[Request]) -> int:
+    """The dispatcher's callback: resolves one batch of requests (see ``Request``) with
+    the GIL held (taken once). Never raises: if resolving breaks off, every request not
+    yet resolved fails. Returns how many model calls of the batch failed (the
+    dispatcher keeps each replica's error rate from it).
 
     A plain function, so the C++ dispatcher holding it holds no reference to
     the executor (no uncollectable cycle) nor to any model.
@@ -97,7 +102,7 @@ def _run_requests(lane: int, ready: list, expired: list, aborted: list) -> int:
         return len(ready)
 
 
-def _resolve(ready: list, expired: list, aborted: list) -> int:
+def _resolve(ready: list[Request], expired: list[Request], aborted: list[Request]) -> int:
     """Resolves each request of one batch: expired, aborted, then run (or cancelled).
     Returns how many of the requests run failed.
 
@@ -118,10 +123,10 @@ def _resolve(ready: list, expired: list, aborted: list) -> int:
     return failures
 
 
-_spec_of = operator.itemgetter(2)  # a request's spec
+_spec_of = operator.itemgetter(2)  # a Request's spec
 
 
-def _start(request: tuple) -> bool:
+def _start(request: Request) -> bool:
     """Claims a request for its model call, right before it: True if it runs now.
 
     False if something else ended it, or if it is cancelled, or if its deadline
@@ -137,7 +142,7 @@ def _start(request: tuple) -> bool:
     return future.set_running_or_notify_cancel()
 
 
-def _fail_unfinished(requests: list, error: BaseException) -> None:
+def _fail_unfinished(requests: list[Request], error: BaseException) -> None:
     """Fails every request of a batch whose processing broke off: those not yet
     claimed, and those this worker started but did not finish."""
     for future, _, spec, _, waiting in requests:
@@ -162,20 +167,20 @@ def _closed_before_running(model: str) -> RouterClosed:
     return RouterClosed(f"executor closed before model {model!r} ran the request")
 
 
-def _run_batched(spec: ModelSpec, requests: list[tuple]) -> int:
+def _run_batched(spec: ModelSpec, requests: list[Request]) -> int:
     """One model call on the requests claimed in time; returns how many failed."""
     live = [request for request in requests if _start(request)]
     if not live:
         return 0
     try:
-        outputs = spec.run_batch([request[1] for request in live])
+        outputs = spec.run_batch([x for _, x, _, _, _ in live])
     except BaseException as error:  # noqa: BLE001 - delivered to every request of the batch
         failure = _as_model_error(spec, error)
-        for request in live:
-            request[0].set_exception(failure.copy())
+        for future, _, _, _, _ in live:
+            future.set_exception(failure.copy())
         return len(live)
-    for request, output in zip(live, outputs):
-        request[0].set_result(output)
+    for (future, _, _, _, _), output in zip(live, outputs):
+        future.set_result(output)
     return 0
 
 
@@ -184,7 +189,7 @@ def _as_model_error(spec: ModelSpec, error: BaseException) -> ModelError:
     return error if isinstance(error, ModelError) else ModelError.caused_by(spec.name, error)
 
 
-def _run_each(spec: ModelSpec, requests: list[tuple]) -> int:
+def _run_each(spec: ModelSpec, requests: list[Request]) -> int:
     """Calls the model once per request, each claimed right before its call (until
     then its deadline or a close without drain may still end it). Returns how many
     calls failed."""
@@ -192,9 +197,9 @@ def _run_each(spec: ModelSpec, requests: list[tuple]) -> int:
     for request in requests:
         if not _start(request):
             continue
-        future = request[0]
+        future, x, _, _, _ = request
         try:
-            output = spec.run_one(request[1])
+            output = spec.run_one(x)
         except BaseException as error:  # noqa: BLE001 - delivered to this request
             future.set_exception(_as_model_error(spec, error))
             failures += 1
@@ -414,7 +419,8 @@ class CPUExecutor:
         future: Future = Future()
         waiting = self._waiting
         waiting.add(future, spec.name, None if deadline_ns == _NO_DEADLINE else deadline_ns)
-        status = self._core.push(lane, (future, x, spec, deadline_ns, waiting), high, deadline_ns, timeout_s)
+        request: Request = (future, x, spec, deadline_ns, waiting)
+        status = self._core.push(lane, request, high, deadline_ns, timeout_s)
         if status != _PUSH_ACCEPTED:
             waiting.claim(future)  # never queued: nothing else may end it
         return status, future
