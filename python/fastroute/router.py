@@ -643,8 +643,7 @@ class Router:
 
     def _observe(self, lease: Lease, decision_id: str) -> None:
         """The executor's latency and error reach the feedback store when the lease ends."""
-        store = self.feedback_store
-        lease.on_outcome = lambda error, latency: store.observe(decision_id, error, latency)
+        lease.on_outcome = self.feedback_store.observer(decision_id)
 
     def _choose(
         self,

@@ -25,6 +25,7 @@ decision open for a corrected retry: a NaN never reaches a model.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -126,6 +127,11 @@ class FeedbackStore:
                 self._counts["errors_learned"] += 1
         if learn:
             self._learn(decision_id, entry, float(policy.error_reward))
+
+    def observer(self, decision_id: str) -> Callable[[BaseException | None, float], None]:
+        """``observe`` bound to one decision: what a request calls with its (error, latency)
+        when it ends (e.g. a :class:`~fastroute.library.leases.Lease`'s ``on_outcome``)."""
+        return functools.partial(self.observe, decision_id)
 
     def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
         """Join ``reward`` (or ``quality``, ``cost``, ``latency``) to a decision; returns the status."""
