@@ -21,7 +21,7 @@ from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, parse_load_feature
-from .errors import DeadlineExceeded, FastrouteError, InvalidInput, ModelError, Overloaded, PolicyError, RouterClosed
+from .errors import DeadlineExceeded, FastrouteError, InvalidInput, Overloaded, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
 from .library.catalog import Candidates
 from .library import config as config_files
@@ -358,7 +358,7 @@ class Router:
             for index in indices:
                 leases[index].restart_clock()  # a later group's latency excludes earlier groups
             try:
-                outcomes = _group_outcomes(spec, [xs[i] for i in indices], per_item)
+                outcomes = spec.run_outcomes([xs[i] for i in indices], per_item=per_item)
             except BaseException as error:
                 for index in indices:
                     leases[index].release(error)
@@ -771,26 +771,6 @@ def _routes(routed: BatchChoice) -> list[tuple[str, str | None]]:
     """Each row's (model name, feedback id or None) of a batch decision."""
     names = routed.names()
     return list(zip(names, routed.ids or [None] * len(names)))
-
-
-def _group_outcomes(spec: ModelSpec, inputs: list[Any], per_item: bool) -> list[tuple[ModelError | None, Any]]:
-    """(error, result) for each input of one model's group. Per item, an unbatched
-    model's failure is its input's alone and a batched one's is each input's."""
-    if per_item and not spec.batched:
-        return [_attempt(spec, x) for x in inputs]
-    try:
-        return [(None, output) for output in spec.run_batch(inputs)]
-    except ModelError as error:
-        if not per_item:
-            raise
-        return [(error.copy(), None) for _ in inputs]
-
-
-def _attempt(spec: ModelSpec, x: Any) -> tuple[ModelError | None, Any]:
-    try:
-        return None, spec.run_one(x)
-    except ModelError as error:
-        return error, None
 
 
 def _rows(features: Any, index: int) -> Any:

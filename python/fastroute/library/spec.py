@@ -73,6 +73,25 @@ class ModelSpec:
             raise ModelError(self.name, f"returned {len(outputs)} results for a batch of {len(inputs)}")
         return outputs
 
+    def run_outcomes(self, inputs: list[Any], *, per_item: bool) -> list[tuple[ModelError | None, Any]]:
+        """(error, result) for each input, in order. Per item, an unbatched model's failure
+        is its input's alone and a batched one's is each input's (a copy each); otherwise
+        the first :class:`ModelError` is raised."""
+        if per_item and not self.batched:
+            return [self._attempt(x) for x in inputs]
+        try:
+            return [(None, output) for output in self.run_batch(inputs)]
+        except ModelError as error:
+            if not per_item:
+                raise
+            return [(error.copy(), None) for _ in inputs]
+
+    def _attempt(self, x: Any) -> tuple[ModelError | None, Any]:
+        try:
+            return None, self._call(x)
+        except ModelError as error:
+            return error, None
+
     def _call(self, argument: Any) -> Any:
         try:
             return self.model(argument)
