@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
-from .decision.base import BatchChoice, Choice, Policy
+from .decision.base import BatchChoice, Choice, FeatureBatch, FeatureRow, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
@@ -242,7 +242,7 @@ class Router:
             return policy.decide_batch(matrix, candidates_of=self.models.catalog.for_modality)
         modalities = batch.modalities
         if matrix is not batch.features:  # user columns: the policy sees them too
-            batch = _PolicyBatch(modalities, matrix)
+            batch = FeatureBatch(modalities, matrix)
         catalog = self.models.catalog
         choices = policy.select_batch(batch, [catalog.for_modality(modality) for modality in modalities])
         names = tuple(dict.fromkeys(choice.model for choice in choices))
@@ -690,7 +690,7 @@ class Router:
             values[name] = value
         values.update(self._load_columns(columns))
         row = np.concatenate([analysis.features, np.array([values[c] for c in columns], dtype=np.float32)])
-        return _PolicyRow(analysis.modality, row)
+        return FeatureRow(analysis.modality, row)
 
     def _policy_matrix(self, policy: Policy, batch: Any, xs: Any, features: Any) -> np.ndarray:
         columns = self._user_columns(policy)
@@ -745,28 +745,6 @@ class Router:
             shadow.offer(x, result, lease.spec.version, run_shadow)
 
 
-@dataclass(frozen=True)
-class _PolicyRow:
-    """What a policy sees when user features follow the analyzer's."""
-
-    modality: str
-    features: np.ndarray
-
-
-@dataclass(frozen=True)
-class _PolicyBatch:
-    """What a Python policy's select_batch sees when user features follow the analyzer's."""
-
-    modalities: list[str]
-    features: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.modalities)
-
-    def __getitem__(self, index: int) -> _PolicyRow:
-        return _PolicyRow(self.modalities[index], self.features[index])
-
-
 def _routes(routed: BatchChoice) -> list[tuple[str, str | None]]:
     """Each row's (model name, feedback id or None) of a batch decision."""
     names = routed.names()
@@ -806,5 +784,5 @@ def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
 def _decision(
     spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str, decision_id: str
 ) -> Decision:
-    reason = (choice.reason, version_reason)  # joined only if read
-    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)  # type: ignore[arg-type]
+    reason: Any = (choice.reason, version_reason)  # joined only if read (see _LazyReason)
+    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)

@@ -17,7 +17,7 @@ import numpy as np
 from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
 from ..library.catalog import Candidates
 
-__all__ = ["BatchChoice", "Candidates", "Choice", "Policy"]
+__all__ = ["BatchChoice", "Candidates", "Choice", "FeatureBatch", "FeatureRow", "Policy"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,25 @@ class Policy:
     def pinned(self) -> Policy:
         """This policy as it stands now, unaffected by a later refit: what one request uses."""
         return self
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """What a policy sees for one input when user features follow the analyzer's (in its feature_names order)."""
+
+    modality: str
+    features: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """What a Python policy's select_batch sees when user features follow the analyzer's: one FeatureRow per input."""
+
+    modalities: list[str]
+    features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.modalities)
+
+    def __getitem__(self, index: int) -> FeatureRow:
+        return FeatureRow(self.modalities[index], self.features[index])
