@@ -21,7 +21,7 @@ from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, parse_load_feature
-from .errors import DeadlineExceeded, FastrouteError, InvalidInput, Overloaded, PolicyError, RouterClosed
+from .errors import FastrouteError, InvalidInput, PolicyError, RouterClosed
 from .executors.resilience import RequestRun, Resilience
 from .library.catalog import Candidates
 from .library import config as config_files
@@ -610,17 +610,7 @@ class Router:
         budget_ns = _core.NO_DEADLINE if deadline_ns is None else deadline_ns - _core.monotonic_ns()
         resilience = self.resilience
         available = [resilience is None or resilience.available(spec) for spec in specs]
-        verdict = policy.under_load(choice.model, specs, executor, high=high, budget_ns=budget_ns, available=available)
-        if verdict.model is None:
-            if verdict.why == "refused_late":
-                raise DeadlineExceeded(
-                    f"no candidate model ({', '.join(names)}) is expected to finish before the deadline; "
-                    "refused before queueing (LoadAware on_late='refuse')"
-                )
-            raise Overloaded(f"every candidate model's circuit breaker is open: {names}")
-        if verdict.model == choice.model and verdict.why == "preferred":
-            return choice
-        return Choice(verdict.model, f"{verdict.why}: {verdict.model!r} instead of {choice.model!r} ({choice.reason})")
+        return policy.choose_under_load(choice, specs, executor, high=high, budget_ns=budget_ns, available=available)
 
     def _decide_leased(
         self,

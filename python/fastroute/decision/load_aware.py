@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _core
-from ..errors import PolicyError
+from ..errors import DeadlineExceeded, Overloaded, PolicyError
 from .base import Choice, Policy
 
 __all__ = ["ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "load_feature", "parse_load_feature"]
@@ -202,6 +202,28 @@ class LoadAware(Policy):
             random_bits=self._rng.getrandbits(64),
         )
         return LoadDecision(names[chosen] if chosen >= 0 else None, LOAD_REASONS[reason], preferred)
+
+    def choose_under_load(
+        self, choice: Choice, candidates: list[Any], load: Any, *, high: bool, budget_ns: int, available: list[bool]
+    ) -> Choice:
+        """:meth:`under_load` for the policy's ``choice`` (``candidates``: its model's spec and
+        its spill candidates' specs) as the Choice that serves: ``choice`` itself when its
+        model stays preferred. Raises DeadlineExceeded when every candidate would finish late
+        (``on_late="refuse"``), Overloaded when every candidate's breaker is open."""
+        verdict = self.under_load(
+            choice.model, candidates, load, high=high, budget_ns=budget_ns, available=available
+        )
+        if verdict.model is None:
+            names = [spec.name for spec in candidates]
+            if verdict.why == "refused_late":
+                raise DeadlineExceeded(
+                    f"no candidate model ({', '.join(names)}) is expected to finish before the deadline; "
+                    "refused before queueing (LoadAware on_late='refuse')"
+                )
+            raise Overloaded(f"every candidate model's circuit breaker is open: {names}")
+        if verdict.model == choice.model and verdict.why == "preferred":
+            return choice
+        return Choice(verdict.model, f"{verdict.why}: {verdict.model!r} instead of {choice.model!r} ({choice.reason})")
 
     def spill_candidates(self, preferred: str, modality_models: Sequence[str]) -> list[str]:
         """The preferred model, then every model in ``quality`` among ``modality_models``."""
