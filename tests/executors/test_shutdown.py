@@ -73,16 +73,19 @@ def test_close_from_a_done_callback_neither_deadlocks_nor_blocks_later_closes():
 
 def test_close_from_inside_a_model_drains_the_queue_and_returns():
     ran: list = []
+    all_submitted = threading.Event()
     router = Router(executor=CPUExecutor(threads=1, max_batch=1))
 
     def model(x):
         if x[0] == 0:
+            all_submitted.wait(WAIT_S)  # else a fast worker closes before the last submits
             router.close()  # drain: the requests queued behind this one still run
         ran.append(float(x[0]))
         return float(x[0])
 
     router.register("closer", model, modality="tabular")
     futures = [router.submit(np.full(2, float(i))) for i in range(5)]
+    all_submitted.set()
     assert [f.result(WAIT_S) for f in futures] == [0.0, 1.0, 2.0, 3.0, 4.0]
     later, outcome = in_thread(router.close)
     assert finished(later), "a later close() hung"
@@ -91,8 +94,15 @@ def test_close_from_inside_a_model_drains_the_queue_and_returns():
 
 def test_close_without_drain_from_inside_a_model_fails_the_queued_requests():
     executor = CPUExecutor(threads=1, max_batch=1)
-    model = ModelSpec("closer", "1", lambda x: executor.close(drain=False) or x, "tabular")
+    all_submitted = threading.Event()
+
+    def close_once_all_are_queued(x):
+        all_submitted.wait(WAIT_S)
+        return executor.close(drain=False) or x
+
+    model = ModelSpec("closer", "1", close_once_all_are_queued, "tabular")
     futures = [executor.submit(model, i) for i in range(4)]
+    all_submitted.set()
     assert futures[0].result(WAIT_S) == 0
     for future in futures[1:]:
         with pytest.raises(RouterClosed, match="closed before model 'closer' ran"):
