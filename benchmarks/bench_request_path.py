@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from fastroute import FEATURE_NAMES, Router, Tree, _core
+from fastroute import FEATURE_NAMES, Decision, Router, Tree, _core
 from fastroute.analyzer import analyze
 from fastroute.executors import CPUExecutor
 
@@ -128,14 +128,12 @@ def test_stage_feedback_record(benchmark, routers):
 
 def test_stage_decision_object(benchmark, routers):
     """The Decision a request returns, its reason string formatted."""
-    from fastroute.router import _decision
-
     benchmark.group = "request path: route"
     router = routers["default"]
     analysis = analyze(X)
     choice = router.policy.select(analysis, router.models.catalog.for_modality(analysis.modality))
     spec, version_reason = router.models.resolve(choice.model)
-    benchmark(_decision, spec, analysis, choice, version_reason, "id")
+    benchmark(Decision.of, choice, spec.version, analysis.modality, version_reason, "id")
 
 
 @pytest.mark.parametrize("policy", ["default", "tree"])

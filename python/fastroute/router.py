@@ -4,77 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import threading
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-
-from .analyzer import FEATURE_NAMES, Analysis, analyze, analyze_batch
-from .decision.base import BatchChoice, Choice, FeatureBatch, FeatureRow, Policy
+from .analyzer import FEATURE_NAMES, analyze, analyze_batch
+from .analyzer.user_features import UserFeatures, given_rows
+from .decision.base import BatchChoice, Choice, Decision, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
-from .decision.load_aware import LoadAware, parse_load_feature
-from .errors import FastrouteError, InvalidInput, PolicyError, RouterClosed
-from .executors.resilience import RequestRun, Resilience
+from .decision.load_aware import LoadAware, live_columns
+from .errors import FastrouteError, InvalidInput, RouterClosed
+from .executors.resilience import Resilience
 from .library.catalog import Candidates
 from .library import config as config_files
-from .library.leases import Lease
+from .library.leases import Lease, run_leased
 from .library.registry import Registry
-from .library.spec import ModelSpec, group_by_spec
+from .library.spec import ModelSpec
 from . import _core
 from .executors.cpu import request_times as executor_request_times
 
 if TYPE_CHECKING:
+    from .analyzer import Analysis
     from .executors import CPUExecutor
 
 __all__ = ["Decision", "Router"]
-
-
-class _LazyReason:
-    """``Decision.reason``: a str, or the pair (policy's reason, version's reason) that the
-    router passes and that is joined only when first read (most reasons are never read)."""
-
-    def __get__(self, decision: Decision | None, owner: type | None = None) -> str:
-        if decision is None:
-            raise AttributeError("reason")  # no class-level default: the field is required
-        reason = decision.__dict__["_reason"]
-        if isinstance(reason, tuple):
-            reason = "; ".join(reason)
-            decision.__dict__["_reason"] = reason  # same text whichever thread joins first
-        return reason
-
-    def __set__(self, decision: Decision, reason: str | tuple[str, str]) -> None:
-        decision.__dict__["_reason"] = reason
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Where one request goes, and why.
-
-    ``id`` names the decision for :meth:`Router.feedback`; ``propensity`` is
-    the probability the policy gave this model (1.0 for deterministic policies).
-    """
-
-    model: str
-    version: str
-    modality: str
-    reason: str = _LazyReason()  # type: ignore[assignment]
-    score: float | None = None
-    id: str | None = None
-    propensity: float = 1.0
-    #: Under failure handling: each model tried before the one that served, and what happened.
-    attempts: tuple[str, ...] = ()
-
-    def explained(self, reason: str, attempts: Sequence[str]) -> Decision:
-        """This decision with another reason and the attempts that led to it."""
-        return dataclasses.replace(self, reason=reason, attempts=tuple(attempts))
 
 
 class Router:
@@ -96,18 +53,32 @@ class Router:
         self.models = Registry()
         #: Joins outcomes to decisions (capacity and ttl: pass your own FeedbackStore).
         self.feedback_store = feedback if feedback is not None else FeedbackStore()
-        self._extractors: list[tuple[tuple[str, ...], Callable[[Any], Sequence[float]]]] = []
+        self._user_features = UserFeatures()
         self._policy: Policy = ByModality()
         if policy is not None:
             self.policy = policy
         self._executor = executor  # the router owns it: close() closes it
         self._executor_lock = threading.Lock()
         self._closed = False  # guarded by _executor_lock
-        #: Fallbacks, retries and circuit breakers of ``submit``/``ainfer`` (None: a failure goes to the caller).
+        if executor is not None:
+            self.models.add_retire_hook(executor.retire)  # a retired version's queues drain and close
+        self._resilience: Resilience | None = None
         self.resilience = resilience
-        self.models.add_retire_hook(_weak_hook(self._retire_queues))
         self._reload_lock = threading.Lock()  # one reload at a time
         self._loaded_config: config_files.LoadedConfig | None = None  # guarded by _reload_lock
+
+    @property
+    def resilience(self) -> Resilience | None:
+        """Fallbacks, retries and circuit breakers of ``submit``/``ainfer`` (None: a failure goes to the caller)."""
+        return self._resilience
+
+    @resilience.setter
+    def resilience(self, resilience: Resilience | None) -> None:
+        if self._resilience is not None:
+            self.models.remove_retire_hook(self._resilience.forget)
+        if resilience is not None:
+            self.models.add_retire_hook(resilience.forget)  # a retired version's breaker goes
+        self._resilience = resilience
 
     @property
     def policy(self) -> Policy:
@@ -124,16 +95,7 @@ class Router:
         Names are checked once, here: identifiers, not analyzer features, not registered twice.
         A policy may then split on them (its feature_names list them after FEATURE_NAMES).
         """
-        names = tuple(names)
-        taken = set(FEATURE_NAMES).union(*(set(group) for group, _ in self._extractors))
-        for name in names:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise PolicyError(f"feature name must be an identifier, got {name!r}")
-            if name in taken:
-                raise PolicyError(f"feature {name!r} is already defined")
-        if not names or not callable(extractor):
-            raise PolicyError("add_features needs at least one name and a callable extractor")
-        self._extractors.append((names, extractor))
+        self._user_features.add(names, extractor)
 
     def register(
         self,
@@ -227,7 +189,7 @@ class Router:
         """
         analysis, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
-        return _decision(spec, analysis, choice, version_reason, self._record(choice, spec))
+        return Decision.of(choice, spec.version, analysis.modality, version_reason, self._record(choice, spec))
 
     def route_batch(self, xs: Any, *, features: Any = None) -> BatchChoice:
         """Route many inputs at once: model indices through the batch scorer.
@@ -236,22 +198,13 @@ class Router:
         policy's order, or a mapping name -> (n,) values.
         """
         policy = self._serving_policy()
-        batch = analyze_batch(xs)
-        matrix = self._policy_matrix(policy, batch, xs, features)
+        batch = self._user_features.batch(policy.feature_names, analyze_batch(xs), xs, features, self._live_columns)
         if isinstance(policy, CompiledPolicy):  # each row masked to the models serving its modality
-            return policy.decide_batch(matrix, candidates_of=self.models.catalog.for_modality)
-        modalities = batch.modalities
-        if matrix is not batch.features:  # user columns: the policy sees them too
-            batch = FeatureBatch(modalities, matrix)
+            return policy.decide_batch(batch.features, candidates_of=self.models.catalog.for_modality)
         catalog = self.models.catalog
-        choices = policy.select_batch(batch, [catalog.for_modality(modality) for modality in modalities])
-        names = tuple(dict.fromkeys(choice.model for choice in choices))
-        index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
-        score = np.array([np.nan if c.score is None else c.score for c in choices], dtype=np.float32)
+        choices = policy.select_batch(batch, [catalog.for_modality(modality) for modality in batch.modalities])
         learning = any(choice.pending is not None for choice in choices)
-        ids = tuple(self.feedback_store.record(choice) for choice in choices) if learning else ()
-        propensity = np.array([choice.propensity for choice in choices], dtype=np.float64)
-        return BatchChoice(names, index, score, np.full(len(choices), np.nan, dtype=np.float32), ids, propensity)
+        return BatchChoice.of(choices, tuple(self.feedback_store.record(choice) for choice in choices) if learning else ())
 
     def infer(
         self,
@@ -270,7 +223,7 @@ class Router:
         decision, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)
-        self._mirror(lease, x, result)
+        self.models.mirror(lease, x, result)
         return (result, decision) if return_decision else result
 
     def infer_batch(
@@ -303,7 +256,7 @@ class Router:
         if keys is not None and len(keys) != len(xs):
             raise InvalidInput(f"infer_batch got {len(keys)} keys for {len(xs)} inputs")
         routed = None if return_exceptions else self.route_batch(xs, features=features)
-        routes = self._route_each(xs, features) if routed is None else _routes(routed)
+        routes = self._route_each(xs, features) if routed is None else routed.routes()
         results: list[Any] = [None] * len(routes)
         leases: list[Lease | None] = [None] * len(routes)
         try:
@@ -321,7 +274,7 @@ class Router:
                     continue
                 if decision_id is not None:
                     self._observe(leases[index], decision_id)
-            self._run_leased(xs, leases, results, return_exceptions)
+            run_leased(xs, leases, results, return_exceptions, self.models.mirror)
             return (results, routed) if return_decisions else results
         finally:
             for lease in leases:
@@ -335,7 +288,7 @@ class Router:
         batch of one, so the decisions are the batch path's) to tell which.
         """
         try:
-            return _routes(self.route_batch(xs, features=features))
+            return self.route_batch(xs, features=features).routes()
         except RouterClosed:
             raise
         except Exception:  # noqa: BLE001 - some input cannot be routed: found below
@@ -343,31 +296,12 @@ class Router:
         routes: list[tuple[str, str | None] | Exception] = []
         for index in range(len(xs)):
             try:
-                routes.append(_routes(self.route_batch(xs[index : index + 1], features=_rows(features, index)))[0])
+                routes.append(self.route_batch(xs[index : index + 1], features=given_rows(features, index)).routes()[0])
             except RouterClosed:
                 raise
             except Exception as error:  # noqa: BLE001 - this input's outcome
                 routes.append(error)
         return routes
-
-    def _run_leased(self, xs: Sequence[Any], leases: list[Lease | None], results: list[Any], per_item: bool) -> None:
-        """Call each leased model version once on its group of inputs; ``results[i]``
-        gets input i's result, or per item its ModelError (else the first is raised)."""
-        leased = [index for index, lease in enumerate(leases) if lease is not None]
-        for spec, indices in group_by_spec(leased, lambda index: leases[index].spec):
-            for index in indices:
-                leases[index].restart_clock()  # a later group's latency excludes earlier groups
-            try:
-                outcomes = spec.run_outcomes([xs[i] for i in indices], per_item=per_item)
-            except BaseException as error:
-                for index in indices:
-                    leases[index].release(error)
-                raise
-            for index, (error, output) in zip(indices, outcomes):
-                results[index] = output if error is None else error
-                leases[index].release(error)
-                if error is None:
-                    self._mirror(leases[index], xs[index], output)
 
     @property
     def executor(self) -> CPUExecutor:
@@ -379,6 +313,7 @@ class Router:
                 from .executors import CPUExecutor
 
                 self._executor = CPUExecutor()
+                self.models.add_retire_hook(self._executor.retire)
             return self._executor
 
     def submit(
@@ -496,29 +431,10 @@ class Router:
         ``follow``: the lease then ends with the future (see :meth:`_complete`), or at
         once if the block raises before (nothing was queued)."""
         try:
-            yield lambda future: future.add_done_callback(lambda done: self._complete(lease, x, done))
+            yield lambda future: future.add_done_callback(lambda done: self.models.settle(lease, x, done))
         except BaseException:
             lease.discard()
             raise
-
-    def _complete(self, lease: Lease, x: Any, done: Future) -> None:
-        """Ends a submitted request's lease and offers its result to the shadow."""
-        if done.cancelled():
-            lease.discard()
-        elif done.exception() is not None:
-            lease.release(done.exception())
-        else:
-            lease.release()
-            self._mirror(lease, x, done.result())
-
-    def _retire_queues(self, spec: ModelSpec) -> None:
-        """Registry hook: a retired version's executor queues drain and close, its breaker goes."""
-        with self._executor_lock:
-            executor = self._executor
-        if executor is not None:
-            executor.retire(spec)
-        if self.resilience is not None:
-            self.resilience.forget(spec)
 
     def set_fallbacks(self, fallbacks: Mapping[str, Sequence[str]]) -> None:
         """Set each model's ordered fallbacks (``{"big": ["mid", "small"]}``), used by
@@ -570,29 +486,19 @@ class Router:
         features: Mapping[str, float] | None,
     ) -> Future:
         """submit() with fallbacks, retries and breakers (see executors/resilience.py)."""
-        resilience = self.resilience
-        _, deadline_ns = executor_request_times(priority, deadline)
         analysis, choice = self._choose(x, hint, features, (executor, priority, deadline))
-        resilience.check_pending(self._modality_of)
-        chain = (choice.model, *resilience.fallbacks(choice.model))
+        self.resilience.check_pending(self._modality_of)
 
-        def submit(lease: Lease, seconds_left: float | None, wait: float | None) -> tuple[Future, Decision]:
-            inner = executor.submit(lease.spec, x, priority=priority, deadline=seconds_left, timeout=wait)
-            why = choice if lease.spec.name == choice.model else Choice(lease.spec.name, f"fallback of {choice.model!r}")
-            decision = _decision(lease.spec, analysis, why, lease.reason, self._record(why, lease.spec))
-            self._observe(lease, decision.id)
-            return inner, decision
+        def decide(lease: Lease) -> Decision:
+            served = lease.spec.name
+            why = choice if served == choice.model else Choice(served, f"fallback of {choice.model!r}")
+            return self._leased_decision(lease, analysis.modality, why)
 
-        run = RequestRun(
-            resilience,
-            chain,
-            lambda name: self.models.lease(name, key=key),
-            submit,
-            lambda lease, done: self._complete(lease, x, done),
-            deadline_ns=deadline_ns,
-            timeout=timeout,
+        return self.resilience.submit(
+            executor, x, choice.model, lease=lambda name: self.models.lease(name, key=key), decide=decide,
+            settle=lambda lease, done: self.models.settle(lease, x, done),
+            priority=priority, deadline=deadline, timeout=timeout,
         )
-        return run.start()
 
     def _choose_under_load(
         self,
@@ -623,9 +529,14 @@ class Router:
         """The decision plus a lease on its model version, held until the request completes."""
         analysis, choice = self._choose(x, hint, features, under_load)
         lease = self.models.lease(choice.model, key=key)
-        decision = _decision(lease.spec, analysis, choice, lease.reason, self._record(choice, lease.spec))
+        return self._leased_decision(lease, analysis.modality, choice), lease
+
+    def _leased_decision(self, lease: Lease, modality: str, choice: Choice) -> Decision:
+        """The decision served by ``lease``'s version, recorded for feedback; the
+        executor's latency and error reach the feedback store when the lease ends."""
+        decision = Decision.of(choice, lease.spec.version, modality, lease.reason, self._record(choice, lease.spec))
         self._observe(lease, decision.id)
-        return decision, lease
+        return decision
 
     def _record(self, choice: Choice, spec: ModelSpec) -> str:
         """The decision's id in the feedback store (the model's registered cost is its default cost)."""
@@ -647,7 +558,7 @@ class Router:
         policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
         candidates = self.models.catalog.for_modality(analysis.modality)
-        row = self._policy_row(policy, analysis, x, features)
+        row = self._user_features.row(policy.feature_names, analysis, x, features, self._live_columns)
         if getattr(policy, "reads_text", False):  # text policies (Linear) read the prompt itself
             choice = policy.select_text(x, row, candidates)
         else:
@@ -663,116 +574,15 @@ class Router:
         policy = self._policy  # read once: a concurrent swap never splits a request
         return policy.pinned() if len(policy.feature_names) > len(FEATURE_NAMES) else policy
 
-    def _user_columns(self, policy: Policy) -> tuple[str, ...]:
-        return tuple(policy.feature_names[len(FEATURE_NAMES) :])
-
-    def _policy_row(self, policy: Policy, analysis: Analysis, x: Any, features: Mapping[str, float] | None) -> Any:
-        columns = self._user_columns(policy)
-        if not columns and not features:
-            return analysis
-        values = dict.fromkeys(columns, np.nan)
-        for names, extractor in self._extractors:
-            if any(name in values for name in names):
-                values.update(zip(names, _extracted(names, extractor(x))))
-        for name, value in (features or {}).items():
-            if name not in values:
-                raise InvalidInput(f"unknown user feature {name!r}; the policy reads {list(columns)}")
-            values[name] = value
-        values.update(self._load_columns(columns))
-        row = np.concatenate([analysis.features, np.array([values[c] for c in columns], dtype=np.float32)])
-        return FeatureRow(analysis.modality, row)
-
-    def _policy_matrix(self, policy: Policy, batch: Any, xs: Any, features: Any) -> np.ndarray:
-        columns = self._user_columns(policy)
-        n = len(batch.features)
-        user = np.full((n, len(columns)), np.nan, dtype=np.float32)
-        for names, extractor in self._extractors:
-            used = [(j, columns.index(name)) for j, name in enumerate(names) if name in columns]
-            if used:
-                extracted = np.array([_extracted(names, extractor(x)) for x in xs], dtype=np.float32)
-                for j, column in used:
-                    user[:, column] = extracted[:, j]
-        if isinstance(features, Mapping):
-            for name, values in features.items():
-                if name not in columns:
-                    raise InvalidInput(f"unknown user feature {name!r}; the policy reads {list(columns)}")
-                user[:, columns.index(name)] = np.asarray(values, dtype=np.float32)
-        elif features is not None:
-            given = np.asarray(features, dtype=np.float32).reshape(n, -1)
-            if given.shape[1] != len(columns):
-                raise InvalidInput(f"features have {given.shape[1]} columns; the policy reads {list(columns)}")
-            user = given
-        for column, value in self._load_columns(columns).items():
-            user[:, columns.index(column)] = value
-        return np.concatenate([batch.features, user], axis=1) if columns else batch.features
-
-    def _load_columns(self, columns: Sequence[str]) -> dict[str, float]:
+    def _live_columns(self, columns: Sequence[str]) -> dict[str, float]:
         """The live-state columns (``load_<feature>__<model>``, see LOAD_FEATURES) among ``columns``."""
-        wanted = [(column, parsed) for column in columns if (parsed := parse_load_feature(column)) is not None]
-        if not wanted:
-            return {}
+        return live_columns(columns, self._live_state)
+
+    def _live_state(self, model: str) -> dict[str, float]:
+        """``model``'s live load on the executor and its breaker state."""
+        spec = self.models.get(model) if model in self.models else None
         executor = self._executor
-        values: dict[str, float] = {}
-        by_model: dict[str, dict[str, float]] = {}
-        for column, (feature, model) in wanted:
-            if model not in by_model:
-                spec = self.models.get(model) if model in self.models else None
-                live = executor.load_features(spec) if executor is not None and spec is not None else {}
-                open_now = spec is not None and self.resilience is not None and not self.resilience.available(spec)
-                by_model[model] = {**live, "breaker_open": float(open_now)}
-            values[column] = by_model[model].get(feature, np.nan)
-        return values
+        live = executor.load_features(spec) if executor is not None and spec is not None else {}
+        open_now = spec is not None and self.resilience is not None and not self.resilience.available(spec)
+        return {**live, "breaker_open": float(open_now)}
 
-    def _mirror(self, lease: Lease, x: Any, result: Any) -> None:
-        """Offer a served request to its model's shadow, if any (never raises for it)."""
-        if lease.shadow is not None:
-            name, shadow = lease.spec.name, lease.shadow
-
-            def run_shadow(sample: Any) -> Any:
-                with self.models.lease(name, shadow.version) as shadow_lease:
-                    return shadow_lease.spec.run_one(sample)
-
-            shadow.offer(x, result, lease.spec.version, run_shadow)
-
-
-def _routes(routed: BatchChoice) -> list[tuple[str, str | None]]:
-    """Each row's (model name, feedback id or None) of a batch decision."""
-    names = routed.names()
-    return list(zip(names, routed.ids or [None] * len(names)))
-
-
-def _rows(features: Any, index: int) -> Any:
-    """Input ``index``'s user features, as infer_batch's ``features`` for a batch of one."""
-    if features is None:
-        return None
-    if isinstance(features, Mapping):
-        return {name: np.asarray(values)[index : index + 1] for name, values in features.items()}
-    return np.asarray(features)[index : index + 1]
-
-
-def _weak_hook(method: Callable[[ModelSpec], None]) -> Callable[[ModelSpec], None]:
-    """A registry hook calling ``method`` while its object lives: the registry must
-    not keep its router (and the router's workers) alive until the cyclic garbage
-    collector runs (flow stays one way: router -> registry)."""
-    method_ref = weakref.WeakMethod(method)
-
-    def hook(spec: ModelSpec) -> None:
-        bound = method_ref()
-        if bound is not None:
-            bound(spec)
-
-    return hook
-
-
-def _extracted(names: tuple[str, ...], values: Sequence[float]) -> list[float]:
-    values = [float(v) for v in values]
-    if len(values) != len(names):
-        raise InvalidInput(f"feature extractor for {list(names)} returned {len(values)} values")
-    return values
-
-
-def _decision(
-    spec: ModelSpec, analysis: Analysis, choice: Choice, version_reason: str, decision_id: str
-) -> Decision:
-    reason: Any = (choice.reason, version_reason)  # joined only if read (see _LazyReason)
-    return Decision(spec.name, spec.version, analysis.modality, reason, choice.score, decision_id, choice.propensity)

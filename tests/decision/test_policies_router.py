@@ -26,6 +26,10 @@ class FakeBatch:
     features: np.ndarray
     modality_codes: np.ndarray
 
+    @property
+    def modalities(self) -> list[str]:
+        return [MODALITIES[code] for code in self.modality_codes]
+
 
 def fake_analyze(x, hint=None):
     vector = np.full(len(FEATURE_NAMES), np.nan, dtype=np.float32)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -155,6 +157,29 @@ def test_retire_hooks_run_after_each_retired_version_drains(registry: Registry) 
     registry.apply({"m": ModelPlan({"3": spec("3")})})
     registry.apply({"m": ModelPlan({"3": spec("3")})})  # a new spec under the same key retires the old one
     assert retired == [("1", 0), ("2", 0), ("3", 0)]
+
+
+class Subscriber:
+    def __init__(self) -> None:
+        self.retired: list[str] = []
+
+    def on_retired(self, spec: ModelSpec) -> None:
+        self.retired.append(spec.version)
+
+
+def test_a_bound_method_hook_is_held_weakly_and_can_be_removed(registry: Registry) -> None:
+    kept, removed, dropped = Subscriber(), Subscriber(), Subscriber()
+    for subscriber in (kept, removed, dropped):
+        registry.add_retire_hook(subscriber.on_retired)
+    registry.remove_retire_hook(removed.on_retired)
+    dropped_ref = weakref.ref(dropped)
+    del dropped, subscriber  # the loop variable held it too
+    gc.collect()
+    assert dropped_ref() is None  # the registry did not keep it alive
+    registry.register(spec("1"))
+    registry.register(spec("2"))
+    registry.unregister("m", "1")
+    assert kept.retired == ["1"] and removed.retired == []
 
 
 def test_unregister_timeout_and_references(registry: Registry) -> None:
@@ -336,6 +361,7 @@ def test_a_request_takes_the_registry_lock_once() -> None:
     """Policies read the lock-free catalog; only the lease takes the lock; its release does not."""
     with Router() as router:
         router.register("m", lambda x: x, modality="tabular")
+        router.executor  # created once (it subscribes to retirements), not per request
         lock = CountingLock()
         router.models._lock, router.models._drained = lock, threading.Condition(lock)
         router.infer(np.ones(3))

@@ -2,7 +2,9 @@
 
 The contract (inputs, modality heuristics, the feature schema) is documented
 in :mod:`fastroute.analyzer.analysis`; hashed n-gram text features (sparse,
-as scikit-learn's HashingVectorizer) in :mod:`fastroute.analyzer.ngrams`.
+as scikit-learn's HashingVectorizer) in :mod:`fastroute.analyzer.ngrams`; the
+user feature columns a policy reads after the analyzer's (extractors, values
+given per request, live state) in :mod:`fastroute.analyzer.user_features`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ immutable snapshot read without a lock. Never the registry itself.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..analyzer import FEATURE_NAMES, Analysis, BatchAnalysis
+from ..analyzer.user_features import FeatureBatch, FeatureRow
 from ..library.catalog import Candidates
 
-__all__ = ["BatchChoice", "Candidates", "Choice", "FeatureBatch", "FeatureRow", "Policy"]
+__all__ = ["BatchChoice", "Candidates", "Choice", "Decision", "FeatureBatch", "FeatureRow", "Policy"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,20 @@ class BatchChoice:
         """The chosen model name of every row."""
         return [self.models[i] for i in self.index]
 
+    def routes(self) -> list[tuple[str, str | None]]:
+        """Each row's (model name, feedback id or None)."""
+        names = self.names()
+        return list(zip(names, self.ids or [None] * len(names)))
+
+    @classmethod
+    def of(cls, choices: Sequence[Choice], ids: tuple[str, ...]) -> BatchChoice:
+        """A Python policy's per-row choices (``ids``: their feedback ids, if recorded) as one BatchChoice."""
+        names = tuple(dict.fromkeys(choice.model for choice in choices))
+        index = np.array([names.index(choice.model) for choice in choices], dtype=np.int32)
+        score = np.array([np.nan if c.score is None else c.score for c in choices], dtype=np.float32)
+        propensity = np.array([choice.propensity for choice in choices], dtype=np.float64)
+        return cls(names, index, score, np.full(len(choices), np.nan, dtype=np.float32), ids, propensity)
+
 
 class Policy:
     """Base class: map an analysed input to a registered model name."""
@@ -77,23 +93,47 @@ class Policy:
         return self
 
 
-@dataclass(frozen=True)
-class FeatureRow:
-    """What a policy sees for one input when user features follow the analyzer's (in its feature_names order)."""
+class _LazyReason:
+    """``Decision.reason``: a str, or the pair (policy's reason, version's reason)
+    that is joined only when first read (most reasons are never read)."""
 
+    def __get__(self, decision: Decision | None, owner: type | None = None) -> str:
+        if decision is None:
+            raise AttributeError("reason")  # no class-level default: the field is required
+        reason = decision.__dict__["_reason"]
+        if isinstance(reason, tuple):
+            reason = "; ".join(reason)
+            decision.__dict__["_reason"] = reason  # same text whichever thread joins first
+        return reason
+
+    def __set__(self, decision: Decision, reason: str | tuple[str, str]) -> None:
+        decision.__dict__["_reason"] = reason
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where one request goes (model and version), and why.
+
+    ``id`` names the decision for :meth:`fastroute.Router.feedback`; ``propensity`` is
+    the probability the policy gave this model (1.0 for deterministic policies).
+    """
+
+    model: str
+    version: str
     modality: str
-    features: np.ndarray
+    reason: str = _LazyReason()  # type: ignore[assignment]
+    score: float | None = None
+    id: str | None = None
+    propensity: float = 1.0
+    #: Under failure handling: each model tried before the one that served, and what happened.
+    attempts: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, choice: Choice, version: str, modality: str, version_reason: str, decision_id: str | None) -> Decision:
+        """The decision for ``choice`` served by ``version``; the reasons are joined only if read."""
+        reason: Any = (choice.reason, version_reason)
+        return cls(choice.model, version, modality, reason, choice.score, decision_id, choice.propensity)
 
-@dataclass(frozen=True)
-class FeatureBatch:
-    """What a Python policy's select_batch sees when user features follow the analyzer's: one FeatureRow per input."""
-
-    modalities: list[str]
-    features: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.modalities)
-
-    def __getitem__(self, index: int) -> FeatureRow:
-        return FeatureRow(self.modalities[index], self.features[index])
+    def explained(self, reason: str, attempts: Sequence[str]) -> Decision:
+        """This decision with another reason and the attempts that led to it."""
+        return dataclasses.replace(self, reason=reason, attempts=tuple(attempts))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from .. import _core
 from ..errors import DeadlineExceeded, Overloaded, PolicyError
 from .base import Choice, Policy
 
-__all__ = ["ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "load_feature", "parse_load_feature"]
+__all__ = ["ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "live_columns", "load_feature", "parse_load_feature"]
 
 #: Why a load-aware decision went where it did (the ``reason`` prefix of its Choice).
 LOAD_REASONS: tuple[str, ...] = _core.CHOICE_REASONS
@@ -76,6 +76,21 @@ def parse_load_feature(column: str) -> tuple[str, str] | None:
         return None
     feature, _, model = column[len(_LOAD_PREFIX) :].partition("__")
     return (feature, model) if feature in LOAD_FEATURES and model else None
+
+
+def live_columns(columns: Sequence[str], state_of: Callable[[str], Mapping[str, float]]) -> dict[str, float]:
+    """The values of the live-state columns among ``columns`` (NaN where a model has no
+    such state yet), reading each model's state once: ``state_of(model)``."""
+    values: dict[str, float] = {}
+    states: dict[str, Mapping[str, float]] = {}
+    for column in columns:
+        parsed = parse_load_feature(column)
+        if parsed is not None:
+            feature, model = parsed
+            if model not in states:
+                states[model] = state_of(model)
+            values[column] = states[model].get(feature, math.nan)
+    return values
 
 
 @dataclass(frozen=True)

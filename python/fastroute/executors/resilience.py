@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
 import threading
 import time
@@ -41,6 +40,7 @@ from typing import Any, Callable
 
 from .. import _core
 from ..errors import ConfigError, DeadlineExceeded, ModelError, NoRoute, Overloaded
+from .cpu import request_times
 
 __all__ = ["BreakerSettings", "Resilience", "RetryPolicy", "RequestRun", "BREAKER_STATES", "check_fallbacks"]
 
@@ -260,6 +260,36 @@ class Resilience:
     def on_request(self) -> None:
         self._budget.on_request()
         self.count("requests")
+
+
+    def submit(
+        self,
+        executor: Any,
+        x: Any,
+        model: str,
+        *,
+        lease: Callable[[str], Any],
+        decide: Callable[[Any], Any],
+        settle: Callable[[Any, Future], None],
+        priority: str,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> Future:
+        """Queue ``x`` on ``executor`` for ``model``, or for its fallbacks in order when it
+        fails, is overloaded or its breaker is open; the returned future settles once.
+
+        ``lease(name)`` holds a version of a model, ``decide(lease)`` is the decision
+        for the model that takes the request (the future's ``decision``), and
+        ``settle(lease, done)`` ends each attempt's lease with its outcome.
+        """
+        _, deadline_ns = request_times(priority, deadline)
+
+        def submit_one(leased: Any, seconds_left: float | None, wait: float | None) -> tuple[Future, Any]:
+            inner = executor.submit(leased.spec, x, priority=priority, deadline=seconds_left, timeout=wait)
+            return inner, decide(leased)
+
+        chain = (model, *self.fallbacks(model))
+        return RequestRun(self, chain, lease, submit_one, settle, deadline_ns=deadline_ns, timeout=timeout).start()
 
 
 def check_fallbacks(

@@ -13,12 +13,13 @@ already at zero: no drain is missed.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Sequence
+from typing import Any, Callable
 
 from .experiments import Experiment, Shadow
-from .spec import ModelSpec
+from .spec import ModelSpec, group_by_spec
 
-__all__ = ["InFlight", "Lease"]
+__all__ = ["InFlight", "Lease", "run_leased"]
 
 
 class InFlight:
@@ -118,3 +119,34 @@ class Lease:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.release(exc)
+
+
+def run_leased(
+    xs: Sequence[Any],
+    leases: Sequence[Lease | None],
+    results: list[Any],
+    per_item: bool,
+    on_result: Callable[[Lease, Any, Any], None],
+) -> None:
+    """On the calling thread, call each leased model version once on its group of inputs.
+
+    ``results[i]`` gets input i's result, or per item its ModelError (else the
+    first is raised); each lease ends with its input's outcome, and each result
+    also goes to ``on_result(lease, x, result)`` (the shadow). Inputs without a
+    lease are skipped.
+    """
+    leased = [index for index, lease in enumerate(leases) if lease is not None]
+    for spec, indices in group_by_spec(leased, lambda index: leases[index].spec):
+        for index in indices:
+            leases[index].restart_clock()  # a later group's latency excludes earlier groups
+        try:
+            outcomes = spec.run_outcomes([xs[i] for i in indices], per_item=per_item)
+        except BaseException as error:
+            for index in indices:
+                leases[index].release(error)
+            raise
+        for index, (error, output) in zip(indices, outcomes):
+            results[index] = output if error is None else error
+            leases[index].release(error)
+            if error is None:
+                on_result(leases[index], xs[index], output)

@@ -16,8 +16,11 @@ and retires the old one only after it drains (load before unload).
 
 from __future__ import annotations
 
+import inspect
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +31,8 @@ from .catalog import Catalog
 from .experiments import Canary, Experiment, Shadow
 from .leases import InFlight, Lease
 from .spec import ModelSpec, validate_spec, warm_up
+
+Hook = Callable[[ModelSpec], None]
 
 __all__ = ["DEFAULT_ALIAS", "Lease", "ModelPlan", "ModelSpec", "Registry"]
 
@@ -78,7 +83,7 @@ class Registry:
         self._entries: dict[str, _Entry] = {}  # guarded by _lock
         # id(spec) -> its lock-free count of held leases (see leases.py); the dict is guarded by _lock.
         self._in_flight: dict[int, InFlight] = {}
-        self._retire_hooks: list[Callable[[ModelSpec], None]] = []  # guarded by _lock
+        self._retire_hooks: list[Hook | weakref.WeakMethod] = []  # guarded by _lock
         # Hidden specs whose retirement timed out: hooked when their last lease ends.
         self._retiring: dict[int, ModelSpec] = {}  # id(spec) -> spec; guarded by _lock
         # Serialises swap(): each one checks, registers, moves the alias and retires as a unit.
@@ -184,16 +189,24 @@ class Registry:
                 entry.shadow.close(timeout=0)  # signal only: a hung shadow must not hold up the swap
         self._wait_drained(retired, timeout)
 
-    def add_retire_hook(self, hook: Callable[[ModelSpec], None]) -> None:
+    def add_retire_hook(self, hook: Hook) -> None:
         """Call ``hook(spec)`` after each retired spec has drained (e.g. to free its executor queues).
 
         Called for every retired spec object, also one whose name and version a
         new spec took over (specs are told apart by identity). Called by the
         retiring call, or, when that timed out, on a thread of its own once
-        the spec's last request ends.
+        the spec's last request ends. A bound method is held weakly: the
+        registry never keeps a subscriber (an executor and its workers) alive.
         """
         with self._lock:
-            self._retire_hooks.append(hook)
+            self._retire_hooks.append(_held(hook))
+
+    def remove_retire_hook(self, hook: Hook) -> None:
+        """Stop calling ``hook`` (one added by :meth:`add_retire_hook`; an unknown one is ignored)."""
+        with self._lock:
+            held = _held(hook)
+            if held in self._retire_hooks:
+                self._retire_hooks.remove(held)
 
     # -- aliases, experiments, shadows ---------------------------------------------
 
@@ -301,6 +314,31 @@ class Registry:
             in_flight.hold()
             shadow = entry.shadow
         return Lease(in_flight, reason, experiment, shadow)
+
+    def settle(self, lease: Lease, x: Any, done: Future) -> None:
+        """End the lease of request ``x`` queued as ``done`` with its outcome; a result
+        is offered to the model's shadow too (see :meth:`mirror`)."""
+        if done.cancelled():
+            lease.discard()
+        elif done.exception() is not None:
+            lease.release(done.exception())
+        else:
+            lease.release()
+            self.mirror(lease, x, done.result())
+
+    def mirror(self, lease: Lease, x: Any, result: Any) -> None:
+        """Offer request ``x``, which ``lease``'s version served with ``result``, to the
+        model's shadow, if it has one (never raises for it)."""
+        shadow = lease.shadow
+        if shadow is None:
+            return
+        name = lease.spec.name
+
+        def run_shadow(sample: Any) -> Any:
+            with self.lease(name, shadow.version) as shadow_lease:
+                return shadow_lease.spec.run_one(sample)
+
+        shadow.offer(x, result, lease.spec.version, run_shadow)
 
     def resolve(self, name: str, version: str | None = None, *, key: Any = None) -> tuple[ModelSpec, str]:
         """The version :meth:`lease` would choose and why, without holding it (a decision only)."""
@@ -485,10 +523,18 @@ class Registry:
             )
 
 
-def _call_hooks(hooks: list[Callable[[ModelSpec], None]], specs: list[ModelSpec]) -> None:
+def _held(hook: Hook) -> Hook | weakref.WeakMethod:
+    """How the registry holds a retire hook: a bound method weakly (equal to another
+    WeakMethod of the same method while its object lives), anything else as it is."""
+    return weakref.WeakMethod(hook) if inspect.ismethod(hook) else hook
+
+
+def _call_hooks(hooks: list[Hook | weakref.WeakMethod], specs: list[ModelSpec]) -> None:
+    live = [held() if isinstance(held, weakref.WeakMethod) else held for held in hooks]
     for spec in specs:
-        for hook in hooks:
-            hook(spec)
+        for hook in live:
+            if hook is not None:  # a method whose object is gone
+                hook(spec)
 
 
 def _check_alias(name: str, alias: str, versions: Mapping[str, ModelSpec]) -> None:

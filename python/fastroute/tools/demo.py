@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..analyzer import analyze_batch
-from ..decision import ByModality, Tree, evaluate
+from ..decision import ByModality, Tree
 from ..errors import NoRoute
 from ..library.spec import stack_if_possible
 from ..router import Router
