@@ -10,7 +10,8 @@ bool pop_next(Lane& lane, Request& out) noexcept {
   return false;
 }
 
-void sort_into(const Lane& lane, const Request& request, std::int64_t now, Batch& batch) {
+void sort_into(Lane& lane, const Request& request, std::int64_t now, Batch& batch) {
+  lane.stages.queue_wait.record(now - request.enqueued_ns);
   if (lane.aborting.load(std::memory_order_acquire)) {
     batch.aborted.push_back(request.payload);
   } else if (request.deadline_ns <= now) {
@@ -26,7 +27,8 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
   Request request;
   if (!pop_next(lane, request)) return false;
   const std::int64_t send_by = request.enqueued_ns + limits.max_delay_ns;
-  sort_into(lane, request, now_ns(), batch);
+  const std::int64_t opened = now_ns();
+  sort_into(lane, request, opened, batch);
   const auto more = [&] { return lane.queued() > 0 || lane.aborting.load(std::memory_order_acquire); };
   while (batch.ready.size() < limits.max_batch) {
     if (pop_next(lane, request)) {
@@ -36,6 +38,7 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
     if (!wait || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
     if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
   }
+  lane.stages.batch_wait.record(now_ns() - opened);
   // Counted before the sink runs; the dispatcher subtracts after it returns.
   lane.in_flight.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
   return true;

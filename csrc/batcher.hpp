@@ -24,6 +24,7 @@
 
 #include "model_state.hpp"
 #include "queue.hpp"
+#include "stage_histogram.hpp"
 
 namespace fastroute {
 
@@ -139,6 +140,7 @@ struct Lane {
   Parker arrivals;                             // a worker filling a batch waits here
   Parker progress;                             // producers wanting room, retire() waiting for drain
   ServiceStats service;                        // written by the worker owning the lane (see BatchStream)
+  LaneStages stages;                           // recorded by the worker owning the lane (collect_batch, BatchStream)
 };
 
 struct BatchLimits {
@@ -151,6 +153,7 @@ struct BatchLimits {
 // per lane, which keeps each priority class FIFO). Returns false if the lane
 // was empty. With `wait`, blocks at most max_delay after the first request
 // was queued for the batch to fill; without, takes only what is queued.
+// Records each request's queue wait and the batch's wait in lane.stages.
 bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wait = true);
 
 }  // namespace fastroute

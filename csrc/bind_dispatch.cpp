@@ -17,6 +17,7 @@
 #include "dispatcher.hpp"
 #include "errors.hpp"
 #include "model_state.hpp"
+#include "stage_histogram.hpp"
 
 namespace fastroute::binding {
 
@@ -220,6 +221,19 @@ void bind_dispatch(py::module_& m) {
            },
            py::arg("lane"),
            "(queued, in_flight, closed, queued_high, request_ns, batch_ns, error_rate, completed, failed) of a lane.")
+      .def(
+          "stages",
+          [](const Dispatcher& d, std::size_t lane) {
+            const LaneStagesSnapshot stages = d.stages(lane);
+            py::dict out;
+#define FASTROUTE_STAGE_ITEM(name, bounds) out[#name] = histogram_tuple(stages.name);
+            FASTROUTE_LANE_STAGES(FASTROUTE_STAGE_ITEM)
+#undef FASTROUTE_STAGE_ITEM
+            return out;
+          },
+          py::arg("lane"),
+          "{stage: (counts per bucket, sum)} of a lane: queue_wait, batch_wait, execute (ns; "
+          "LATENCY_BOUNDS_NS) and batch_size (requests; BATCH_SIZE_BOUNDS).")
       .def(
           "expected_ns",
           [](const Dispatcher& d, std::size_t lane, bool high) {

@@ -13,6 +13,10 @@
 #include <exception>
 #include <string_view>
 
+namespace fastroute {
+struct HistogramSnapshot;  // stage_histogram.hpp
+}  // namespace fastroute
+
 namespace fastroute::binding {
 
 namespace py = pybind11;
@@ -38,6 +42,9 @@ py::tuple names_tuple(const std::array<std::string_view, N>& names) {
   return out;
 }
 
+// (counts per bucket, sum) of a histogram snapshot (bind_stage_histogram.cpp).
+py::tuple histogram_tuple(const HistogramSnapshot& snapshot);
+
 void bind_analyzer(py::module_& m);
 void bind_bandit(py::module_& m);
 void bind_scorer(py::module_& m);
@@ -45,5 +52,6 @@ void bind_dispatch(py::module_& m);
 void bind_ngrams(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_model_state(py::module_& m);
+void bind_stage_histogram(py::module_& m);
 
 }  // namespace fastroute::binding

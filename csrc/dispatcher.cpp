@@ -153,6 +153,10 @@ thread_local const Dispatcher::Core* Dispatcher::Core::worker_of = nullptr;
 void BatchStream::finish_current() noexcept {
   const std::int64_t now = now_ns();
   lane_.service.record_batch(now - started_ns_, batch_.ready.size(), failures_, now);
+  if (!batch_.ready.empty()) {
+    lane_.stages.execute.record(now - started_ns_);
+    lane_.stages.batch_size.record(static_cast<std::int64_t>(batch_.ready.size()));
+  }
   failures_ = 0;
   lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
   const std::size_t lane = batch_.lane;
@@ -206,6 +210,7 @@ std::size_t Dispatcher::add_lane() {
     core_->lane_free[id] = false;
     Lane& lane = *core_->lanes[id];  // drained: no worker owns it, nothing is queued
     lane.service.reset();
+    lane.stages.reset();
     lane.aborting.store(false, std::memory_order_seq_cst);
     lane.closed.store(false, std::memory_order_seq_cst);
     return id;
@@ -264,6 +269,8 @@ Dispatcher::ModelLoad Dispatcher::model_load(std::span<const std::size_t> lanes,
   }
   return load;
 }
+
+LaneStagesSnapshot Dispatcher::stages(std::size_t lane) const { return snapshot(core_->lane(lane).stages); }
 
 std::size_t Dispatcher::lane_count() const { return core_->lane_count.load(std::memory_order_acquire); }
 

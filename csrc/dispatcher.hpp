@@ -152,6 +152,10 @@ class Dispatcher {
     double request_ns = 0;
   };
   ModelLoad model_load(std::span<const std::size_t> lanes, Priority priority) const;
+  // Thread-safe, non-blocking, lock-free; allocates the snapshot. The lane's
+  // stage histograms (see stage_histogram.hpp), counted since the lane was
+  // added (a reused lane starts from zero). Throws InvalidInput for an unknown lane.
+  LaneStagesSnapshot stages(std::size_t lane) const;
   std::size_t lane_count() const;
   // True once close() has begun (requests are refused from then on).
   bool closed() const noexcept;

@@ -1,6 +1,6 @@
 """The C++ core under sanitizers.
 
-- The C++ tests (tests/cpp: queue, dispatcher, model state, scorer, bandit, n-grams, linear scorer) are configured into
+- The C++ tests (tests/cpp: queue, dispatcher, stage histograms, model state, scorer, bandit, n-grams, linear scorer) are configured into
   ``build/cpp-tests/<variant>`` (incremental between runs) with
   ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
 - The extension itself is built with ASan+UBSan (float-cast-overflow included,

@@ -590,6 +590,26 @@ def test_replicas_power_of_two_choices_avoids_a_stuck_replica(make_executor):
     assert slow.result(WAIT_S) == "slow"
 
 
+def test_stage_histograms_count_every_request_over_replicas(make_executor):
+    batches = []
+    model = spec("replicated", lambda batch: batches.append(len(batch)) or list(batch), batched=True, replicas=2)
+    unused = spec("unused", lambda x: x)
+    executor = make_executor(model, unused, threads=2, max_batch=4)
+    assert executor.stages(unused) == {}  # never took a request
+    futures = [executor.submit(model, i) for i in range(40)]
+    assert [f.result(WAIT_S) for f in futures] == list(range(40))
+    executor.close(drain=True)  # every batch's execute is recorded once the workers are joined
+    stages = executor.stages(model)
+    bounds = dict(_core.LANE_STAGE_BOUNDS)
+    assert set(stages) == set(bounds) == {"queue_wait", "batch_wait", "execute", "batch_size"}
+    for stage, (counts, _) in stages.items():
+        assert len(counts) == len(bounds[stage]) + 1
+    assert sum(stages["queue_wait"][0]) == 40  # every request, summed over both replicas
+    assert stages["batch_size"][1] == 40 and sum(stages["batch_size"][0]) == len(batches)
+    assert sum(stages["execute"][0]) == sum(stages["batch_wait"][0]) == len(batches)
+    assert sum(stages["batch_size"][0][3:]) == 0  # max_batch 4: no batch above the le=4 bucket
+
+
 def test_no_reference_to_inputs_outlives_their_requests(make_executor):
     class Payload:
         pass

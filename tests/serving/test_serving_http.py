@@ -188,9 +188,27 @@ def test_concurrent_http_requests_are_batched_together(server: ServerProcess) ->
         body = tensor([float(i), 0.0, 1.0])
         return int(server.client.post("/v2/models/batch_size/infer", json=body).json()["outputs"][0]["data"][0])
 
+    before = server.metrics()
     with ThreadPoolExecutor(16) as pool:
         sizes = list(pool.map(call, range(64)))
     assert max(sizes) > 1 and all(size >= 1 for size in sizes)
+    after = server.metrics()
+
+    # The dispatcher's histograms saw the same batches: a batch of s answers s requests with s.
+    def delta(name: str, **labels: str) -> float:
+        labels = {"model": "batch_size", "version": "1", **labels}
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    batches = round(sum(1 / size for size in sizes))
+    assert delta("fastroute_stage_duration_seconds_count", stage="queue_wait") == 64  # one per request
+    assert delta("fastroute_model_batch_size_sum") == 64
+    assert delta("fastroute_model_batch_size_count") == batches
+    assert delta("fastroute_stage_duration_seconds_count", stage="execute") == batches
+    assert delta("fastroute_stage_duration_seconds_count", stage="batch_wait") == batches
+    for bound in ("1.0", "4.0", "16.0", "+Inf"):  # cumulative buckets count the batches of up to `bound`
+        expected = sum(1 / size for size in sizes if bound == "+Inf" or size <= float(bound))
+        assert delta("fastroute_model_batch_size_bucket", le=bound) == round(expected), bound
+    assert delta("fastroute_stage_duration_seconds_sum", stage="execute") >= 0.01 * batches  # 10 ms a call
 
 
 # -- bad input, deadlines, exactly-once accounting -------------------------------------------
@@ -296,9 +314,11 @@ def test_metrics_parse_and_count_stages_and_decisions(server: ServerProcess) -> 
         return total(after, name, **labels) - total(before, name, **labels)
 
     assert delta("fastroute_decisions_total", model="sum", version="1", rule="alias") == 3
-    for stage in ("route", "executor", "total"):
+    for stage in ("total", "queue_wait"):  # per request
         assert delta("fastroute_stage_duration_seconds_count", stage=stage) == 3
         assert delta("fastroute_stage_duration_seconds_bucket", stage=stage, le="+Inf") == 3
+    assert delta("fastroute_stage_duration_seconds_count", stage="queue_wait", model="sum", version="1") == 3
+    assert delta("fastroute_model_batch_size_sum", model="sum", version="1") == 3
     assert delta("fastroute_http_responses_total", endpoint="router_infer", code="200") == 3
     assert ("fastroute_model_queued_requests", (("model", "sum"), ("version", "2"))) in after
 

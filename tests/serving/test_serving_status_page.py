@@ -62,7 +62,7 @@ def test_status_page_shows_models_shares_histograms_experiments_and_decisions(
         for (name, version), share in shares.items():
             assert re.search(rf"<tr><td>{name}</td><td>{version}</td>.*?{share * 100:.1f}%", dom), (name, version)
         assert shares[("words", "1")] == 0.25
-        assert dom.count('class="plot"') == 3 and dom.count("<rect") >= 3 * 21  # a bar per bucket per stage
+        assert dom.count('class="plot"') == 6 and dom.count("<rect") >= 6 * 23  # a bar per bucket per stage
         assert "canary" in dom and 'class="state-running"' in dom and "candidate share 0.25" in dom
         assert dom.count("registered for modality") >= 40  # recent decisions with their reasons
         header = re.search(r'id="server">([^<]*)<', dom).group(1)

@@ -328,6 +328,24 @@ class CPUExecutor:
         (read lock-free; empty if the model never took a request here)."""
         return [ReplicaStats.from_core(self._core.stats(lane)) for lane in self._lanes_of(spec)]
 
+    def stages(self, spec: ModelSpec) -> dict[str, tuple[list[int], int]]:
+        """``spec``'s stage histograms kept by the C++ dispatcher, summed over its replicas
+        (read lock-free; empty if the model never took a request here).
+
+        ``{stage: (counts per bucket, the last above every bound; sum)}`` for
+        ``queue_wait`` (per request: queued until the batcher took it), ``batch_wait``
+        (per batch: its first request taken until the batch went to the model),
+        ``execute`` (per batch run: the model call and delivering its results), all
+        in nanoseconds over ``_core.LATENCY_BOUNDS_NS``, and ``batch_size`` (per
+        batch run: requests, over ``_core.BATCH_SIZE_BOUNDS``).
+        """
+        merged: dict[str, tuple[list[int], int]] = {}
+        for lane in self._lanes_of(spec):
+            for stage, (counts, total) in self._core.stages(lane).items():
+                so_far, so_far_total = merged.get(stage, ([0] * len(counts), 0))
+                merged[stage] = ([a + b for a, b in zip(so_far, counts)], so_far_total + total)
+        return merged
+
     def backend_stats(self, spec: ModelSpec) -> dict[str, Any] | None:
         """What runs ``spec`` beyond this process's threads (Ray actors, a device); None here."""
         return None

@@ -57,7 +57,7 @@ from ..errors import (
     RouterClosed,
 )
 from .decision_log import DecisionLog
-from .metrics import ServingMetrics, decision_log_families, router_families
+from .metrics import ServingMetrics, decision_log_families, router_families, stage_families
 from .status import RecentDecisions, status_page, status_snapshot
 from .protocol import HEADER_LENGTH, InferRequest, ProtocolError, encode_infer_response, parse_infer_request
 
@@ -128,6 +128,7 @@ class Service:
         self.config_path = config_path
         self.decision_log = decision_log
         self.metrics = ServingMetrics()
+        self.metrics.add_live(lambda: stage_families(router, self.metrics))
         self.metrics.add_live(lambda: router_families(router))
         if decision_log is not None:
             self.metrics.add_live(lambda: decision_log_families(decision_log))
@@ -288,9 +289,7 @@ class _Handlers:
 
     async def route(self, request: Request) -> Response:
         async def decide(request: Request, infer: InferRequest, deadline: float | None) -> Response:
-            started = time.perf_counter()
             decision = self.router.route(infer.input, key=infer.parameters.get("key"))
-            self.metrics.stages["route"].observe(time.perf_counter() - started)
             self.metrics.count_decision(decision.model, decision.version, decision.reason)
             return JSONResponse({
                 "model": decision.model,
@@ -327,7 +326,6 @@ class _Handlers:
         future = self.router.submit(
             infer.input, priority=_priority(infer.parameters), deadline=remaining, key=infer.parameters.get("key")
         )
-        self.metrics.stages["route"].observe(time.perf_counter() - started)
         decision = future.decision
         self.metrics.count_decision(decision.model, decision.version, decision.reason)
         outcome = "ok"
@@ -350,15 +348,12 @@ class _Handlers:
 
     async def _result(self, future: Future, remaining: float | None, model: str) -> Any:
         """The queued request's result, awaited until its deadline at most."""
-        started = time.perf_counter()
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
         except DeadlineExceeded:
             raise
         except asyncio.TimeoutError:  # wait_for's own: the model is still running
             raise DeadlineExceeded(f"model {model!r} had not answered by the request's deadline") from None
-        finally:
-            self.metrics.stages["executor"].observe(time.perf_counter() - started)
 
     async def feedback(self, request: Request) -> Response:
         """``{"id": decision id, "reward": r, ...outcome}`` -> ``router.feedback``; answers its status."""
@@ -408,7 +403,7 @@ class _Handlers:
     ) -> Response:
         """Admission, body, parsing, deadline and error mapping around ``handle``."""
         arrived = time.monotonic()
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         if self.service.draining or self.metrics.in_flight >= self.settings.max_in_flight:
             why = "the server is draining" if self.service.draining else "the server is at its in-flight limit"
             return self._count(endpoint, self._error(503, f"{why}; retry later", retry=True), "Unavailable")
@@ -420,7 +415,7 @@ class _Handlers:
                 return await handle(request, infer, _deadline(request, infer, arrived))
 
             response = await self._answer(endpoint, parse_and_handle)
-            self.metrics.stages["total"].observe(time.perf_counter() - started)
+            self.metrics.total.record(time.perf_counter_ns() - started)
             return response
         finally:
             self.metrics.in_flight -= 1

@@ -1,61 +1,77 @@
-"""Prometheus metrics of a serving router: plain counters on the hot path, read at scrape time.
+"""Prometheus metrics of a serving router: counters kept on the hot path, read at scrape time.
 
-Every request updates a few integers and one histogram bucket on the event
-loop thread (no lock, no prometheus_client call per request); ``/metrics``
-turns them, plus live state read from the router (queue depth, leases in
-flight, canary state), into Prometheus families through one collector.
-Names follow Prometheus conventions: base units (seconds), ``_total`` counters.
+Per request nothing calls prometheus_client: the HTTP handlers update a few
+integers on the event loop thread and one C++ latency histogram (total); the
+router records each decision's analyze and decide latencies into C++
+histograms (``Router.route_stages``); the C++ dispatcher keeps each model
+replica's queue wait, batch wait, execute and batch size histograms.
+``/metrics`` reads them all, plus live state read from the router (queue
+depth, leases in flight, canary state), into Prometheus families through
+one collector. Names follow Prometheus conventions: base units (seconds),
+``_total`` counters.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, SummaryMetricFamily
 
+from .. import _core
+from ..errors import RouterClosed
+
 if TYPE_CHECKING:
     from ..router import Router
     from .decision_log import DecisionLog
 
-__all__ = ["LATENCY_BUCKETS_S", "STAGES", "LatencyHistogram", "ServingMetrics", "decision_log_families", "router_families"]
+__all__ = [
+    "LATENCY_BUCKETS_S", "PER_BATCH_STAGES", "STAGES", "Histogram", "ServingMetrics", "decision_log_families", "router_families",
+    "stage_families", "stage_histograms",
+]
 
-#: Histogram bounds, seconds: 5 us to 10 s (routing takes microseconds, models milliseconds).
-LATENCY_BUCKETS_S = (
-    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3,
-    1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)
-#: Measured stages of a request: ``route`` (analyse + decide), ``executor`` (queue
-#: wait + batch wait + model call, from submit to result), ``total`` (HTTP body
-#: read to response). The executor does not yet report its three parts apart.
-STAGES = ("route", "executor", "total")
+#: Latency histogram bounds, seconds: 1 us to 10 s (the C++ histograms' bounds).
+LATENCY_BUCKETS_S = tuple(ns / 1e9 for ns in _core.LATENCY_BOUNDS_NS)
+#: The measured stages of a request, in order: ``analyze`` (the input's features) and
+#: ``decide`` (the policy's choice) per routed request; ``queue_wait`` (per request: its
+#: model queue until the batcher took it), ``batch_wait`` (per batch: until it filled or
+#: its delay ran out) and ``execute`` (per batch: the model call and delivering results)
+#: per model version; ``total`` (HTTP body read to response) per inference request.
+STAGES = ("analyze", "decide", "queue_wait", "batch_wait", "execute", "total")
+_MODEL_STAGES = STAGES[2:5]
+#: The stages counted once per batch (the others once per request).
+PER_BATCH_STAGES = frozenset({"batch_wait", "execute"})
+_NS = 1e-9
 
 
-class LatencyHistogram:
-    """Per-bucket counts and a sum; ``observe`` costs one bisect and two additions.
+@dataclass(frozen=True)
+class Histogram:
+    """One histogram as read at scrape time: ``counts`` per bucket (not cumulative, the
+    last above every bound) over ``bounds``, and the ``total`` of the values."""
 
-    Not thread-safe: one thread (the event loop's) observes and reads.
-    """
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
 
-    __slots__ = ("counts", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)  # the last is +Inf
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        self.total += seconds
+    @classmethod
+    def of_latencies(cls, snapshot: tuple[Any, int]) -> Histogram:
+        """From a C++ latency histogram's ``(counts, sum of nanoseconds)``: seconds."""
+        counts, total_ns = snapshot
+        return cls(LATENCY_BUCKETS_S, tuple(counts), total_ns * _NS)
 
     def count(self) -> int:
         return sum(self.counts)
 
+    def merged(self, other: Histogram) -> Histogram:
+        """This histogram plus ``other`` (same bounds)."""
+        return Histogram(self.bounds, tuple(a + b for a, b in zip(self.counts, other.counts)), self.total + other.total)
+
     def buckets(self) -> list[tuple[str, int]]:
         """``(le, observations in this bucket)`` pairs, ending with +Inf."""
-        return list(zip((*map(repr, LATENCY_BUCKETS_S), "+Inf"), self.counts))
+        return list(zip((*map(repr, self.bounds), "+Inf"), self.counts))
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, count of observations <= le)`` pairs, ending with +Inf."""
@@ -67,10 +83,14 @@ class LatencyHistogram:
 
 
 class ServingMetrics:
-    """What the server counts; updated on the event loop thread, read by :meth:`render`."""
+    """What the server counts; updated on the event loop thread (the C++ histograms from
+    any thread), read by :meth:`render`."""
 
     def __init__(self) -> None:
-        self.stages = {stage: LatencyHistogram() for stage in STAGES}
+        #: Latency of each inference request, body read to response (``total``).
+        self.total = _core.LatencyHistogram()
+        #: Analyze and decide latencies; given to the router (``Router.route_stages``) to record.
+        self.route_stages = _core.RouteStages()
         self.decisions: Counter[tuple[str, str, str]] = Counter()  # (model, version, version rule)
         self.errors: Counter[str] = Counter()  # error class
         self.responses: Counter[tuple[str, int]] = Counter()  # (endpoint, status)
@@ -167,6 +187,51 @@ def router_families(router: Router) -> Iterator[Any]:
     yield from _canary_families(router)
 
 
+def stage_histograms(router: Router, metrics: ServingMetrics) -> dict[tuple[str, str, str], Histogram]:
+    """Every stage latency histogram: ``(stage, model, version) -> Histogram``, model and
+    version empty for the router-wide stages (analyze, decide, total)."""
+    found = {(stage, "", ""): Histogram.of_latencies(snapshot) for stage, snapshot in metrics.route_stages.snapshot().items()}
+    found[("total", "", "")] = Histogram.of_latencies(metrics.total.snapshot())
+    for spec, stages in _model_stages(router):
+        for stage in _MODEL_STAGES:
+            if stage in stages:
+                found[(stage, spec.name, spec.version)] = Histogram.of_latencies(stages[stage])
+    return found
+
+
+def _model_stages(router: Router) -> Iterator[tuple[Any, dict[str, tuple[list[int], int]]]]:
+    """Each registered version with its executor stage histograms (none once the router closed)."""
+    try:
+        executor = router.executor
+    except RouterClosed:
+        return
+    for spec in router.models.list():
+        yield spec, executor.stages(spec)
+
+
+def stage_families(router: Router, metrics: ServingMetrics) -> Iterator[Any]:
+    """The stage latency histograms (one family, labelled by stage, model and version) and
+    each model version's batch sizes."""
+    stages = HistogramMetricFamily(
+        "fastroute_stage_duration_seconds",
+        "Latency of each stage of a served request: analyze, decide, total per request (no model label); "
+        "queue_wait per request, batch_wait and execute per batch, per model version.",
+        labels=["stage", "model", "version"],
+    )
+    for labels, histogram in stage_histograms(router, metrics).items():
+        stages.add_metric(list(labels), histogram.cumulative(), histogram.total)
+    yield stages
+    sizes = HistogramMetricFamily("fastroute_model_batch_size", "Requests per batch a model version ran.",
+                                  labels=["model", "version"])
+    bounds = tuple(float(bound) for bound in _core.BATCH_SIZE_BOUNDS)
+    for spec, histograms in _model_stages(router):
+        if "batch_size" in histograms:
+            counts, total = histograms["batch_size"]
+            histogram = Histogram(bounds, tuple(counts), float(total))
+            sizes.add_metric([spec.name, spec.version], histogram.cumulative(), histogram.total)
+    yield sizes
+
+
 def decision_log_families(log: DecisionLog) -> Iterator[Any]:
     """The decision log's written and dropped record counts."""
     yield _counter("fastroute_decision_log_records", "Decision log records by fate (written, dropped when the queue was full).",
@@ -201,12 +266,6 @@ class _Collector:
 
     def collect(self) -> Iterator[Any]:
         m = self._metrics
-        stages = HistogramMetricFamily(
-            "fastroute_stage_duration_seconds", "Latency of each stage of a served request.", labels=["stage"]
-        )
-        for stage, histogram in m.stages.items():
-            stages.add_metric([stage], histogram.cumulative(), histogram.total)
-        yield stages
         yield _counter("fastroute_decisions", "Routing decisions by model, version and what chose the version.",
                        ["model", "version", "rule"], m.decisions)
         yield _counter("fastroute_errors", "Failed requests by error class.", ["error"], {(k,): v for k, v in m.errors.items()})

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..library.experiments import Canary, Split
+from .metrics import PER_BATCH_STAGES, STAGES, Histogram, ServingMetrics, stage_histograms
 
 if TYPE_CHECKING:
     from ..router import Decision, Router
-    from .metrics import ServingMetrics
 
 __all__ = ["RecentDecisions", "status_page", "status_snapshot"]
 
@@ -60,10 +60,14 @@ def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecis
             "queued": sum(replica.queued for replica in state["replicas"]),
             "in_flight": state["leases"],
         })
+    by_stage: dict[str, Histogram] = {}
+    for (stage, _, _), histogram in stage_histograms(router, metrics).items():
+        by_stage[stage] = by_stage[stage].merged(histogram) if stage in by_stage else histogram
     stages = {
         stage: {"buckets": [[bound, count] for bound, count in histogram.buckets()], "count": histogram.count(),
-                "sum": histogram.total}
-        for stage, histogram in metrics.stages.items()
+                "sum": histogram.total, "counted": "batches" if stage in PER_BATCH_STAGES else "requests"}
+        for stage in STAGES
+        if (histogram := by_stage.get(stage)) is not None
     }
     return {
         "server": {"version": __version__, "models": len(router.models), "in_flight": metrics.in_flight,
