@@ -133,7 +133,7 @@ def test_stage_decision_object(benchmark, routers):
     analysis = analyze(X)
     choice = router.policy.select(analysis, router.models.catalog.for_modality(analysis.modality))
     spec, version_reason = router.models.resolve(choice.model)
-    benchmark(Decision.of, choice, spec.version, analysis.modality, version_reason, "id")
+    benchmark(Decision.of, choice, spec.version, analysis, version_reason, "id")
 
 
 @pytest.mark.parametrize("policy", ["default", "tree"])

@@ -178,6 +178,7 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from .analyzer import FEATURE_NAMES
     from .decision import Forest, Tree
 
     if args.output.suffix != ".npz":
@@ -186,7 +187,10 @@ def _fit(args: argparse.Namespace) -> int:
     policy = Tree(max_depth=args.max_depth) if args.policy == "tree" else Forest(n_trees=args.trees, max_depth=args.max_depth)
     print(f"fitting a {args.policy} on {len(data.rewards)} rewarded decisions ({data.skipped} without reward) "
           f"over models {list(data.models)}", file=sys.stderr)
-    policy.fit(data.features, data.outcomes(), models=list(data.models))
+    user = data.feature_names[len(FEATURE_NAMES):]
+    if user:
+        print(f"with the user features {list(user)} (serve the policy with them: Router.add_features)", file=sys.stderr)
+    policy.fit(data.features, data.outcomes(), models=list(data.models), feature_names=data.feature_names)
     policy.save(args.output)
     print(f"saved {args.output}")
     return 0
@@ -198,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     data = _replayed(args.logs)
     policy = load(args.policy)
-    chosen = policy.decide_batch(data.features).names()
+    chosen = policy.decide_batch(data.columns(tuple(policy.feature_names))).names()
     models = list(data.models) + sorted(set(chosen) - set(data.models))  # models the log never chose add columns
     target = np.array([models.index(name) for name in chosen], dtype=np.int64)
     print(f"{len(data.rewards)} rewarded decisions ({data.skipped} without reward); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from os import PathLike
@@ -29,6 +30,7 @@ from .executors.cpu import request_times as executor_request_times
 
 if TYPE_CHECKING:
     from .analyzer import Analysis
+    from .analyzer.user_features import FeatureRow
     from .executors import CPUExecutor
 
 __all__ = ["Decision", "Router"]
@@ -66,6 +68,9 @@ class Router:
         self.resilience = resilience
         self._reload_lock = threading.Lock()  # one reload at a time
         self._loaded_config: config_files.LoadedConfig | None = None  # guarded by _reload_lock
+        #: When set, each decision's analyze and decide latencies are recorded into it
+        #: (``fastroute.serving`` sets it for /metrics); None costs nothing.
+        self.route_stages: _core.RouteStages | None = None
 
     @property
     def resilience(self) -> Resilience | None:
@@ -187,9 +192,9 @@ class Router:
         split. ``features`` gives user feature values by name for this
         request; user features neither given nor extracted are missing (NaN).
         """
-        analysis, choice = self._choose(x, hint, features)
+        seen, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
-        return Decision.of(choice, spec.version, analysis.modality, version_reason, self._record(choice, spec))
+        return Decision.of(choice, spec.version, seen, version_reason, self._record(choice, spec))
 
     def route_batch(self, xs: Any, *, features: Any = None) -> BatchChoice:
         """Route many inputs at once: model indices through the batch scorer.
@@ -486,13 +491,13 @@ class Router:
         features: Mapping[str, float] | None,
     ) -> Future:
         """submit() with fallbacks, retries and breakers (see executors/resilience.py)."""
-        analysis, choice = self._choose(x, hint, features, (executor, priority, deadline))
+        seen, choice = self._choose(x, hint, features, (executor, priority, deadline))
         self.resilience.check_pending(self._modality_of)
 
         def decide(lease: Lease) -> Decision:
             served = lease.spec.name
             why = choice if served == choice.model else Choice(served, f"fallback of {choice.model!r}")
-            return self._leased_decision(lease, analysis.modality, why)
+            return self._leased_decision(lease, seen, why)
 
         return self.resilience.submit(
             executor, x, choice.model, lease=lambda name: self.models.lease(name, key=key), decide=decide,
@@ -527,14 +532,14 @@ class Router:
         under_load: tuple[CPUExecutor, str, float | None] | None = None,
     ) -> tuple[Decision, Lease]:
         """The decision plus a lease on its model version, held until the request completes."""
-        analysis, choice = self._choose(x, hint, features, under_load)
+        seen, choice = self._choose(x, hint, features, under_load)
         lease = self.models.lease(choice.model, key=key)
-        return self._leased_decision(lease, analysis.modality, choice), lease
+        return self._leased_decision(lease, seen, choice), lease
 
-    def _leased_decision(self, lease: Lease, modality: str, choice: Choice) -> Decision:
+    def _leased_decision(self, lease: Lease, seen: Analysis | FeatureRow, choice: Choice) -> Decision:
         """The decision served by ``lease``'s version, recorded for feedback; the
         executor's latency and error reach the feedback store when the lease ends."""
-        decision = Decision.of(choice, lease.spec.version, modality, lease.reason, self._record(choice, lease.spec))
+        decision = Decision.of(choice, lease.spec.version, seen, lease.reason, self._record(choice, lease.spec))
         self._observe(lease, decision.id)
         return decision
 
@@ -552,11 +557,15 @@ class Router:
         hint: str | None,
         features: Mapping[str, float] | None,
         under_load: tuple[CPUExecutor, str, float | None] | None = None,
-    ) -> tuple[Analysis, Choice]:
+    ) -> tuple[Analysis | FeatureRow, Choice]:
         """Analyse ``x`` and let the policy name its model among those serving its modality; a
-        LoadAware policy also weighs the live load of ``under_load`` = (executor, priority, deadline)."""
+        LoadAware policy also weighs the live load of ``under_load`` = (executor, priority, deadline).
+        Returns what the policy read (the analysis, or with user features a FeatureRow) and its choice."""
+        stages = self.route_stages
+        started = time.perf_counter_ns() if stages is not None else 0
         policy = self._serving_policy()
         analysis = analyze(x, hint=hint)
+        analyzed = time.perf_counter_ns() if stages is not None else 0
         candidates = self.models.catalog.for_modality(analysis.modality)
         row = self._user_features.row(policy.feature_names, analysis, x, features, self._live_columns)
         if getattr(policy, "reads_text", False):  # text policies (Linear) read the prompt itself
@@ -565,7 +574,9 @@ class Router:
             choice = policy.select(row, candidates)
         if under_load is not None and isinstance(policy, LoadAware):
             choice = self._choose_under_load(policy, *under_load, choice, candidates)
-        return analysis, choice
+        if stages is not None:
+            stages.record(started, analyzed, time.perf_counter_ns())
+        return row, choice
 
     def _serving_policy(self) -> Policy:
         """The policy one request uses from start to end, whatever is swapped or refitted meanwhile."""

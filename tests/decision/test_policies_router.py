@@ -95,6 +95,26 @@ def test_user_features_from_requests_and_extractors(router):
     assert router.route_batch(xs, features=np.array([[5.0, 0.0], [0.0, 0.9]])).names() == ["big", "small"]
     with pytest.raises(InvalidInput, match="unknown user feature 'tier'"):
         router.route({"modality": "image"}, features={"tier": 1})
+    seen = router.route({"modality": "image", "height": 900}, features={"tenant_tier": 3}).features
+    assert seen.names == names and seen.features[-2:].tolist() == [3.0, pytest.approx(0.9)]  # the row the policy read
+
+
+def test_decisions_carry_their_analysis_and_time_analyze_and_decide_when_asked(router):
+    from fastroute import _core
+
+    x = {"modality": "image", "height": 900}
+    decision = router.route(x)
+    assert decision.features.modality == "image" and len(decision.features.features) == len(FEATURE_NAMES)
+    assert router.route_stages is None  # off by default: nothing recorded
+    router.route_stages = _core.RouteStages()
+    for _ in range(5):
+        router.route(x)
+    router.infer(x)
+    router.submit(x).result(5)
+    stages = router.route_stages.snapshot()
+    for stage in ("analyze", "decide"):
+        counts, total_ns = stages[stage]
+        assert sum(counts) == 7 and total_ns > 0
 
 
 def test_feature_names_are_checked_once_at_registration(router):

@@ -113,3 +113,49 @@ models:
     assert [(d["model"], d["outcome"]) for d in logged] == [("sum", "ok"), ("sum", "ok"), ("words", "ModelError")]
     features = dict(zip(FEATURE_NAMES, logged[0]["features"]))
     assert features["length"] == 2 and logged[0]["candidates"] == ["sum"]
+
+
+def test_user_features_given_over_http_route_and_are_logged_with_their_names(tmp_path: Path) -> None:
+    pytest.importorskip("starlette", reason="needs the 'serve' extra")
+    pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
+    pytest.importorskip("yaml", reason="needs the 'serve' extra (config files)")
+    from _server import CLEAN_EXIT, ServerProcess, total
+
+    names = [*FEATURE_NAMES, "tier"]
+    config = tmp_path / "router.yaml"
+    config.write_text(f"""
+models:
+  big: {{modality: tabular, versions: {{"1": {{model: "serving_models:total"}}}}}}
+  small: {{modality: tabular, versions: {{"1": {{model: "serving_models:noop"}}}}}}
+policy:
+  use: Rules
+  args:
+    rules: [{{when: "tier >= 1", model: big}}]
+    default: small
+    feature_names: {json.dumps(names)}
+""")
+    path = tmp_path / "decisions.jsonl"
+    server = ServerProcess(config, "--decision-log", str(path))
+    try:
+        chosen = []
+        for tier in (2, 0, None):
+            parameters = {} if tier is None else {"parameters": {"features": {"tier": tier}}}
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1.0, 2.0, 3.0]}], **parameters}
+            response = server.client.post("/v2/models/router/infer", json=body)
+            assert response.status_code == 200, response.text
+            chosen.append(response.json()["parameters"]["model"])
+        assert chosen == ["big", "small", "small"]  # no tier given: missing, the rule fails
+        bad = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+               "parameters": {"features": {"nope": 1}}}
+        assert "unknown user feature 'nope'" in server.client.post("/v2/models/router/infer", json=bad).json()["error"]
+        metrics = server.metrics()
+        for stage in ("analyze", "decide"):  # timed by the router for each decision, the refused one included
+            assert total(metrics, "fastroute_stage_duration_seconds_count", stage=stage) >= 3
+    finally:
+        assert server.stop() == CLEAN_EXIT, server.output()
+    logged = read_log([path]).decisions
+    assert [d["model"] for d in logged] == chosen
+    for record, tier in zip(logged, (2, 0, None)):
+        assert record["feature_names"] == names  # the policy's full row, named
+        assert len(record["features"]) == len(names) and record["features"][-1] == tier  # NaN -> null
+        assert dict(zip(names, record["features"]))["length"] == 3

@@ -13,7 +13,8 @@ pytest.importorskip("tqdm", reason="fit and evaluate need the 'learn' extra")
 from fastroute import FEATURE_NAMES  # noqa: E402
 from fastroute.cli import main  # noqa: E402
 from fastroute.decision import load  # noqa: E402
-from fastroute.serving.decision_log import DecisionLog  # noqa: E402
+from fastroute.serving.decision_log import DecisionLog, read_log  # noqa: E402
+from fastroute.serving.replay import replay  # noqa: E402
 
 WIDTH = FEATURE_NAMES.index("width")
 
@@ -57,6 +58,41 @@ def test_fit_learns_the_better_model_per_input_and_evaluate_estimates_it(
     snips = float(report.split("SNIPS")[1].split()[0])
     assert abs(logging_mean - 0.5) < 0.1  # random logging earns about half
     assert snips > 0.9  # the learned policy would have earned about all of it
+
+
+def test_user_features_in_the_log_are_fitted_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # "premium" earns 1 for tier-1 users and "basic" for the others: only the logged user feature tells.
+    rng = np.random.default_rng(1)
+    log_path = tmp_path / "decisions.jsonl"
+    log = DecisionLog(log_path)
+    names = [*FEATURE_NAMES, "tier"]
+    for i in range(400):
+        tier = int(rng.integers(2))
+        model = ["basic", "premium"][rng.integers(2)]
+        record = {"kind": "decision", "id": f"d{i}", "model": model, "propensity": 0.5, "candidates": ["basic", "premium"]}
+        if i < 20:  # logged before the policy read the user feature: analyzer features only
+            record["features"] = [None] * len(FEATURE_NAMES)
+        else:
+            record["features"], record["feature_names"] = [None] * len(FEATURE_NAMES) + [tier], names
+        log.record(record)
+        log.record({"kind": "feedback", "id": f"d{i}", "reward": float((tier == 1) == (model == "premium"))})
+    log.close()
+
+    data = replay(read_log([log_path]))
+    assert data.feature_names == tuple(names) and data.features.shape == (400, len(names))
+    assert np.isnan(data.features[:20, -1]).all() and not np.isnan(data.features[20:, -1]).any()
+    assert np.isnan(data.columns(("tier", "other"))[:, 1]).all()  # a column no decision logged
+
+    policy_path = tmp_path / "policy.npz"
+    assert main(["fit", str(log_path), "--policy", "tree", "--max-depth", "2", "-o", str(policy_path)]) == 0
+    assert "with the user features ['tier']" in capsys.readouterr().err
+    policy = load(policy_path)
+    assert tuple(policy.feature_names) == tuple(names)
+    probe = np.full((2, len(names)), np.nan, dtype=np.float32)
+    probe[:, -1] = [0, 1]
+    assert policy.decide_batch(probe).names() == ["basic", "premium"]
+    assert main(["evaluate", str(log_path), str(policy_path)]) == 0
+    assert float(capsys.readouterr().out.split("SNIPS")[1].split()[0]) > 0.9
 
 
 def test_a_log_without_rewards_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

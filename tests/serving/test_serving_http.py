@@ -314,7 +314,7 @@ def test_metrics_parse_and_count_stages_and_decisions(server: ServerProcess) -> 
         return total(after, name, **labels) - total(before, name, **labels)
 
     assert delta("fastroute_decisions_total", model="sum", version="1", rule="alias") == 3
-    for stage in ("total", "queue_wait"):  # per request
+    for stage in ("analyze", "decide", "total", "queue_wait"):  # per request
         assert delta("fastroute_stage_duration_seconds_count", stage=stage) == 3
         assert delta("fastroute_stage_duration_seconds_bucket", stage=stage, le="+Inf") == 3
     assert delta("fastroute_stage_duration_seconds_count", stage="queue_wait", model="sum", version="1") == 3

@@ -30,6 +30,8 @@ class FeatureRow:
 
     modality: str
     features: np.ndarray
+    #: The columns' names (the policy's feature_names), when known.
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class UserFeatures:
             values[name] = value
         values.update(live(columns))
         row = np.concatenate([analysis.features, np.array([values[c] for c in columns], dtype=np.float32)])
-        return FeatureRow(analysis.modality, row)
+        return FeatureRow(analysis.modality, row, tuple(feature_names))
 
     def batch(
         self, feature_names: Sequence[str], batch: BatchAnalysis, xs: Any, given: Any, live: LiveColumns

@@ -127,12 +127,16 @@ class Decision:
     propensity: float = 1.0
     #: Under failure handling: each model tried before the one that served, and what happened.
     attempts: tuple[str, ...] = ()
+    #: What the policy read: the input's Analysis, or a FeatureRow (analyzer features, then the
+    #: policy's user features, named by its ``names``) when the policy reads user features.
+    features: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, choice: Choice, version: str, modality: str, version_reason: str, decision_id: str | None) -> Decision:
-        """The decision for ``choice`` served by ``version``; the reasons are joined only if read."""
+    def of(cls, choice: Choice, version: str, seen: Any, version_reason: str, decision_id: str | None) -> Decision:
+        """The decision for ``choice`` served by ``version``, made from ``seen`` (what the policy
+        read: an Analysis or a FeatureRow); the reasons are joined only if read."""
         reason: Any = (choice.reason, version_reason)
-        return cls(choice.model, version, modality, reason, choice.score, decision_id, choice.propensity)
+        return cls(choice.model, version, seen.modality, reason, choice.score, decision_id, choice.propensity, (), seen)
 
     def explained(self, reason: str, attempts: Sequence[str]) -> Decision:
         """This decision with another reason and the attempts that led to it."""

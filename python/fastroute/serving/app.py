@@ -7,7 +7,8 @@ Endpoints (``{version}`` parts are optional):
   metadata) and ``.../ready``
 - ``POST /v2/models/{name}[/versions/{version}]/infer``: run that model (an alias works as
   a version); ``POST /v2/models/router/infer``: the router chooses the model, and the
-  response's ``parameters`` carry ``model``, ``version``, ``reason`` and ``decision_id``
+  response's ``parameters`` carry ``model``, ``version``, ``reason`` and ``decision_id``;
+  the request parameter ``features`` (``{"tier": 2}``) gives user feature values by name
 - ``POST /route``: the decision only, for the same request body
 - ``POST /feedback``: ``{"id": decision_id, "reward": ..., "quality": ..., "cost": ...,
   "latency": ...}`` joins an outcome to a decision (``Router.feedback``); answers
@@ -45,7 +46,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
-from ..analyzer import analyze
+from ..analyzer.user_features import FeatureRow
 from ..errors import (
     ConfigError,
     DeadlineExceeded,
@@ -128,6 +129,7 @@ class Service:
         self.config_path = config_path
         self.decision_log = decision_log
         self.metrics = ServingMetrics()
+        router.route_stages = self.metrics.route_stages  # analyze and decide, timed by the router
         self.metrics.add_live(lambda: stage_families(router, self.metrics))
         self.metrics.add_live(lambda: router_families(router))
         if decision_log is not None:
@@ -161,13 +163,14 @@ class Service:
         if self.decision_log is not None:
             self.decision_log.record({"kind": "feedback", "id": decision_id, "time": time.time(), **outcome})
 
-    def note_decision(self, decision: Decision, x: Any, latency_s: float, outcome: str) -> None:
-        """Keep a served decision for the status page, and log it (features recomputed from ``x``)."""
+    def note_decision(self, decision: Decision, latency_s: float, outcome: str) -> None:
+        """Keep a served decision for the status page, and log it with the feature row its policy read."""
         now = time.time()
         self.recent.add(decision, now, latency_s, outcome)
         if self.decision_log is None:
             return
-        self.decision_log.record({
+        seen = decision.features
+        record = {
             "kind": "decision",
             "id": decision.id,
             "time": now,
@@ -178,10 +181,13 @@ class Service:
             "score": decision.score,
             "propensity": decision.propensity,
             "candidates": self.router.models.for_modality(decision.modality),
-            "features": analyze(x).features,
+            "features": seen.features,
             "latency_s": latency_s,
             "outcome": outcome,
-        })
+        }
+        if isinstance(seen, FeatureRow) and seen.names:  # user features follow the analyzer's
+            record["feature_names"] = list(seen.names)
+        self.decision_log.record(record)
 
 
 def create_app(service: Service) -> Starlette:
@@ -289,7 +295,9 @@ class _Handlers:
 
     async def route(self, request: Request) -> Response:
         async def decide(request: Request, infer: InferRequest, deadline: float | None) -> Response:
-            decision = self.router.route(infer.input, key=infer.parameters.get("key"))
+            decision = self.router.route(
+                infer.input, key=infer.parameters.get("key"), features=_user_features(infer.parameters)
+            )
             self.metrics.count_decision(decision.model, decision.version, decision.reason)
             return JSONResponse({
                 "model": decision.model,
@@ -324,7 +332,8 @@ class _Handlers:
         remaining = _remaining(deadline)
         started = time.perf_counter()
         future = self.router.submit(
-            infer.input, priority=_priority(infer.parameters), deadline=remaining, key=infer.parameters.get("key")
+            infer.input, priority=_priority(infer.parameters), deadline=remaining, key=infer.parameters.get("key"),
+            features=_user_features(infer.parameters),
         )
         decision = future.decision
         self.metrics.count_decision(decision.model, decision.version, decision.reason)
@@ -335,7 +344,7 @@ class _Handlers:
             outcome = type(error).__name__
             raise
         finally:
-            self.service.note_decision(decision, infer.input, time.perf_counter() - started, outcome)
+            self.service.note_decision(decision, time.perf_counter() - started, outcome)
         parameters = {
             "model": decision.model,
             "version": decision.version,
@@ -528,6 +537,18 @@ def _deadline(request: Request, infer: InferRequest, arrived: float) -> float | 
     if isinstance(timeout_us, bool) or not isinstance(timeout_us, int) or timeout_us <= 0:
         raise ProtocolError(f"parameter 'timeout' must be a positive integer of microseconds, got {timeout_us!r}")
     return arrived + timeout_us / 1e6
+
+
+def _user_features(parameters: Any) -> dict[str, float] | None:
+    """The request's user feature values (parameter ``features``: name -> number), or None."""
+    features = parameters.get("features")
+    if features is None:
+        return None
+    if not isinstance(features, dict) or not all(
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in features.values()
+    ):
+        raise ProtocolError("parameter 'features' must be a JSON object of user feature names to numbers")
+    return features
 
 
 def _priority(parameters: Any) -> str:

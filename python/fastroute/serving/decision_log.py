@@ -10,8 +10,10 @@ shift up to ``backups``, the oldest is deleted) and a new file starts.
 
 Decision records: ``{"kind": "decision", "id", "time", "model", "version",
 "modality", "reason", "score", "propensity", "candidates", "features",
-"latency_s", "outcome"}`` with ``features`` in :data:`fastroute.FEATURE_NAMES`
-order (null = missing) and ``outcome`` "ok" or the error class. Feedback
+"latency_s", "outcome"}`` with ``features`` the row the policy read, in
+:data:`fastroute.FEATURE_NAMES` order (null = missing), followed, when the policy reads
+user features, by those, every column then named in ``"feature_names"``; ``outcome``
+"ok" or the error class. Feedback
 records: ``{"kind": "feedback", "id", "time", "reward", ...outcome}``, joined to
 their decision by id when the log is read (:func:`read_log`).
 """

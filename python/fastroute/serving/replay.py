@@ -5,6 +5,9 @@ chosen) on one input: a row of ``outcomes`` holds that reward in the chosen
 model's column and NaN elsewhere ("not run"), which is how
 :meth:`fastroute.Tree.fit` and :meth:`fastroute.Forest.fit` take partial logs.
 The chosen model, its propensity and reward are what off-policy estimates need.
+Decisions whose policy read user features log them after the analyzer's, with
+their ``feature_names``; the replay's columns are the analyzer's then every user
+feature any decision logged (missing where a decision did not log it).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ class Replay:
     """Logged decisions that have a reward, as arrays."""
 
     models: tuple[str, ...]  # every model seen chosen or as a candidate, sorted
-    features: np.ndarray  # (n, len(FEATURE_NAMES)) float32, NaN = missing
+    feature_names: tuple[str, ...]  # FEATURE_NAMES, then the user features logged
+    features: np.ndarray  # (n, len(feature_names)) float32, NaN = missing
     actions: np.ndarray  # (n,) index into models of the logged choice
     propensities: np.ndarray  # (n,) probability the logging policy gave its choice
     rewards: np.ndarray  # (n,)
@@ -38,6 +42,14 @@ class Replay:
         outcomes = np.full((len(self.actions), len(self.models)), np.nan)
         outcomes[np.arange(len(self.actions)), self.actions] = self.rewards
         return outcomes
+
+    def columns(self, names: tuple[str, ...]) -> np.ndarray:
+        """``features`` with the columns ``names`` (a policy's feature_names), NaN for any not logged."""
+        matrix = np.full((len(self.features), len(names)), np.nan, dtype=np.float32)
+        for j, name in enumerate(names):
+            if name in self.feature_names:
+                matrix[:, j] = self.features[:, self.feature_names.index(name)]
+        return matrix
 
 
 def replay(logged: LoggedDecisions) -> Replay:
@@ -50,11 +62,12 @@ def replay(logged: LoggedDecisions) -> Replay:
             "send rewards to POST /feedback (or Router.feedback) while logging"
         )
     models = tuple(sorted({d["model"] for d in rows} | {c for d in rows for c in d.get("candidates") or ()}))
-    features = np.array([_features(d) for d in rows], dtype=np.float32)
+    names = tuple(dict.fromkeys([*FEATURE_NAMES, *(name for d in rows for name in d.get("feature_names") or ())]))
+    features = np.array([_features(d, names) for d in rows], dtype=np.float32).reshape(len(rows), len(names))
     actions = np.array([models.index(d["model"]) for d in rows], dtype=np.int64)
     propensities = np.array([float(d.get("propensity") or 1.0) for d in rows])
     rewards = np.array([_reward(d) for d in rows])
-    return Replay(models, features, actions, propensities, rewards, len(logged.decisions) - len(rows))
+    return Replay(models, names, features, actions, propensities, rewards, len(logged.decisions) - len(rows))
 
 
 def _reward(decision: dict[str, Any]) -> float | None:
@@ -65,11 +78,16 @@ def _reward(decision: dict[str, Any]) -> float | None:
     return None
 
 
-def _features(decision: dict[str, Any]) -> list[float]:
-    values = decision.get("features")
-    if not isinstance(values, list) or len(values) != len(FEATURE_NAMES):
+def _features(decision: dict[str, Any], columns: tuple[str, ...]) -> list[float]:
+    """One decision's logged features in the order of ``columns`` (NaN where not logged)."""
+    values, names = decision.get("features"), decision.get("feature_names")
+    if names is None:
+        names, expected = FEATURE_NAMES, f"this fastroute reads {len(FEATURE_NAMES)} (FEATURE_NAMES)"
+    else:
+        expected = f"its feature_names list {len(names)}"
+    if not isinstance(values, list) or not isinstance(names, (list, tuple)) or len(values) != len(names):
         raise InvalidInput(
-            f"decision {decision.get('id')!r} has {len(values) if isinstance(values, list) else 'no'} features; "
-            f"this fastroute reads {len(FEATURE_NAMES)} (FEATURE_NAMES)"
+            f"decision {decision.get('id')!r} has {len(values) if isinstance(values, list) else 'no'} features; {expected}"
         )
-    return [np.nan if value is None else value for value in values]
+    logged = dict(zip(names, values))
+    return [np.nan if (value := logged.get(name)) is None else value for name in columns]
