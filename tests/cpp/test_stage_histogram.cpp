@@ -141,11 +141,15 @@ void dispatcher_records_each_request_and_batch() {
   CHECK(sized == batches.load() && executed == batches.load() && batch_waits == batches.load());
 }
 
-void expired_requests_wait_but_do_not_run() {
-  std::atomic<std::size_t> done{0};
+DispatchConfig one_worker() {
   DispatchConfig config;
   config.threads = 1;
-  Dispatcher dispatcher(config, for_each_batch([&](const Batch& batch) { done += batch.size(); }));
+  return config;
+}
+
+void expired_requests_wait_but_do_not_run() {
+  std::atomic<std::size_t> done{0};
+  Dispatcher dispatcher(one_worker(), for_each_batch([&](const Batch& batch) { done += batch.size(); }));
   const std::size_t lane = dispatcher.add_lane();
   CHECK(dispatcher.try_push(lane, 1, Priority::kNormal, now_ns() - 1) == PushStatus::kAccepted);  // already late
   wait_until(done, 1);
@@ -157,9 +161,7 @@ void expired_requests_wait_but_do_not_run() {
 
 void reused_lane_starts_from_zero() {
   std::atomic<std::size_t> done{0};
-  DispatchConfig config;
-  config.threads = 1;
-  Dispatcher dispatcher(config, for_each_batch([&](const Batch& batch) { done += batch.size(); }));
+  Dispatcher dispatcher(one_worker(), for_each_batch([&](const Batch& batch) { done += batch.size(); }));
   const std::size_t lane = dispatcher.add_lane();
   CHECK(dispatcher.try_push(lane, 1, Priority::kNormal) == PushStatus::kAccepted);
   wait_until(done, 1);
