@@ -74,6 +74,7 @@ struct PythonBatchSink {
     if (python_finalizing()) return;
     py::gil_scoped_acquire gil;  // ends the thread, destroying nothing of Python, if finalizing began meanwhile
     do {
+      AwaitingCompletions awaiting;  // this batch's asyncio results: one hand-off per event loop
       deliver(stream);
     } while (stream.next());
   }

@@ -13,6 +13,8 @@
 #include <exception>
 #include <string_view>
 
+#include "result.hpp"
+
 namespace fastroute {
 struct HistogramSnapshot;  // stage_histogram.hpp
 }  // namespace fastroute
@@ -45,6 +47,22 @@ py::tuple names_tuple(const std::array<std::string_view, N>& names) {
 // (counts per bucket, sum) of a histogram snapshot (bind_stage_histogram.cpp).
 py::tuple histogram_tuple(const HistogramSnapshot& snapshot);
 
+// While alive on a worker thread (GIL held), result handles settled on this
+// thread hand their awaiting asyncio futures over when it ends: one
+// loop.call_soon_threadsafe per event loop for all of them, not one per
+// request. Scopes nest (the outermost flushes). Never throws from its end.
+class AwaitingCompletions {
+ public:
+  AwaitingCompletions();
+  ~AwaitingCompletions();
+  AwaitingCompletions(const AwaitingCompletions&) = delete;
+  AwaitingCompletions& operator=(const AwaitingCompletions&) = delete;
+
+ private:
+  bool owner_;  // false: an enclosing scope on this thread collects and flushes
+  GroupsByKey<PyObject*, py::object> handles_;  // by awaiting loop, while owner_
+};
+
 void bind_analyzer(py::module_& m);
 void bind_bandit(py::module_& m);
 void bind_scorer(py::module_& m);
@@ -53,5 +71,6 @@ void bind_ngrams(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_model_state(py::module_& m);
 void bind_stage_histogram(py::module_& m);
+void bind_result(py::module_& m);
 
 }  // namespace fastroute::binding

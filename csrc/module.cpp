@@ -99,4 +99,5 @@ PYBIND11_MODULE(_core, m) {
   binding::bind_linear(m);
   binding::bind_model_state(m);
   binding::bind_stage_histogram(m);
+  binding::bind_result(m);
 }
