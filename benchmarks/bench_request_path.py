@@ -270,7 +270,7 @@ def test_executor_asubmit(benchmark, routers, quick):
     executor = router.executor
 
     async def one(loop):
-        return await asyncio.wrap_future(await executor.asubmit(spec, X), loop=loop)
+        return await (await executor.asubmit(spec, X))
 
     _time_concurrent(benchmark, quick, one)
 

@@ -348,6 +348,15 @@ class ResultHandle {
   py::object waiters_ = py::none();    // its waiters (installed under condition_)
 };
 
+// The handle inside `self`, or null while its __init__ has not run (the
+// collector may visit an instance between its allocation and its __init__).
+// is_holder_constructed is what pybind11's documentation of
+// custom_type_setup prescribes for exactly this: the one py::detail name used.
+ResultHandle* constructed(PyObject* self) noexcept {
+  if (!py::detail::is_holder_constructed(self)) return nullptr;
+  return &py::cast<ResultHandle&>(py::handle(self));
+}
+
 void settle_awaiting(const py::list& handles) {
   for (py::handle handle : handles) handle.cast<ResultHandle&>().deliver_to_awaiting();
 }
@@ -381,10 +390,11 @@ void bind_result(py::module_& m) {
     type->tp_flags |= Py_TPFLAGS_HAVE_GC;
     type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) {
       Py_VISIT(Py_TYPE(self));
-      return py::cast<const ResultHandle&>(py::handle(self)).traverse(visit, arg);
+      const ResultHandle* handle = constructed(self);
+      return handle != nullptr ? handle->traverse(visit, arg) : 0;
     };
     type->tp_clear = [](PyObject* self) {
-      py::cast<ResultHandle&>(py::handle(self)).clear();
+      if (ResultHandle* handle = constructed(self)) handle->clear();
       return 0;
     };
   });

@@ -2,7 +2,8 @@
 // (csrc/bind_<component>.cpp) that only converts arguments, checks buffers at
 // the boundary, releases the GIL around native work and converts back;
 // module.cpp assembles the `fastroute._core` module.
-// No pybind11 internals (py::detail) are used.
+// No pybind11 internals (py::detail) are used, but for the check pybind11's
+// documentation prescribes for garbage-collected types (bind_result.cpp).
 #pragma once
 
 #include <pybind11/numpy.h>

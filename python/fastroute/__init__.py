@@ -60,7 +60,7 @@ from .decision import (
 )
 from .decision.feedback import FeedbackStore
 from .decision.evaluate import Evaluation, StrongWeakCurve, cross_validate, evaluate, strong_weak_curve
-from .executors import BreakerSettings, CPUExecutor, Resilience, RetryPolicy
+from .executors import BreakerSettings, CPUExecutor, Resilience, ResultHandle, RetryPolicy
 from .library import BanditSplit, Canary, CanaryThresholds, ModelSpec, Registry, Shadow, Split
 from .router import Decision, Router
 
@@ -77,6 +77,7 @@ __all__ = [
     "Analysis",
     "BatchAnalysis",
     "CPUExecutor",
+    "ResultHandle",
     "Canary",
     "CanaryThresholds",
     "BanditSplit",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -19,6 +17,7 @@ from .decision.compiled import CompiledPolicy, check_servable
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, live_columns
 from .errors import FastrouteError, InvalidInput, RouterClosed
+from .executors.handles import ResultHandle
 from .executors.resilience import Resilience
 from .library.catalog import Candidates
 from .library import config as config_files
@@ -331,10 +330,11 @@ class Router:
         hint: str | None = None,
         key: Any = None,
         features: Mapping[str, float] | None = None,
-    ) -> Future:
-        """Route ``x`` now and queue it for its model; returns a Future of the result.
+    ) -> ResultHandle:
+        """Route ``x`` now and queue it for its model; returns its :class:`~fastroute.ResultHandle`
+        (the methods of a concurrent.futures.ResultHandle, awaitable; see executors/handles.py).
 
-        The future's ``decision`` attribute is the :class:`Decision` (its ``id``
+        The handle's ``decision`` attribute is the :class:`Decision` (its ``id``
         for :meth:`feedback`).
 
         ``priority`` ("high" or "normal"), ``deadline`` (seconds the model may
@@ -374,13 +374,13 @@ class Router:
         executor = self.executor
         if self.resilience is not None:
             future = self._submit_resilient(executor, x, priority, deadline, None, hint, key, features)
-            result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+            result = await future
             return (result, future.decision) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
         with self._held_until_done(lease, x) as follow:  # CancelledError while waiting for room too
             future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
             follow(future)
-        result = await asyncio.wrap_future(future, loop=asyncio.get_running_loop())
+        result = await future
         return (result, decision) if return_decision else result
 
     def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
@@ -431,7 +431,7 @@ class Router:
         return f"Router(policy={type(self._policy).__name__}, models={models}, executor={executor}{closed})"
 
     @contextlib.contextmanager
-    def _held_until_done(self, lease: Lease, x: Any) -> Iterator[Callable[[Future], None]]:
+    def _held_until_done(self, lease: Lease, x: Any) -> Iterator[Callable[[ResultHandle], None]]:
         """The block queues one request on ``lease`` and hands its future to the yielded
         ``follow``: the lease then ends with the future (see :meth:`_complete`), or at
         once if the block raises before (nothing was queued)."""
@@ -489,7 +489,7 @@ class Router:
         hint: str | None,
         key: Any,
         features: Mapping[str, float] | None,
-    ) -> Future:
+    ) -> ResultHandle:
         """submit() with fallbacks, retries and breakers (see executors/resilience.py)."""
         seen, choice = self._choose(x, hint, features, (executor, priority, deadline))
         self.resilience.check_pending(self._modality_of)

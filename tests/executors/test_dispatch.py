@@ -414,7 +414,7 @@ def test_asubmit_waits_for_room_without_blocking_the_event_loop(make_executor):
         await asyncio.sleep(0)  # its first try finds the queue full
         assert not waiting.done()
         blocker.release.set()  # runs only because the try did not block the loop
-        return await asyncio.wrap_future(await waiting)
+        return await (await waiting)
 
     assert asyncio.run(main()) == "waited"
     assert queued.result(WAIT_S) == "queued"

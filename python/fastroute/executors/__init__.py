@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .config import ExecutorConfig
 from .cpu import PRIORITIES, CPUExecutor, QueueStats, ReplicaStats
+from .handles import ResultHandle
 from .ray_actors import ActorStats, RayExecutor
 from .remote import RemoteModel
 from .resilience import BreakerSettings, Resilience, RetryPolicy
@@ -21,6 +22,7 @@ __all__ = [
     "ActorStats",
     "RayExecutor",
     "RemoteModel",
+    "ResultHandle",
     "BreakerSettings",
     "CPUExecutor",
     "ExecutorConfig",

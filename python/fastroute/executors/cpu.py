@@ -4,7 +4,8 @@ A :class:`CPUExecutor` owns a C++ dispatcher (``fastroute._core.Dispatcher``):
 one bounded lock-free queue pair (high/normal priority) per model replica,
 a batcher that gathers up to ``max_batch`` requests or waits ``max_delay_us``
 after the first one, and ``threads`` workers that take the GIL once per batch
-to call the model and resolve each request's :class:`concurrent.futures.Future`.
+to call the model and settle each request's :class:`~fastroute.ResultHandle` (the methods
+of a :class:`concurrent.futures.Future` in C++, awaitable; see executors/handles.py).
 
 Guarantees: every accepted request ends with exactly one result or one
 exception; a model's exception fails only its own batch (each request gets a
@@ -27,7 +28,7 @@ import random
 import threading
 import time
 import weakref
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from .. import _core
 from ..errors import DeadlineExceeded, InvalidInput, ModelError, Overloaded, RouterClosed
 from ..library.spec import ModelSpec, group_by_spec
 from .config import ExecutorConfig
+from .handles import ResultHandle
 from .waiting import WaitingRequests, fail_unstarted
 
 __all__ = ["CPUExecutor", "QueueStats", "ReplicaStats", "PRIORITIES"]
@@ -46,10 +48,10 @@ _NO_DEADLINE = _core.NO_DEADLINE  # largest int64 nanoseconds
 _FOREVER_S = _core.NO_DEADLINE_FROM_S  # seconds: deadlines this far (292 years) or further are none
 _EXIT_JOIN_TIMEOUT_S = 2.0
 
-#: One queued request: (future, input, spec, deadline_ns, waiting), read by unpacking into
+#: One queued request: (handle, input, spec, deadline_ns, waiting), read by unpacking into
 #: named locals. A plain tuple, not a NamedTuple: building one costs ~0.5 us more per
-#: request (measured), about as much as creating the request's Future.
-Request = tuple[Future, Any, ModelSpec, int, WaitingRequests]
+#: request (measured), about as much as creating the request's handle.
+Request = tuple[ResultHandle, Any, ModelSpec, int, WaitingRequests]
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,7 @@ class CPUExecutor:
         self._closed = False  # guarded by _lock
         self._core = _core.Dispatcher(**dataclasses.asdict(self.config), sink=_run_requests)
         self._waiting = WaitingRequests(_deadline_passed)
+        self._wait_spin_ns = self.config.spin_us * 1000  # a waiting caller spins as long as an idle worker
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 
     def submit(
@@ -265,18 +268,18 @@ class CPUExecutor:
         priority: str = "normal",
         deadline: float | None = None,
         timeout: float | None = None,
-    ) -> Future:
-        """Queue ``x`` for ``spec``'s model; the future resolves with its result.
+    ) -> ResultHandle:
+        """Queue ``x`` for ``spec``'s model; the returned handle settles with its result.
 
         ``priority``: "high" requests are batched before "normal" ones.
         ``deadline``: seconds from now by which the model must start on the
-        request, else the future fails with :class:`~fastroute.DeadlineExceeded`
+        request, else the handle fails with :class:`~fastroute.DeadlineExceeded`
         at that moment, wherever the request waits (a model call already
         started is not interrupted), and the request never runs.
         ``timeout``: seconds to wait for room when the queue is full (blocking
         the calling thread); without it ``submit`` never blocks and a full
         queue raises :class:`~fastroute.Overloaded` at once.
-        Raises :class:`~fastroute.RouterClosed` once closed. Cancel the future
+        Raises :class:`~fastroute.RouterClosed` once closed. Cancel the handle
         to drop the request before it runs.
         """
         high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
@@ -294,13 +297,14 @@ class CPUExecutor:
         priority: str = "normal",
         deadline: float | None = None,
         timeout: float | None = None,
-    ) -> Future:
+    ) -> ResultHandle:
         """:meth:`submit` for asyncio: waits up to ``timeout`` for room without blocking the loop.
 
         Each try is a non-blocking push; while the queue is full it retries
         after ``await asyncio.sleep`` (backing off from 50 us to 5 ms), so the
         event loop keeps running. ``deadline`` counts from this call. Returns
-        the request's Future (``await asyncio.wrap_future(future)`` for its result).
+        the request's handle: ``await`` it for the result (set on this loop, with every
+        other request of its batch awaited here, in one hand-off).
         """
         high, deadline_ns = _is_high(priority), _deadline_or_none(deadline)
         loop = asyncio.get_running_loop()
@@ -429,12 +433,14 @@ class CPUExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _push(self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float) -> tuple[int, Future]:
-        """One push to the less loaded of ``spec``'s lanes: (push status, the request's future)."""
+    def _push(
+        self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float
+    ) -> tuple[int, ResultHandle]:
+        """One push to the less loaded of ``spec``'s lanes: (push status, the request's handle)."""
         known = self._lanes.get(id(spec))
         lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
-        future: Future = Future()
+        future = ResultHandle(self._wait_spin_ns)
         waiting = self._waiting
         waiting.add(future, spec.name, None if deadline_ns == _NO_DEADLINE else deadline_ns)
         request: Request = (future, x, spec, deadline_ns, waiting)

@@ -20,8 +20,8 @@ One :class:`Resilience` per router (``Router(resilience=...)``) holds:
   opens it again).
 
 Every accepted request still ends with exactly one result or one error: a
-:class:`RequestRun` owns the caller's Future and settles it once, whatever
-retries and fallbacks ran. The Future carries ``decision``: the Decision of the
+:class:`RequestRun` owns the caller's ResultHandle and settles it once, whatever
+retries and fallbacks ran. The handle carries ``decision``: the Decision of the
 model it was queued on (set when it is queued), then of the model that served
 it (or failed last), whose ``attempts`` list what was tried and why.
 """
@@ -34,13 +34,13 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import _core
 from ..errors import ConfigError, DeadlineExceeded, ModelError, NoRoute, Overloaded
 from .cpu import request_times
+from .handles import ResultHandle
 
 __all__ = ["BreakerSettings", "Resilience", "RetryPolicy", "RequestRun", "BREAKER_STATES", "check_fallbacks"]
 
@@ -87,7 +87,7 @@ class RetryPolicy:
         _check_number("RetryPolicy", "max_backoff_s", self.max_backoff_s, self.backoff_s, 600.0)
 
     def retryable(self, error: BaseException) -> bool:
-        """Whether ``error`` (what the request's Future raised) is one the policy retries."""
+        """Whether ``error`` (what the request's handle raised) is one the policy retries."""
         cause = error.__cause__ if isinstance(error, ModelError) else None
         return cause is not None and isinstance(cause, self.retry_on)
 
@@ -270,11 +270,11 @@ class Resilience:
         *,
         lease: Callable[[str], Any],
         decide: Callable[[Any], Any],
-        settle: Callable[[Any, Future], None],
+        settle: Callable[[Any, ResultHandle], None],
         priority: str,
         deadline: float | None,
         timeout: float | None,
-    ) -> Future:
+    ) -> ResultHandle:
         """Queue ``x`` on ``executor`` for ``model``, or for its fallbacks in order when it
         fails, is overloaded or its breaker is open; the returned future settles once.
 
@@ -284,7 +284,7 @@ class Resilience:
         """
         _, deadline_ns = request_times(priority, deadline)
 
-        def submit_one(leased: Any, seconds_left: float | None, wait: float | None) -> tuple[Future, Any]:
+        def submit_one(leased: Any, seconds_left: float | None, wait: float | None) -> tuple[ResultHandle, Any]:
             inner = executor.submit(leased.spec, x, priority=priority, deadline=seconds_left, timeout=wait)
             return inner, decide(leased)
 
@@ -346,9 +346,9 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 # Queues a leased request: (lease, seconds left to the deadline or None, queue timeout)
-# -> (the executor's Future, the Decision for that model). Raises Overloaded when
+# -> (the executor's handle, the Decision for that model). Raises Overloaded when
 # the queue is full, or any routing error.
-Submit = Callable[[Any, "float | None", "float | None"], tuple[Future, Any]]
+Submit = Callable[[Any, "float | None", "float | None"], tuple[ResultHandle, Any]]
 
 
 class RequestRun:
@@ -367,12 +367,12 @@ class RequestRun:
         chain: Sequence[str],
         lease: Callable[[str], Any],
         submit: Submit,
-        finish: Callable[[Any, Future], None],
+        finish: Callable[[Any, ResultHandle], None],
         *,
         deadline_ns: int | None,
         timeout: float | None,
     ) -> None:
-        self.future: Future = Future()
+        self.future = ResultHandle()
         self._resilience = resilience
         self._chain = tuple(chain)
         self._lease = lease
@@ -381,15 +381,15 @@ class RequestRun:
         self._deadline_ns = deadline_ns
         self._timeout = timeout  # only the first attempt may wait for room: later ones run on workers
         self._attempts: list[str] = []
-        self._inner: Future | None = None
+        self._inner: ResultHandle | None = None
         self.future.add_done_callback(self._on_outer_done)
 
-    def start(self) -> Future:
+    def start(self) -> ResultHandle:
         self._resilience.on_request()
         self._attempt(0, retries=0)
         return self.future
 
-    def _on_outer_done(self, outer: Future) -> None:
+    def _on_outer_done(self, outer: ResultHandle) -> None:
         inner = self._inner
         if outer.cancelled() and inner is not None:
             inner.cancel()
@@ -440,7 +440,7 @@ class RequestRun:
                     last_error = error
                     index += 1
                     continue
-            except BaseException as error:  # noqa: BLE001 - delivered to the caller's Future
+            except BaseException as error:  # noqa: BLE001 - delivered to the caller's ResultHandle
                 self._fail(error)
                 return
             self._timeout = None
@@ -450,7 +450,7 @@ class RequestRun:
             return
         self._fail(last_error or Overloaded("no model left to try"))
 
-    def _done(self, index: int, retries: int, lease: Any, decision: Any, breaker: Any, probe: bool, done: Future) -> None:
+    def _done(self, index: int, retries: int, lease: Any, decision: Any, breaker: Any, probe: bool, done: ResultHandle) -> None:
         self._finish(lease, done)
         if done.cancelled():
             if probe:

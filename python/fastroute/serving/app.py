@@ -33,7 +33,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,10 +354,10 @@ class _Handlers:
         body, headers = encode_infer_response(result, infer, ROUTER_MODEL, "1", parameters)
         return Response(body, headers=headers)
 
-    async def _result(self, future: Future, remaining: float | None, model: str) -> Any:
+    async def _result(self, future: ResultHandle, remaining: float | None, model: str) -> Any:
         """The queued request's result, awaited until its deadline at most."""
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
+            return await asyncio.wait_for(future, remaining)
         except DeadlineExceeded:
             raise
         except asyncio.TimeoutError:  # wait_for's own: the model is still running
@@ -476,7 +475,7 @@ class _Handlers:
             raise ProtocolError(f"request body not received within {self.settings.body_timeout_s}s", 408) from None
 
 
-def _end_lease(lease: Lease, done: Future) -> None:
+def _end_lease(lease: Lease, done: ResultHandle) -> None:
     """Ends a request's lease with its outcome (runs on the worker that resolved it)."""
     if done.cancelled():
         lease.discard()
