@@ -19,15 +19,16 @@ import itertools
 import threading
 import time
 import weakref
-from concurrent.futures import Future
 from typing import Callable
+
+from .handles import ResultHandle
 
 __all__ = ["WaitingRequests", "fail_unstarted"]
 
 _MIN_COMPACT = 1024  # deadline entries kept before ended requests are swept out of the heap
 
 
-def fail_unstarted(future: Future, error: BaseException) -> None:
+def fail_unstarted(future: ResultHandle, error: BaseException) -> None:
     """End a claimed request that never ran with ``error`` (a cancelled one stays cancelled)."""
     if future.set_running_or_notify_cancel():
         future.set_exception(error)
@@ -50,7 +51,7 @@ class WaitingRequests:
         self._clock = clock
         # id(future) -> (future, model name): requests no one has claimed. Holding
         # the future keeps its id unique until it is claimed.
-        self._unclaimed: dict[int, tuple[Future, str]] = {}
+        self._unclaimed: dict[int, tuple[ResultHandle, str]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # (deadline_ns, tie-breaker, weak reference to the future, model): a heap, guarded by _lock
@@ -59,7 +60,7 @@ class WaitingRequests:
         self._compact_at = _MIN_COMPACT  # guarded by _lock
         self._watching = False  # a watch thread runs; guarded by _lock
 
-    def add(self, future: Future, model: str, deadline_ns: int | None) -> None:
+    def add(self, future: ResultHandle, model: str, deadline_ns: int | None) -> None:
         """Register a request about to be queued; ``deadline_ns`` (absolute, or None) is watched."""
         self._unclaimed[id(future)] = (future, model)
         if deadline_ns is None:
@@ -75,7 +76,7 @@ class WaitingRequests:
             elif self._deadlines[0] is entry:
                 self._changed.notify()  # the watch sleeps until a later deadline
 
-    def claim(self, future: Future) -> bool:
+    def claim(self, future: ResultHandle) -> bool:
         """True for the one caller that may end this request; False for every later one."""
         return self._unclaimed.pop(id(future), None) is not None
 
