@@ -86,6 +86,23 @@ def test_tree_predict_million(benchmark, tree_pair, million_rows, side, quick):
     benchmark.pedantic(lambda: predict(next(pool)), rounds=1 if quick else 6, iterations=1, warmup_rounds=0 if quick else 1)
 
 
+@pytest.mark.parametrize("walk", _core.TREE_WALKS)
+def test_tree_walk_kernels_million(benchmark, tree_pair, million_rows, walk, quick):
+    """The leaf of every row through each walk kernel, forced (the scalar walk is the baseline;
+    predict uses the fastest this CPU supports): what the vector walks gain on this CPU."""
+    if walk not in _core.supported_tree_walks():
+        pytest.skip(f"this CPU cannot run the {walk} walk")
+    _, policy = tree_pair
+    scorer = policy._state.scorer
+    benchmark.group = "depth-8 tree walk kernels, 1,000,000 rows (single thread)"
+    benchmark.extra_info["baseline"] = walk == "scalar"
+    np.testing.assert_array_equal(scorer.leaves(million_rows[0][:4096], walk=walk),
+                                  scorer.leaves(million_rows[0][:4096], walk="scalar"))
+    pool = itertools.cycle(million_rows)
+    benchmark.pedantic(lambda: scorer.leaves(next(pool), walk=walk), rounds=1 if quick else 6, iterations=1,
+                       warmup_rounds=0 if quick else 1)
+
+
 @pytest.mark.parametrize("side", ["fastroute", "sklearn"])
 def test_forest_predict_million(benchmark, forest_pair, million_rows, side, quick):
     estimator, policy = forest_pair

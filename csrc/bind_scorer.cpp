@@ -141,6 +141,34 @@ py::array_t<double> predict_scores(const ForestScorer& forest, const py::array& 
   return scores;
 }
 
+// The kernel named `walk` ("auto": the fastest this CPU supports); InvalidInput
+// for a name not in TREE_WALKS or a kernel this CPU cannot run.
+TreeWalk checked_walk(const std::string& walk) {
+  if (walk == "auto") return best_tree_walk();
+  for (std::size_t code = 0; code < kTreeWalkNames.size(); ++code) {
+    if (walk != kTreeWalkNames[code]) continue;
+    const auto chosen = static_cast<TreeWalk>(code);
+    if (!tree_walk_supported(chosen)) throw InvalidInput("this CPU cannot run the " + walk + " tree walk");
+    return chosen;
+  }
+  throw InvalidInput("unknown tree walk '" + walk + "' (auto, scalar, avx2 or avx512)");
+}
+
+py::array_t<std::uint32_t> forest_leaves(const ForestScorer& forest, const py::array& rows, std::size_t tree,
+                                         const std::string& walk) {
+  std::size_t n = 0;
+  const float* data = checked_rows(rows, forest, 2, &n);
+  const TreeWalk kernel = checked_walk(walk);
+  if (tree >= forest.num_trees()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
+  py::array_t<std::uint32_t> leaf(n);
+  std::uint32_t* out = leaf.mutable_data();
+  {
+    py::gil_scoped_release release;
+    forest.leaves(data, n, tree, kernel, out);
+  }
+  return leaf;
+}
+
 std::vector<std::uint32_t> forest_path(const ForestScorer& forest, const py::array& row, std::size_t tree) {
   std::size_t n = 0;
   return forest.path(checked_rows(row, forest, 1, &n), tree);
@@ -155,6 +183,16 @@ void bind_scorer(py::module_& m) {
     compare_ops[py::str(kCompareOpSymbols[code].data(), kCompareOpSymbols[code].size())] = code;
   }
   m.attr("COMPARE_OPS") = compare_ops;
+  py::list walks;  // the tree walk kernels, in TreeWalk order; those this CPU runs: supported_tree_walks()
+  for (const std::string_view name : kTreeWalkNames) walks.append(py::str(name.data(), name.size()));
+  m.attr("TREE_WALKS") = py::tuple(walks);
+  m.def("supported_tree_walks", [] {
+    std::vector<std::string> names;
+    for (std::size_t code = 0; code < kTreeWalkNames.size(); ++code) {
+      if (tree_walk_supported(static_cast<TreeWalk>(code))) names.emplace_back(kTreeWalkNames[code]);
+    }
+    return names;
+  }, "The tree walk kernels this CPU can run, slowest first; the scorers use the last.");
   py::class_<ModelMask, std::shared_ptr<ModelMask>>(
       m, "ModelMask",
       "Which models each row may use: a (groups, models) array of flags; one group applies to every row, "
@@ -180,7 +218,10 @@ void bind_scorer(py::module_& m) {
            py::arg("tree_begin"), py::arg("divisor"))
       .def_property_readonly("num_trees", &ForestScorer::num_trees)
       .def("predict_scores", &predict_scores, py::arg("rows"))
-      .def("path", &forest_path, py::arg("row"), py::arg("tree") = 0);
+      .def("path", &forest_path, py::arg("row"), py::arg("tree") = 0)
+      .def("leaves", &forest_leaves, py::arg("rows"), py::arg("tree") = 0, py::arg("walk") = "auto",
+           "The leaf (node id) each row of an (n, F) float32 matrix reaches in `tree`, walked by the kernel "
+           "`walk` (auto or one of supported_tree_walks()): every kernel gives the same leaves.");
   py::class_<ThresholdScorer, Scorer, std::shared_ptr<ThresholdScorer>>(m, "ThresholdScorer")
       .def(py::init([](std::size_t num_features, std::uint32_t feature, const InArray<float>& cuts,
                        std::int32_t missing_model) {

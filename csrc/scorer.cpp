@@ -212,7 +212,7 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
   for (double d : divisor_) {
     if (!(d > 0) || !std::isfinite(d)) invalid("divisors must be positive and finite");
   }
-  if (num_features > std::numeric_limits<std::uint32_t>::max() / 4) invalid("too many features");
+  if (num_features >= kMissingRight) invalid("too many features");
   nodes_.resize(n_nodes);
   values_.assign(a.values.begin(), a.values.end());
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
@@ -248,21 +248,16 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       if (a.feature[i] < 0 || static_cast<std::size_t>(a.feature[i]) >= num_features)
         invalid(where + " splits on feature " + std::to_string(a.feature[i]));
       if (std::isnan(a.threshold[i])) invalid(where + " has a NaN threshold");
-      const bool missing_right = !a.missing_left[i];
-      const std::size_t column = static_cast<std::size_t>(a.feature[i]) + (missing_right ? num_features : 0);
-      float threshold = float32_threshold(a.threshold[i]);
-      // scikit-learn's "all values left, missing right" split has threshold
-      // +inf; missing values arrive as +inf, so compare them against FLT_MAX.
-      if (missing_right && threshold == std::numeric_limits<float>::infinity())
-        threshold = std::numeric_limits<float>::max();
-      node = {threshold, static_cast<std::uint32_t>(column),
+      const std::uint32_t missing_right = a.missing_left[i] ? 0 : kMissingRight;
+      node = {float32_threshold(a.threshold[i]), static_cast<std::uint32_t>(a.feature[i]) | missing_right,
               {static_cast<std::uint32_t>(a.left[i]), static_cast<std::uint32_t>(a.right[i])}};
     }
     TreeLayout layout{begin, max_depth, max_depth <= kMaxDenseDepth, 0, 0};
     if (layout.dense) {
-      layout.dense_begin = static_cast<std::uint32_t>(dense_splits_.size());
+      layout.dense_begin = static_cast<std::uint32_t>(dense_thresholds_.size());
       layout.leaf_begin = static_cast<std::uint32_t>(dense_leaves_.size());
-      dense_splits_.resize(dense_splits_.size() + (std::size_t{1} << max_depth) - 1);
+      dense_thresholds_.resize(dense_thresholds_.size() + (std::size_t{1} << max_depth) - 1);
+      dense_columns_.resize(dense_thresholds_.size());
       dense_leaves_.resize(dense_leaves_.size() + (std::size_t{1} << max_depth));
       add_dense(layout, 0, begin, 0);
     }
@@ -276,6 +271,9 @@ ForestScorer::ForestScorer(std::size_t num_features, std::size_t num_models, con
       const Ranked ranked = rank_scores(scores.data(), num_models, RowMask{nullptr, true});
       leaf_decisions_[i] = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
     }
+    if (trees_[0].dense) {
+      for (std::uint32_t node : dense_leaves_) dense_leaf_models_.push_back(leaf_decisions_[node].model);
+    }
   }
 }
 
@@ -285,85 +283,61 @@ void ForestScorer::add_dense(TreeLayout& tree, std::uint32_t slot, std::uint32_t
     return;
   }
   const TreeNode& source = nodes_[node];
-  // Below a leaf: always left (nothing prepared exceeds +inf).
-  dense_splits_[tree.dense_begin + slot] =
-      is_leaf(node) ? DenseSplit{std::numeric_limits<float>::infinity(), 0} : DenseSplit{source.threshold, source.column};
+  // Below a leaf: always left (no value exceeds +inf; missing values go left).
+  const bool leaf = is_leaf(node);
+  dense_thresholds_[tree.dense_begin + slot] = leaf ? std::numeric_limits<float>::infinity() : source.threshold;
+  dense_columns_[tree.dense_begin + slot] = leaf ? 0 : source.column;
   add_dense(tree, 2 * slot + 1, source.child[0], level + 1);
   add_dense(tree, 2 * slot + 2, source.child[1], level + 1);
 }
 
-void ForestScorer::prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const {
-  const std::size_t nf = num_features();
-  prepared.resize(n * 2 * nf);
-  constexpr float kInf = std::numeric_limits<float>::infinity();
-  for (std::size_t r = 0; r < n; ++r) {
-    const float* __restrict source = rows + r * nf;
-    float* __restrict low = prepared.data() + r * 2 * nf;
-    float* __restrict high = low + nf;
-    for (std::size_t f = 0; f < nf; ++f) {  // vectorised: no branch on NaN
-      const float v = source[f];
-      low[f] = std::isnan(v) ? -kInf : v;
-      high[f] = std::isnan(v) ? kInf : v;
-    }
-  }
+DenseTree ForestScorer::dense_tree(const TreeLayout& tree) const {
+  return {dense_thresholds_.data() + tree.dense_begin, dense_columns_.data() + tree.dense_begin, tree.depth};
 }
 
-template <std::size_t Rows, std::size_t Features>
-void ForestScorer::walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const {
-  const std::size_t stride = 2 * (Features ? Features : num_features());
-  if (tree.dense) {
-    const DenseSplit* splits = dense_splits_.data() + tree.dense_begin;
-    std::uint32_t slot[Rows] = {};
-    for (std::uint32_t level = 0; level < tree.depth; ++level) {
-      for (std::size_t r = 0; r < Rows; ++r) {
-        const DenseSplit split = splits[slot[r]];
-        slot[r] = 2 * slot[r] + 1 + static_cast<std::uint32_t>(prepared[r * stride + split.column] > split.threshold);
-      }
-    }
-    const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
-    const std::uint32_t first_leaf_slot = (1u << tree.depth) - 1;
-    for (std::size_t r = 0; r < Rows; ++r) leaf[r] = leaves[slot[r] - first_leaf_slot];
-    return;
-  }
+template <std::size_t Rows>
+void ForestScorer::walk_nodes(const TreeLayout& tree, const float* rows, std::uint32_t* leaf) const {
+  const std::size_t stride = num_features();
   const TreeNode* nodes = nodes_.data();
   std::uint32_t node[Rows];
   std::fill(node, node + Rows, tree.root);
   for (std::uint32_t level = 0; level < tree.depth; ++level) {
     for (std::size_t r = 0; r < Rows; ++r) {
       const TreeNode& split = nodes[node[r]];
-      node[r] = split.child[prepared[r * stride + split.column] > split.threshold];
+      const float value = rows[r * stride + (split.column & ~kMissingRight)];
+      const bool right = (value > split.threshold) | ((value != value) & ((split.column & kMissingRight) != 0));
+      node[r] = split.child[right];
     }
   }
   std::copy(node, node + Rows, leaf);
 }
 
-template <std::size_t Features>
-void ForestScorer::walk_blocks(const TreeLayout& tree, const float* prepared, std::size_t n,
-                               std::uint32_t* leaf) const {
-  const std::size_t stride = 2 * (Features ? Features : num_features());
-  std::size_t r = 0;
-  for (; r + kBlock <= n; r += kBlock) walk<kBlock, Features>(tree, prepared + r * stride, leaf + r);
-  for (; r < n; ++r) walk<1, Features>(tree, prepared + r * stride, leaf + r);
-}
-
-void ForestScorer::walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n,
+void ForestScorer::walk_tree(const TreeLayout& tree, TreeWalk walk, const float* rows, std::size_t n,
                              std::uint32_t* leaf) const {
-  // The schema's width as a constant turns each row's offset into an
-  // immediate: fewer instructions and registers per step.
-  if (num_features() == kNumFeatures) {
-    walk_blocks<kNumFeatures>(tree, prepared, n, leaf);
-  } else {
-    walk_blocks<0>(tree, prepared, n, leaf);
+  if (tree.dense) {
+    walk_dense(walk, dense_tree(tree), rows, n, num_features(), leaf);
+    const std::uint32_t* leaves = dense_leaves_.data() + tree.leaf_begin;
+    for (std::size_t r = 0; r < n; ++r) leaf[r] = leaves[leaf[r]];
+    return;
   }
+  std::size_t r = 0;
+  for (; r + kBlock <= n; r += kBlock) walk_nodes<kBlock>(tree, rows + r * num_features(), leaf + r);
+  for (; r < n; ++r) walk_nodes<1>(tree, rows + r * num_features(), leaf + r);
 }
 
-void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double* sums,
+void ForestScorer::leaves(const float* rows, std::size_t n, std::size_t tree, TreeWalk walk,
+                          std::uint32_t* leaf) const {
+  if (tree >= trees_.size()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
+  walk_tree(trees_[tree], walk, rows, n, leaf);
+}
+
+void ForestScorer::accumulate_pass(const float* rows, std::size_t n, double* sums,
                                    std::uint32_t* first_leaf) const {
   const std::size_t k = num_models();
   std::fill(sums, sums + n * k, 0.0);
   std::uint32_t leaf[kPassRows];
   for (std::size_t t = 0; t < trees_.size(); ++t) {
-    walk_rows(trees_[t], prepared, n, t == 0 ? first_leaf : leaf);
+    walk_tree(trees_[t], walk_, rows, n, t == 0 ? first_leaf : leaf);
     const std::uint32_t* reached = t == 0 ? first_leaf : leaf;
     for (std::size_t r = 0; r < n; ++r) {
       const double* v = values_.data() + std::size_t{reached[r]} * k;
@@ -375,12 +349,10 @@ void ForestScorer::accumulate_pass(const float* prepared, std::size_t n, double*
 }
 
 void ForestScorer::predict_scores(const float* rows, std::size_t n, double* scores) const {
-  std::vector<float> prepared;
   std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
-    prepare_pass(rows + begin * num_features(), count, prepared);
-    accumulate_pass(prepared.data(), count, scores + begin * num_models(), leaf);
+    accumulate_pass(rows + begin * num_features(), count, scores + begin * num_models(), leaf);
   }
 }
 
@@ -408,7 +380,6 @@ void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out,
   const std::size_t k = num_models();
   const bool one_tree = trees_.size() == 1;
   // Per-thread scratch: no allocation per call once warm.
-  static thread_local std::vector<float> prepared;
   static thread_local std::vector<double> sums;
   static thread_local std::vector<LeafDecision> masked_decisions;
   // One tree: the precomputed leaf decision when every model is allowed; a
@@ -419,46 +390,55 @@ void ForestScorer::score_rows(const float* rows, std::size_t n, ScoreOutput out,
   constexpr LeafDecision kNoDecision{kNoModel, kNaN, kNaN};
   if (masked_table) fill_masked_decisions(mask, masked_decisions);
   sums.resize(one_tree ? k : kPassRows * k);
+  // Row i's decision from its leaf (in tree 0) and, for a forest, its summed scores.
+  auto decide = [&](std::size_t i, std::uint32_t leaf, const double* summed) {
+    const float* row = rows + i * num_features();
+    LeafDecision decision;
+    if (!mask.restricts() && one_tree) {
+      decision = leaf_decisions_[leaf];
+    } else if (masked_table) {
+      const std::size_t g = mask.group_of(row);
+      decision = g == ModelMask::kNoGroup ? kNoDecision : masked_decisions[g * nodes_.size() + leaf];
+    } else if (one_tree) {
+      const RowMask allowed = mask.row(row);
+      decision = allowed.all ? leaf_decisions_[leaf] : masked_leaf_decision(leaf, allowed, sums.data());
+    } else {
+      const Ranked ranked = rank_scores(summed, k, mask.row(row));
+      decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
+    }
+    out.model[i] = decision.model;
+    if (out.score) out.score[i] = decision.score;
+    if (out.margin) out.margin[i] = decision.margin;
+    if (out.reason) out.reason[i] = static_cast<std::int32_t>(leaf);
+  };
+  if (one_tree) {
+    // Every row walked at once, its leaf written into the output itself (the
+    // reason column, else the model column), then each replaced in place.
+    auto* leaves = reinterpret_cast<std::uint32_t*>(out.reason ? out.reason : out.model);
+    if (!mask.restricts() && !out.score && !out.margin && !out.reason && trees_[0].dense) {  // predict()
+      walk_dense(walk_, dense_tree(trees_[0]), rows, n, num_features(), leaves);
+      for (std::size_t i = 0; i < n; ++i) out.model[i] = dense_leaf_models_[leaves[i]];
+      return;
+    }
+    walk_tree(trees_[0], walk_, rows, n, leaves);
+    for (std::size_t i = 0; i < n; ++i) decide(i, leaves[i], nullptr);
+    return;
+  }
   std::uint32_t leaf[kPassRows];
   for (std::size_t begin = 0; begin < n; begin += kPassRows) {
     const std::size_t count = std::min(kPassRows, n - begin);
-    prepare_pass(rows + begin * num_features(), count, prepared);
-    if (trees_.size() == 1) {
-      walk_rows(trees_[0], prepared.data(), count, leaf);
-    } else {
-      accumulate_pass(prepared.data(), count, sums.data(), leaf);  // reason: the leaf in tree 0
-    }
-    for (std::size_t r = 0; r < count; ++r) {
-      const float* row = rows + (begin + r) * num_features();
-      LeafDecision decision;
-      if (!mask.restricts() && one_tree) {
-        decision = leaf_decisions_[leaf[r]];
-      } else if (masked_table) {
-        const std::size_t g = mask.group_of(row);
-        decision = g == ModelMask::kNoGroup ? kNoDecision : masked_decisions[g * nodes_.size() + leaf[r]];
-      } else if (one_tree) {
-        const RowMask allowed = mask.row(row);
-        decision = allowed.all ? leaf_decisions_[leaf[r]] : masked_leaf_decision(leaf[r], allowed, sums.data());
-      } else {
-        const Ranked ranked = rank_scores(sums.data() + r * k, k, mask.row(row));
-        decision = {ranked.best, static_cast<float>(ranked.score), static_cast<float>(ranked.margin)};
-      }
-      out.model[begin + r] = decision.model;
-      if (out.score) out.score[begin + r] = decision.score;
-      if (out.margin) out.margin[begin + r] = decision.margin;
-      if (out.reason) out.reason[begin + r] = static_cast<std::int32_t>(leaf[r]);
-    }
+    accumulate_pass(rows + begin * num_features(), count, sums.data(), leaf);
+    for (std::size_t r = 0; r < count; ++r) decide(begin + r, leaf[r], sums.data() + r * k);
   }
 }
 
 std::vector<std::uint32_t> ForestScorer::path(const float* row, std::size_t tree) const {
   if (tree >= trees_.size()) throw InvalidInput("tree " + std::to_string(tree) + " out of range");
   std::vector<std::uint32_t> nodes{trees_[tree].root};
-  const std::size_t nf = num_features();
   while (!is_leaf(nodes.back())) {
     const TreeNode& node = nodes_[nodes.back()];
-    const float v = row[node.column % nf];
-    const bool missing_right = node.column >= nf;
+    const float v = row[node.column & ~kMissingRight];
+    const bool missing_right = (node.column & kMissingRight) != 0;
     nodes.push_back(node.child[v != v ? missing_right : v > node.threshold]);
   }
   return nodes;

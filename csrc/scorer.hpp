@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tree_walk.hpp"
+
 namespace fastroute {
 
 // The model index of a row no allowed model may serve.
@@ -154,12 +156,10 @@ class RuleScorer final : public Scorer {
   std::int32_t default_model_;
 };
 
-// One node of a compiled tree, 16 bytes. Rows are scored from a prepared
-// copy holding each row twice, [NaN as -inf | NaN as +inf], and `column`
-// indexes that doubled row: a node whose missing values go right reads the
-// second half. So a value goes to child[1] exactly when it is greater than
-// the threshold, one comparison, no branch. Leaves loop to themselves, so
-// every row takes the same number of steps.
+// One node of a compiled tree, 16 bytes, walked on the caller's rows as they
+// are: a value goes to child[1] exactly when it is greater than the
+// threshold, or is missing (NaN) and `column` has kMissingRight set (the low
+// bits are the feature). Leaves loop to themselves.
 struct TreeNode {
   float threshold;
   std::uint32_t column;
@@ -198,33 +198,33 @@ class ForestScorer final : public Scorer {
   void predict_scores(const float* rows, std::size_t n, double* scores) const;
   // Node ids from the root to the leaf of `tree` for one row.
   std::vector<std::uint32_t> path(const float* row, std::size_t tree) const;
+  // The leaf (node id) each of n rows reaches in `tree`, walked with `walk`
+  // (which must be supported: tree_walk_supported) when the tree is stored
+  // complete (depth <= kMaxDenseDepth), node by node otherwise. Throws
+  // InvalidInput for a tree out of range. Thread-safe; never blocks.
+  void leaves(const float* rows, std::size_t n, std::size_t tree, TreeWalk walk, std::uint32_t* leaf) const;
   std::size_t num_trees() const { return trees_.size(); }
+
+  // Trees up to this depth are also stored complete, for the vector walks.
+  static constexpr std::uint32_t kMaxDenseDepth = 10;
 
  protected:
   std::size_t work_per_row() const override { return trees_.size(); }
 
  private:
-  // Rows walked together through one tree: independent walks the CPU overlaps.
+  // Rows walked together through one sparse tree: independent walks the CPU overlaps.
   static constexpr std::size_t kBlock = 16;
   // Rows taken through every tree before moving on, so each tree is loaded
   // into cache once per pass rather than once per block.
   static constexpr std::size_t kPassRows = 256;
-  // Trees up to this depth are also stored as complete trees (below).
-  static constexpr std::uint32_t kMaxDenseDepth = 10;
 
-  // A split of a complete tree in level order: node i has children 2i+1 and
-  // 2i+2, so the walk needs no child pointers. Leaves above the last level
-  // are padded with always-left splits (threshold +inf).
-  struct DenseSplit {
-    float threshold;
-    std::uint32_t column;  // in the prepared (doubled) row, as TreeNode::column
-  };
-  static_assert(sizeof(DenseSplit) == 8, "DenseSplit must stay 8 bytes");
+  // A complete tree in level order (see DenseTree): leaves above the last
+  // level are padded with always-left splits (threshold +inf).
   struct TreeLayout {
     std::uint32_t root;         // in nodes_
     std::uint32_t depth;
     bool dense;
-    std::uint32_t dense_begin;  // in dense_splits_: 2^depth - 1 splits
+    std::uint32_t dense_begin;  // in dense_thresholds_ and dense_columns_: 2^depth - 1 splits
     std::uint32_t leaf_begin;   // in dense_leaves_: 2^depth node ids
   };
   // The decision of a one-tree policy at each leaf, precomputed.
@@ -241,28 +241,26 @@ class ForestScorer final : public Scorer {
   // That decision for every (group, node) of `mask` into `table` (groups x nodes).
   void fill_masked_decisions(const ModelMask& mask, std::vector<LeafDecision>& table) const;
   bool is_leaf(std::uint32_t node) const { return nodes_[node].child[0] == node; }
-  // Copies n <= kPassRows rows into `prepared` (2 * num_features per row, see
-  // TreeNode).
-  void prepare_pass(const float* rows, std::size_t n, std::vector<float>& prepared) const;
-  // The leaf (node id) each of Rows prepared rows reaches in `tree`;
-  // Features: num_features() as a compile-time constant, or 0.
-  template <std::size_t Rows, std::size_t Features>
-  void walk(const TreeLayout& tree, const float* prepared, std::uint32_t* leaf) const;
-  template <std::size_t Features>
-  void walk_blocks(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
-  // The same for n rows: whole blocks of kBlock, then the rest one by one.
-  void walk_rows(const TreeLayout& tree, const float* prepared, std::size_t n, std::uint32_t* leaf) const;
-  // Averaged scores (n x num_models) of n <= kPassRows prepared rows; the
-  // leaf of each row in tree 0 into first_leaf.
-  void accumulate_pass(const float* prepared, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
+  // The leaf (node id) each of n rows reaches in `tree`.
+  void walk_tree(const TreeLayout& tree, TreeWalk walk, const float* rows, std::size_t n, std::uint32_t* leaf) const;
+  DenseTree dense_tree(const TreeLayout& tree) const;
+  // The same node by node (trees too deep to store complete).
+  template <std::size_t Rows>
+  void walk_nodes(const TreeLayout& tree, const float* rows, std::uint32_t* leaf) const;
+  // Averaged scores (n x num_models) of n <= kPassRows rows; the leaf of
+  // each row in tree 0 into first_leaf.
+  void accumulate_pass(const float* rows, std::size_t n, double* sums, std::uint32_t* first_leaf) const;
 
   std::vector<TreeNode> nodes_;
   std::vector<double> values_;  // nodes x num_models, leaf scores
   std::vector<TreeLayout> trees_;
-  std::vector<DenseSplit> dense_splits_;
+  std::vector<float> dense_thresholds_;
+  std::vector<std::uint32_t> dense_columns_;
   std::vector<std::uint32_t> dense_leaves_;
   std::vector<double> divisor_;
   std::vector<LeafDecision> leaf_decisions_;  // per node, one-tree policies only
+  std::vector<std::int32_t> dense_leaf_models_;  // per dense leaf slot, one dense tree only
+  TreeWalk walk_ = best_tree_walk();
 };
 
 // Threshold switch on one feature: model = number of cuts the value exceeds

@@ -1,6 +1,8 @@
 // Scorer tests for sanitizer builds (-fsanitize=address,undefined): random
-// forests against a naive reference walk, rule tables, thresholds, tails of
-// every length, NaN rows, threads, and rejected arrays.
+// forests against a naive reference walk, every tree walk kernel this CPU
+// runs (scalar, AVX2, AVX-512) forced in turn against the same reference,
+// rule tables, thresholds, tails of every length, NaN rows, threads, and
+// rejected arrays.
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -10,6 +12,7 @@
 #include "errors.hpp"
 #include "features.hpp"
 #include "scorer.hpp"
+#include "tree_walk.hpp"
 
 using namespace fastroute;
 
@@ -61,17 +64,23 @@ void add_random_tree(ForestArrays& a, std::mt19937& rng, std::size_t nf, std::si
   a.tree_begin.push_back(static_cast<std::uint32_t>(a.feature.size()));
 }
 
+// The leaf (node id) of tree t that sklearn's rule reaches for one row.
+std::uint32_t reference_leaf(const ForestArrays& a, const float* row, std::size_t t) {
+  std::int32_t node = static_cast<std::int32_t>(a.tree_begin[t]);
+  while (a.left[node] >= 0) {
+    const float v = row[a.feature[node]];
+    const bool left = std::isnan(v) ? a.missing_left[node] != 0 : static_cast<double>(v) <= a.threshold[node];
+    node = left ? a.left[node] : a.right[node];
+  }
+  return static_cast<std::uint32_t>(node);
+}
+
 // Reference: walk each tree with sklearn's rule, sum, divide, argmax over the
 // allowed models (all when `allowed` is null; kNoModel when none is).
 std::int32_t reference(const ForestArrays& a, const float* row, std::size_t k, const std::uint8_t* allowed = nullptr) {
   std::vector<double> sums(k, 0.0);
   for (std::size_t t = 0; t + 1 < a.tree_begin.size(); ++t) {
-    std::int32_t node = static_cast<std::int32_t>(a.tree_begin[t]);
-    while (a.left[node] >= 0) {
-      const float v = row[a.feature[node]];
-      const bool left = std::isnan(v) ? a.missing_left[node] != 0 : static_cast<double>(v) <= a.threshold[node];
-      node = left ? a.left[node] : a.right[node];
-    }
+    const std::uint32_t node = reference_leaf(a, row, t);
     for (std::size_t j = 0; j < k; ++j) sums[j] += a.values[node * k + j];
   }
   std::int32_t best = kNoModel;
@@ -117,6 +126,49 @@ void test_forests(std::size_t nf) {
       }
     }
   }
+}
+
+// Every kernel, forced, reaches the reference leaf: rows of every tail length
+// around the vector widths, NaN (both missing directions), +-Inf and values
+// equal to a threshold (x <= t goes left), trees from a lone leaf to deeper
+// than the dense layout. The model-only path (predict) writes in place.
+void test_tree_walks(std::size_t nf) {
+  std::mt19937 rng(11);
+  const std::size_t k = 2;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int depth : {0, 1, 4, 5, 6, 8, 10, 12}) {
+    ForestArrays a;
+    a.tree_begin.push_back(0);
+    add_random_tree(a, rng, nf, k, depth);
+    a.divisor.assign(k, 1);
+    ForestScorer tree(nf, k, a);
+    for (std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{16}, std::size_t{31}, std::size_t{33},
+                          std::size_t{1000}}) {
+      std::vector<float> rows(n * nf);
+      std::normal_distribution<float> normal;
+      for (float& v : rows) {
+        const unsigned kind = rng() % 20;
+        v = kind == 0 ? std::numeric_limits<float>::quiet_NaN() : kind == 1 ? inf : kind == 2 ? -inf
+            : kind == 3 ? static_cast<float>(a.threshold[rng() % a.threshold.size()]) : normal(rng);
+      }
+      for (std::size_t code = 0; code < kTreeWalkNames.size(); ++code) {
+        const auto walk = static_cast<TreeWalk>(code);
+        if (!tree_walk_supported(walk)) continue;
+        std::vector<std::uint32_t> leaf(n);
+        tree.leaves(rows.data(), n, 0, walk, leaf.data());
+        bool same = true;
+        for (std::size_t i = 0; i < n; ++i) same = same && leaf[i] == reference_leaf(a, &rows[i * nf], 0);
+        if (!same) std::printf("  walk %s, depth %d, %zu rows\n", kTreeWalkNames[code].data(), depth, n);
+        check(same, "every tree walk kernel reaches the reference leaf");
+      }
+      std::vector<std::int32_t> model(n);
+      tree.score_rows(rows.data(), n, {model.data(), nullptr, nullptr, nullptr});
+      bool same = true;
+      for (std::size_t i = 0; i < n; ++i) same = same && model[i] == reference(a, &rows[i * nf], k);
+      check(same, "the model-only path matches the reference");
+    }
+  }
+  check(tree_walk_supported(best_tree_walk()), "the detected kernel is supported");
 }
 
 void test_rules_and_threshold() {
@@ -201,6 +253,8 @@ void test_rejected_arrays() {
 int main() {
   test_forests(5);
   test_forests(kNumFeatures);  // the walk specialised for the schema's width
+  test_tree_walks(5);
+  test_tree_walks(kNumFeatures);
   test_rules_and_threshold();
   test_rejected_arrays();
   std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");

@@ -5,7 +5,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from fastroute import FEATURE_NAMES, Forest, InvalidInput, PolicyError, Tree
+from fastroute import FEATURE_NAMES, Forest, InvalidInput, PolicyError, Tree, _core
 from fastroute.decision import load
 
 MODELS = ["a", "b", "c", "d"]
@@ -30,6 +30,31 @@ def test_tree_classifier_predictions_identical_to_sklearn(seed):
     policy = Tree.from_sklearn(estimator, MODELS)
     probe, _ = random_data(seed + 100, n=2000, nan_share=0.1)
     np.testing.assert_array_equal(policy.predict(probe), estimator.predict(probe))
+
+
+@pytest.mark.parametrize("walk", _core.TREE_WALKS)
+@pytest.mark.parametrize("depth", [1, 4, 5, 8, 10, 13])
+def test_every_tree_walk_reaches_sklearns_leaf(walk, depth):
+    """Each kernel forced in turn (the fastest supported one serves by default): the leaf of
+    every row is sklearn's, with missing values, extreme values and exact threshold ties, at
+    every tail length around the vector widths (tests/cpp also feeds +-Inf, which sklearn refuses)."""
+    if walk not in _core.supported_tree_walks():
+        pytest.skip(f"this CPU cannot run the {walk} walk (supported: {_core.supported_tree_walks()})")
+    features, labels = random_data(depth, n=3000, nan_share=0.1)
+    estimator = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(features, labels)
+    scorer = Tree.from_sklearn(estimator, MODELS)._state.scorer
+    probe, _ = random_data(depth + 1, n=1000 + depth, nan_share=0.1)
+    probe[::7, 3] = np.finfo(np.float32).max
+    probe[::11, 4] = -np.finfo(np.float32).max
+    for n in (1, 15, 16, 17, 33, len(probe)):
+        np.testing.assert_array_equal(scorer.leaves(probe[:n], walk=walk), estimator.apply(probe[:n]))
+
+
+def test_tree_walk_names_are_checked():
+    scorer = Tree.from_sklearn(DecisionTreeClassifier(max_depth=2).fit(*random_data(0)), MODELS)._state.scorer
+    assert _core.supported_tree_walks()[0] == "scalar"  # the portable fallback runs everywhere
+    with pytest.raises(InvalidInput, match="unknown tree walk 'sse9'"):
+        scorer.leaves(random_data(1)[0], walk="sse9")
 
 
 @pytest.mark.parametrize(
