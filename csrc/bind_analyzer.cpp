@@ -265,7 +265,9 @@ std::int64_t input_work(const Input& input) {
   return static_cast<std::int64_t>(std::get<BytesInput>(input).bytes.size());
 }
 
-py::object analyze_py(py::handle x, py::handle hint_arg) {
+}  // namespace
+
+Analysis analyze_object(py::handle x, py::handle hint_arg) {
   Hint hint = Hint::kAuto;
   if (!hint_arg.is_none()) {
     if (!PyUnicode_Check(hint_arg.ptr())) throw InvalidInput("hint must be a str or None, not " + std::string(py::repr(hint_arg)));
@@ -273,14 +275,18 @@ py::object analyze_py(py::handle x, py::handle hint_arg) {
   }
   if (py::isinstance<py::array>(x)) {  // the hot path: no variant, no copies
     const ArrayView view = array_view(py::reinterpret_borrow<py::array>(x));
-    if (input_work(view) < kReleaseGilFrom) return wrap(analyze_array(view, hint));
-    return wrap(without_gil([&] { return analyze_array(view, hint); }));
+    if (input_work(view) < kReleaseGilFrom) return analyze_array(view, hint);
+    return without_gil([&] { return analyze_array(view, hint); });
   }
   std::vector<std::unique_ptr<HeldBuffer>> held;
   const Input input = to_input(x, held);
-  if (input_work(input) < kReleaseGilFrom) return wrap(analyze(input, hint));
-  return wrap(without_gil([&] { return analyze(input, hint); }));
+  if (input_work(input) < kReleaseGilFrom) return analyze(input, hint);
+  return without_gil([&] { return analyze(input, hint); });
 }
+
+namespace {
+
+py::object analyze_py(py::handle x, py::handle hint) { return wrap(analyze_object(x, hint)); }
 
 // analyze(x, hint=None) as a METH_FASTCALL function: pybind11's generic
 // dispatcher (argument records, defaults, overloads) costs more than

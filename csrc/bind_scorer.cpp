@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "analyzer.hpp"
 #include "binding.hpp"
 #include "errors.hpp"
 #include "scorer.hpp"
@@ -41,10 +42,14 @@ const float* checked_rows(const py::array& rows, const Scorer& scorer, int ndim,
   return static_cast<const float*>(rows.data());
 }
 
-// The mask to score with: every model when none is given.
-const ModelMask& checked_mask(const ModelMask* mask, const Scorer& scorer) {
+// The mask to score with: every model when none is given. Taken as a handle:
+// pybind11's own conversion of None to a null pointer costs more than
+// scoring a row (a failed first overload pass, then a raised and cleared
+// AttributeError per call).
+const ModelMask& checked_mask(py::handle mask_arg, const Scorer& scorer) {
   static const ModelMask kEveryModel;
-  if (mask == nullptr) return kEveryModel;
+  if (mask_arg.is_none()) return kEveryModel;
+  const auto* mask = mask_arg.cast<const ModelMask*>();
   if (mask->num_models() != scorer.num_models())
     throw InvalidInput("the model mask covers " + std::to_string(mask->num_models()) + " models, the policy has " +
                        std::to_string(scorer.num_models()));
@@ -59,7 +64,7 @@ std::shared_ptr<ModelMask> make_mask(const InArray<std::uint8_t>& flags) {
 
 // One row is scored with the GIL held: releasing and re-taking it would cost
 // more than the scoring (a few hundred nanoseconds at most).
-py::tuple score_row(const Scorer& scorer, const py::array& row, const ModelMask* mask) {
+py::tuple score_row(const Scorer& scorer, const py::array& row, py::handle mask) {
   std::size_t n = 0;
   const float* data = checked_rows(row, scorer, 1, &n);
   std::int32_t model = 0, reason = 0;
@@ -68,12 +73,26 @@ py::tuple score_row(const Scorer& scorer, const py::array& row, const ModelMask*
   return py::make_tuple(model, score, margin, reason);
 }
 
+// Router.route's native step for a compiled policy: analyse `x` and score its
+// feature row among the models `mask` allows (grouped by modality), in one call.
+py::tuple route_input(const Scorer& scorer, py::handle x, py::handle hint, py::handle mask) {
+  if (scorer.num_features() != kNumFeatures)
+    throw InvalidInput("route() scores the analyzer's " + std::to_string(kNumFeatures) + " features; the policy reads " +
+                       std::to_string(scorer.num_features()));
+  const ModelMask& allowed = checked_mask(mask, scorer);
+  const Analysis analysis = analyze_object(x, hint);
+  std::int32_t model = 0, reason = 0;
+  float score = 0, margin = 0;
+  scorer.score_rows(analysis.features.data(), 1, {&model, &score, &margin, &reason}, allowed);
+  return py::make_tuple(static_cast<int>(analysis.modality), model, score, reason);
+}
+
 // Batches below this many rows are scored with the GIL held, for the same reason.
 constexpr std::size_t kReleaseGilFromRows = 64;
 
 // The mask is held by the caller's Python reference for the whole call (the GIL is
 // released meanwhile): pybind11 keeps the argument alive until the function returns.
-py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned threads, const ModelMask* mask) {
+py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned threads, py::handle mask) {
   std::size_t n = 0;
   const float* data = checked_rows(rows, scorer, 2, &n);
   const ModelMask& allowed = checked_mask(mask, scorer);
@@ -89,7 +108,7 @@ py::tuple score_batch(const Scorer& scorer, const py::array& rows, unsigned thre
 }
 
 py::array_t<std::int32_t> predict_models(const Scorer& scorer, const py::array& rows, unsigned threads,
-                                         const ModelMask* mask) {
+                                         py::handle mask) {
   std::size_t n = 0;
   const float* data = checked_rows(rows, scorer, 2, &n);
   const ModelMask& allowed = checked_mask(mask, scorer);
@@ -202,11 +221,14 @@ void bind_scorer(py::module_& m) {
   py::class_<Scorer, std::shared_ptr<Scorer>>(m, "Scorer", "A compiled, immutable routing policy.")
       .def_property_readonly("num_features", &Scorer::num_features)
       .def_property_readonly("num_models", &Scorer::num_models)
-      .def("score", &score_row, py::arg("row"), py::arg("mask") = nullptr,
+      .def("score", &score_row, py::arg("row"), py::arg("mask") = py::none(),
            "(model, score, margin, reason) for one float32 row; model is NO_MODEL when the mask allows none.")
-      .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = nullptr,
+      .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "(model, score, margin, reason) arrays for an (n, F) float32 matrix.")
-      .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = nullptr,
+      .def("route", &route_input, py::arg("x"), py::arg("hint") = py::none(), py::arg("mask") = py::none(),
+           "(modality code, model, score, reason) for one input: analyze(x, hint) and score its features in one "
+           "call; model is NO_MODEL when the mask allows none. Needs a policy over exactly FEATURE_NAMES.")
+      .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "Model index array for an (n, F) float32 matrix.");
   py::class_<RuleScorer, Scorer, std::shared_ptr<RuleScorer>>(m, "RuleScorer")
       .def(py::init(&make_rules), py::arg("num_features"), py::arg("num_models"), py::arg("feature"),

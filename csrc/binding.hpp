@@ -17,12 +17,18 @@
 #include "result.hpp"
 
 namespace fastroute {
+struct Analysis;  // analyzer.hpp
 struct HistogramSnapshot;  // stage_histogram.hpp
 }  // namespace fastroute
 
 namespace fastroute::binding {
 
 namespace py = pybind11;
+
+// Analyses one Python input (analyze() without the Python result object): the
+// GIL is released for large inputs. Throws the analyzer's errors
+// (InvalidInput, UnsupportedInput, CorruptFile). Call with the GIL held.
+Analysis analyze_object(py::handle x, py::handle hint);
 
 // Sets the Python error for a C++ exception: core errors (errors.hpp) become
 // their fastroute.errors class, pybind11's and the standard library's the

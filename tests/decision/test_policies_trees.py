@@ -207,3 +207,25 @@ def test_corrupt_tree_structure_is_rejected_on_load(tmp_path, corrupt):
     np.savez(tmp_path / "corrupt.npz", **arrays)
     with pytest.raises(PolicyError, match=message):
         load(tmp_path / "corrupt.npz")
+
+
+def test_scorer_route_analyses_and_scores_in_one_call():
+    """Scorer.route(x) (the router's native step) is analyze(x) then score() of its features."""
+    from fastroute import analyze
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, len(FEATURE_NAMES))).astype(np.float32)
+    features[:, 0] = 0  # tabular
+    labels = (features[:, FEATURE_NAMES.index("mean")] > 0).astype(int)
+    scorer = Tree.from_sklearn(DecisionTreeClassifier(max_depth=3).fit(features, labels), MODELS)._state.scorer
+    for x in (rng.normal(size=16).astype(np.float32), np.arange(12.0).reshape(3, 4), "some text", b"\x89PNG\r\n"):
+        analysis = analyze(x)
+        routed = scorer.route(x)
+        assert routed[0] == analysis.modality_code
+        model, score, _, reason = scorer.score(analysis.features)
+        np.testing.assert_array_equal(routed[1:], (model, score, reason))
+    mask = _core.ModelMask(np.array([[0, 1, 0, 0]], dtype=np.uint8))
+    assert scorer.route(np.ones(4), mask=mask)[1] == 1
+    assert scorer.route(np.ones((8, 8)), "image")[0] == analyze(np.ones((8, 8)), hint="image").modality_code
+    with pytest.raises(InvalidInput, match="the model mask covers 2 models"):
+        scorer.route(np.ones(4), mask=_core.ModelMask(np.ones((1, 2), dtype=np.uint8)))
