@@ -28,6 +28,7 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
   if (!pop_next(lane, request)) return false;
   const std::int64_t send_by = request.enqueued_ns + limits.max_delay_ns;
   const std::int64_t opened = now_ns();
+  const bool fill = wait && lane.fill_batches.load(std::memory_order_relaxed);
   sort_into(lane, request, opened, batch);
   const auto more = [&] { return lane.queued() > 0 || lane.aborting.load(std::memory_order_acquire); };
   while (batch.ready.size() < limits.max_batch) {
@@ -35,7 +36,7 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
       sort_into(lane, request, now_ns(), batch);
       continue;
     }
-    if (!wait || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
+    if (!fill || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
     if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
   }
   lane.stages.batch_wait.record(now_ns() - opened);

@@ -211,7 +211,8 @@ void bind_dispatch(py::module_& m) {
            }),
            py::arg("threads"), py::arg("max_batch"), py::arg("max_delay_us"), py::arg("queue_capacity"),
            py::arg("max_lanes"), py::arg("spin_us"), py::arg("sink"))
-      .def("add_lane", &Dispatcher::add_lane)
+      .def("add_lane", &Dispatcher::add_lane, py::arg("fill_batches") = true,
+           "A lane for one model replica; fill_batches: wait up to max_delay_us for a batch to fill.")
       .def("push", &dispatch_push, py::arg("lane"), py::arg("payload"), py::arg("high"), py::arg("deadline_ns"),
            py::arg("timeout_s"))
       .def("stats",

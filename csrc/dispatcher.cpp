@@ -201,7 +201,7 @@ Dispatcher::Dispatcher(const DispatchConfig& config, BatchSink sink) {
 // finish on their own.
 Dispatcher::~Dispatcher() { close(false, workers_.empty() ? 0 : kNoDeadline); }
 
-std::size_t Dispatcher::add_lane() {
+std::size_t Dispatcher::add_lane(bool fill_batches) {
   std::lock_guard lock(core_->lanes_mu);
   if (core_->closed.load()) throw Closed("the dispatcher is closed");
   if (!core_->free_lanes.empty()) {
@@ -211,6 +211,7 @@ std::size_t Dispatcher::add_lane() {
     Lane& lane = *core_->lanes[id];  // drained: no worker owns it, nothing is queued
     lane.service.reset();
     lane.stages.reset();
+    lane.fill_batches.store(fill_batches, std::memory_order_relaxed);
     lane.aborting.store(false, std::memory_order_seq_cst);
     lane.closed.store(false, std::memory_order_seq_cst);
     return id;
@@ -220,6 +221,7 @@ std::size_t Dispatcher::add_lane() {
     throw Exhausted("all " + std::to_string(core_->max_lanes) + " lanes (max_lanes) are in use");
   }
   core_->lanes[id] = std::make_unique<Lane>(core_->queue_capacity);
+  core_->lanes[id]->fill_batches.store(fill_batches, std::memory_order_relaxed);  // published by lane_count
   core_->lane_count.store(id + 1, std::memory_order_release);
   return id;
 }

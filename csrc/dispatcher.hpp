@@ -36,7 +36,8 @@ namespace fastroute {
 // ExecutorConfig and the config files' executor section (through
 // fastroute._core.DISPATCH_SETTINGS).
 //   threads: worker threads; max_batch: most requests per model call;
-//   max_delay_us: longest wait after a batch's first request; queue_capacity:
+//   max_delay_us: longest wait after a batch's first request (lanes that fill
+//   batches, see add_lane); queue_capacity:
 //   per lane and priority, rounded up to a power of two; max_lanes: most lanes
 //   (model replicas) at once; spin_us: how long an idle worker spins before parking.
 #define FASTROUTE_DISPATCH_SETTINGS(X)                  \
@@ -120,9 +121,12 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // Thread-safe. Reopens a lane freed by retire() if there is one (its rings
-  // are reused), else allocates a new one. Throws Exhausted when max_lanes
-  // lanes are in use and Closed after close().
-  std::size_t add_lane();
+  // are reused), else allocates a new one. With fill_batches (a batched
+  // model) a batch waits up to max_delay for more requests; without (a model
+  // called once per request) a worker takes only what is queued: waiting
+  // would add latency and merge no model calls. Throws Exhausted when
+  // max_lanes lanes are in use and Closed after close().
+  std::size_t add_lane(bool fill_batches = true);
 
   // Thread-safe, never allocates, never waits for room: a lock-free push,
   // plus a brief mutex hand-off only when it must wake a parked worker.

@@ -127,6 +127,25 @@ void blocked_lane_does_not_stall_others() {
   CHECK(dispatcher.close(true));
 }
 
+// A lane that does not fill batches (a model called per request) hands a
+// lone request to the sink at once; one that does waits up to max_delay
+// (here a minute: the sink would not see it within the test).
+void lane_without_batch_filling_does_not_wait() {
+  std::atomic<int> delivered_unfilled{0};
+  std::atomic<int> delivered_filled{0};
+  Dispatcher dispatcher(config(2, 64, 60'000'000), for_each_batch([&](const Batch& batch) {
+    (batch.lane == 0 ? delivered_unfilled : delivered_filled) += static_cast<int>(batch.size());
+  }));
+  CHECK(dispatcher.add_lane(false) == 0);
+  CHECK(dispatcher.add_lane(true) == 1);
+  push_until_accepted(dispatcher, 1, 1);
+  push_until_accepted(dispatcher, 0, 2);
+  while (delivered_unfilled.load() == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  CHECK(delivered_filled.load() == 0);  // still waiting for its batch to fill
+  CHECK(dispatcher.close(false));       // ends the wait: the batch goes to the sink
+  CHECK(delivered_filled.load() == 1);
+}
+
 // While the only worker is busy, normal then high requests queue up; the next
 // batch takes the high ones first. Expired and aborted requests are not run.
 void priorities_deadlines_and_abort() {
@@ -360,6 +379,7 @@ void bad_config_and_lane() {
 int main() {
   RUN(every_payload_exactly_once);
   RUN(blocked_lane_does_not_stall_others);
+  RUN(lane_without_batch_filling_does_not_wait);
   RUN(priorities_deadlines_and_abort);
   RUN(close_without_drain_aborts_queued);
   RUN(close_from_inside_the_sink);

@@ -54,9 +54,23 @@ def test_a_request_queued_behind_a_hung_model_fails_at_its_deadline(hung):
     assert "queued" not in hang.ran  # failed requests never run
 
 
+def queued_while_the_worker_is_held(executor: CPUExecutor, submit_all) -> list:
+    """``submit_all()``'s futures, submitted while the single worker is held on another
+    model: all queued when the worker next takes a batch, so they form one batch."""
+    gate = Hang()
+    held = executor.submit(ModelSpec("gate", "1", gate, "text"), "hang")
+    assert gate.started.wait(WAIT_S)
+    futures = submit_all()
+    gate.release.set()
+    assert held.result(WAIT_S) == "hang"
+    return futures
+
+
 def test_a_request_in_a_batch_behind_a_hung_call_fails_at_its_deadline(hung):
     hang, model, executor = hung
-    futures = [executor.submit(model, "hang"), executor.submit(model, "second", deadline=0.05)]
+    futures = queued_while_the_worker_is_held(
+        executor, lambda: [executor.submit(model, "hang"), executor.submit(model, "second", deadline=0.05)]
+    )
     assert hang.started.wait(WAIT_S)
     with pytest.raises(DeadlineExceeded):
         futures[1].result(WAIT_S)

@@ -149,6 +149,13 @@ def test_batch_waits_up_to_max_delay_for_more(make_executor):
     assert [list(call) for call in recorder.calls] == [[0, 1, 2]]
 
 
+def test_a_model_called_per_request_does_not_wait_for_a_batch_to_fill(make_executor):
+    # A minute's max_delay: a lone request that waited for its batch to fill would outlast WAIT_S.
+    single = spec("single", lambda x: x)
+    executor = make_executor(single, threads=1, max_batch=64, max_delay_us=60_000_000)
+    assert [executor.submit(single, i).result(WAIT_S) for i in range(3)] == [0, 1, 2]
+
+
 def test_high_priority_runs_first_and_each_class_is_fifo(make_executor):
     recorder = Recorder()
     model = spec("recorder", recorder)

@@ -181,8 +181,13 @@ def test_close_without_drain_returns_while_a_model_hangs_and_fails_what_has_not_
 def test_requests_waiting_in_a_batch_behind_a_hung_call_fail_on_close_without_drain():
     hang = Hang()
     model = ModelSpec("hang", "1", hang, "text")
-    executor = CPUExecutor(threads=1, max_batch=8, max_delay_us=200_000)
-    futures = [executor.submit(model, x) for x in ("hang", "second", "third")]  # one batch
+    executor = CPUExecutor(threads=1, max_batch=8)
+    gate = Hang()  # holds the only worker until all three are queued: they form one batch
+    held = executor.submit(ModelSpec("gate", "1", gate, "text"), "hang")
+    assert gate.started.wait(WAIT_S)
+    futures = [executor.submit(model, x) for x in ("hang", "second", "third")]
+    gate.release.set()
+    assert held.result(WAIT_S) == "hang"
     assert hang.started.wait(WAIT_S)
     closing, _ = in_thread(executor.close, drain=False)
     assert finished(closing)

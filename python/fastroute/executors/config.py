@@ -40,7 +40,8 @@ ExecutorConfig.__doc__ = """Tuning knobs of a :class:`CPUExecutor`, validated on
 
 - ``threads``: worker threads shared by every model (a hanging model holds one).
 - ``max_batch``: most requests handed to a model in one call.
-- ``max_delay_us``: longest wait after a batch's first request for more to arrive.
+- ``max_delay_us``: longest wait after a batch's first request for more to arrive (batched
+  models only: a model called once per request runs what is queued without waiting).
 - ``queue_capacity``: bound of each replica's queue, per priority (rounded up to
   a power of two); a full queue makes ``submit`` raise :class:`~fastroute.Overloaded`.
 - ``max_lanes``: most model replicas one executor serves at once (a retired

@@ -2,8 +2,9 @@
 
 A :class:`CPUExecutor` owns a C++ dispatcher (``fastroute._core.Dispatcher``):
 one bounded lock-free queue pair (high/normal priority) per model replica,
-a batcher that gathers up to ``max_batch`` requests or waits ``max_delay_us``
-after the first one, and ``threads`` workers that take the GIL once per batch
+a batcher that gathers up to ``max_batch`` requests or, for a batched model, waits
+``max_delay_us`` after the first one (a model called per request takes what is
+queued without waiting), and ``threads`` workers that take the GIL once per batch
 to call the model and settle each request's :class:`~fastroute.ResultHandle` (the methods
 of a :class:`concurrent.futures.Future` in C++, awaitable; see executors/handles.py).
 
@@ -471,7 +472,7 @@ class CPUExecutor:
         lanes: list[int] = []
         try:
             for _ in range(spec.replicas):
-                lanes.append(self._core.add_lane())
+                lanes.append(self._core.add_lane(spec.batched))  # only a batched model waits for a batch to fill
         except Overloaded as error:
             for lane in lanes:
                 self._core.retire(lane, True)  # empty: frees it at once
