@@ -74,6 +74,8 @@ _log = logging.getLogger("fastroute.serving")
 ROUTER_MODEL = "router"
 #: Request header giving the request's deadline in milliseconds from its arrival.
 DEADLINE_HEADER = "fastroute-deadline-ms"
+# A deadline on the running task (Python 3.11+): unlike wait_for, it starts no task per request.
+_TIME_LIMIT = getattr(asyncio, "timeout", None)
 # A nominal input datatype per modality for model metadata (any datatype is accepted).
 _MODALITY_DATATYPE = {"tabular": "FP32", "image": "UINT8", "audio": "FP32"}
 
@@ -194,7 +196,10 @@ def create_app(service: Service) -> Starlette:
     handlers = _Handlers(service)
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
-    routes = [
+    routes = [  # the hot ones first: Starlette tries each route's pattern in order (the paths are disjoint)
+        Route(model + "/infer", handlers.infer, methods=["POST"]),
+        Route(versioned + "/infer", handlers.infer, methods=["POST"]),
+        Route("/route", handlers.route, methods=["POST"]),
         Route("/v2/health/live", handlers.live),
         Route("/v2/health/ready", handlers.ready),
         Route("/v2", handlers.server_metadata),
@@ -202,9 +207,6 @@ def create_app(service: Service) -> Starlette:
         Route(versioned, handlers.model_metadata),
         Route(model + "/ready", handlers.model_ready),
         Route(versioned + "/ready", handlers.model_ready),
-        Route(model + "/infer", handlers.infer, methods=["POST"]),
-        Route(versioned + "/infer", handlers.infer, methods=["POST"]),
-        Route("/route", handlers.route, methods=["POST"]),
         Route("/feedback", handlers.feedback, methods=["POST"]),
         Route("/metrics", handlers.scrape),
         Route("/", handlers.status_page),
@@ -470,7 +472,10 @@ class _Handlers:
             return b"".join(chunks)
 
         try:
-            return await asyncio.wait_for(read(), self.settings.body_timeout_s)
+            if _TIME_LIMIT is None:  # Python 3.10
+                return await asyncio.wait_for(read(), self.settings.body_timeout_s)
+            async with _TIME_LIMIT(self.settings.body_timeout_s):
+                return await read()
         except asyncio.TimeoutError:
             raise ProtocolError(f"request body not received within {self.settings.body_timeout_s}s", 408) from None
 
