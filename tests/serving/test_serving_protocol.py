@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="needs the 'serve' extra")
 
-from fastroute.serving.protocol import ProtocolError, encode_tensor, parse_infer_request  # noqa: E402
+from fastroute.serving.protocol import ProtocolError, encode_infer_response, encode_tensor, parse_infer_request  # noqa: E402
 
 LIMIT = 1 << 20
 
@@ -112,3 +112,20 @@ def test_results_encode_as_tensors() -> None:
         with pytest.raises(ProtocolError, match="no (tensor encoding|protocol datatype)") as refused:
             encode_tensor(unencodable, "y", False)
         assert refused.value.status == 500
+
+
+def test_nan_and_infinity_survive_both_ways() -> None:
+    # Python's json (and clients built on it) write NaN and Infinity tokens; orjson refuses
+    # them, so such bodies are read by the standard library, and such results written by it.
+    body = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1.5, NaN, -Infinity]}]}'
+    decoded = parse_infer_request(body, None, LIMIT)
+    assert decoded.input[0] == 1.5 and np.isnan(decoded.input[1]) and decoded.input[2] == -np.inf
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        parse_infer_request(b'{"inputs": [NaX]}', None, LIMIT)
+    head, _ = encode_infer_response(np.array([0.5, np.nan, np.inf]), decoded, "m", "1", {"model": "m"})
+    assert b"[0.5,NaN,Infinity]" in head
+    values = json.loads(head)["outputs"][0]["data"]
+    assert values[0] == 0.5 and np.isnan(values[1]) and values[2] == np.inf
+    finite, _ = encode_infer_response(np.array([0.5, 2.0]), decoded, "m", "1", {"propensity": 0.25})
+    assert json.loads(finite) == {"model_name": "m", "model_version": "1", "parameters": {"propensity": 0.25},
+                                  "outputs": [{"name": "output", "datatype": "FP64", "shape": [2], "data": [0.5, 2.0]}]}

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 __all__ = [
     "DATATYPES",
@@ -90,10 +91,7 @@ class InferRequest:
 def parse_infer_request(body: bytes, header_length: str | None, max_elements: int) -> InferRequest:
     """Decode an infer request body (JSON, or JSON + binary tensor data)."""
     json_part, binary = _split_body(body, header_length)
-    try:
-        document = json.loads(json_part)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ProtocolError(f"request body is not valid JSON: {error}") from None
+    document = _decode_json(json_part)
     if not isinstance(document, dict):
         raise ProtocolError("request body must be a JSON object with an 'inputs' list")
     inputs = document.get("inputs")
@@ -119,7 +117,7 @@ def encode_infer_response(
         document["id"] = request.request_id
     if parameters:
         document["parameters"] = dict(parameters)
-    head = json.dumps(document, allow_nan=True, separators=(",", ":")).encode()
+    head = _encode_json(document, finite=raw is not None or _all_finite(tensor))
     if raw is None:
         return head, {"content-type": "application/json"}
     return head + raw, {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
@@ -150,6 +148,35 @@ def encode_tensor(result: Any, name: str, binary: bool) -> tuple[dict[str, Any],
         return tensor, raw
     tensor["data"] = array.ravel().tolist()
     return tensor, None
+
+
+# -- JSON: orjson on the hot path, the standard library where orjson differs -------------
+
+
+def _decode_json(text: bytes) -> Any:
+    """The JSON document; what orjson refuses (NaN and Infinity tokens, which some clients
+    write for floats; UTF-16 text; huge integers) the standard library may still read."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProtocolError(f"request body is not valid JSON: {error}") from None
+
+
+def _encode_json(document: Mapping[str, Any], finite: bool) -> bytes:
+    """Compact JSON; NaN and infinities (which orjson would write as null) as NaN and
+    Infinity tokens, as Python's json and Triton's clients read them."""
+    if finite:
+        return orjson.dumps(document)
+    return json.dumps(document, allow_nan=True, separators=(",", ":")).encode()
+
+
+def _all_finite(tensor: Mapping[str, Any]) -> bool:
+    """False when a JSON tensor's float data holds a NaN or an infinity."""
+    return not tensor["datatype"].startswith("FP") or all(map(math.isfinite, tensor["data"]))
 
 
 # -- decoding ----------------------------------------------------------------------------
