@@ -74,7 +74,7 @@ _log = logging.getLogger("fastroute.serving")
 ROUTER_MODEL = "router"
 #: Request header giving the request's deadline in milliseconds from its arrival.
 DEADLINE_HEADER = "fastroute-deadline-ms"
-# A deadline on the running task (Python 3.11+): unlike wait_for, it starts no task per request.
+# A time limit on the running task (Python 3.11+; see _within).
 _TIME_LIMIT = getattr(asyncio, "timeout", None)
 # A nominal input datatype per modality for model metadata (any datatype is accepted).
 _MODALITY_DATATYPE = {"tabular": "FP32", "image": "UINT8", "audio": "FP32"}
@@ -359,7 +359,7 @@ class _Handlers:
     async def _result(self, future: ResultHandle, remaining: float | None, model: str) -> Any:
         """The queued request's result, awaited until its deadline at most."""
         try:
-            return await asyncio.wait_for(future, remaining)
+            return await _within(remaining, future)
         except DeadlineExceeded:
             raise
         except asyncio.TimeoutError:  # wait_for's own: the model is still running
@@ -472,12 +472,21 @@ class _Handlers:
             return b"".join(chunks)
 
         try:
-            if _TIME_LIMIT is None:  # Python 3.10
-                return await asyncio.wait_for(read(), self.settings.body_timeout_s)
-            async with _TIME_LIMIT(self.settings.body_timeout_s):
-                return await read()
+            return await _within(self.settings.body_timeout_s, read())
         except asyncio.TimeoutError:
             raise ProtocolError(f"request body not received within {self.settings.body_timeout_s}s", 408) from None
+
+
+async def _within(seconds: float | None, awaitable: Awaitable[Any]) -> Any:
+    """``await awaitable``, cancelled with TimeoutError after ``seconds`` (None: no limit).
+    On Python 3.11+ the limit is set on the running task (asyncio.timeout), so no task is
+    started per request as wait_for does."""
+    if seconds is None:
+        return await awaitable
+    if _TIME_LIMIT is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, seconds)
+    async with _TIME_LIMIT(seconds):
+        return await awaitable
 
 
 def _end_lease(lease: Lease, done: ResultHandle) -> None:
