@@ -41,7 +41,7 @@ LATENCY_BUCKETS_S = tuple(ns / 1e9 for ns in _core.LATENCY_BOUNDS_NS)
 #: its delay ran out) and ``execute`` (per batch: the model call and delivering results)
 #: per model version; ``total`` (HTTP body read to response) per inference request.
 STAGES = ("analyze", "decide", "queue_wait", "batch_wait", "execute", "total")
-_MODEL_STAGES = STAGES[2:5]
+_BATCH_SIZE_BOUNDS = tuple(float(bound) for bound in _core.BATCH_SIZE_BOUNDS)
 #: The stages counted once per batch (the others once per request).
 PER_BATCH_STAGES = frozenset({"batch_wait", "execute"})
 _NS = 1e-9
@@ -188,25 +188,22 @@ def router_families(router: Router) -> Iterator[Any]:
 
 
 def stage_histograms(router: Router, metrics: ServingMetrics) -> dict[tuple[str, str, str], Histogram]:
-    """Every stage latency histogram: ``(stage, model, version) -> Histogram``, model and
-    version empty for the router-wide stages (analyze, decide, total)."""
+    """Every stage histogram: ``(stage, model, version) -> Histogram``, model and version
+    empty for the router-wide stages (analyze, decide, total); per model version the
+    dispatcher's latencies and its ``batch_size`` (requests, not seconds)."""
     found = {(stage, "", ""): Histogram.of_latencies(snapshot) for stage, snapshot in metrics.route_stages.snapshot().items()}
     found[("total", "", "")] = Histogram.of_latencies(metrics.total.snapshot())
-    for spec, stages in _model_stages(router):
-        for stage in _MODEL_STAGES:
-            if stage in stages:
-                found[(stage, spec.name, spec.version)] = Histogram.of_latencies(stages[stage])
-    return found
-
-
-def _model_stages(router: Router) -> Iterator[tuple[Any, dict[str, tuple[list[int], int]]]]:
-    """Each registered version with its executor stage histograms (none once the router closed)."""
     try:
         executor = router.executor
-    except RouterClosed:
-        return
+    except RouterClosed:  # nothing runs any more: no model stages
+        return found
     for spec in router.models.list():
-        yield spec, executor.stages(spec)
+        for stage, (counts, total) in executor.stages(spec).items():
+            found[(stage, spec.name, spec.version)] = (
+                Histogram(_BATCH_SIZE_BOUNDS, tuple(counts), float(total)) if stage == "batch_size"
+                else Histogram.of_latencies((counts, total))
+            )
+    return found
 
 
 def stage_families(router: Router, metrics: ServingMetrics) -> Iterator[Any]:
@@ -218,17 +215,14 @@ def stage_families(router: Router, metrics: ServingMetrics) -> Iterator[Any]:
         "queue_wait per request, batch_wait and execute per batch, per model version.",
         labels=["stage", "model", "version"],
     )
-    for labels, histogram in stage_histograms(router, metrics).items():
-        stages.add_metric(list(labels), histogram.cumulative(), histogram.total)
-    yield stages
     sizes = HistogramMetricFamily("fastroute_model_batch_size", "Requests per batch a model version ran.",
                                   labels=["model", "version"])
-    bounds = tuple(float(bound) for bound in _core.BATCH_SIZE_BOUNDS)
-    for spec, histograms in _model_stages(router):
-        if "batch_size" in histograms:
-            counts, total = histograms["batch_size"]
-            histogram = Histogram(bounds, tuple(counts), float(total))
-            sizes.add_metric([spec.name, spec.version], histogram.cumulative(), histogram.total)
+    for (stage, model, version), histogram in stage_histograms(router, metrics).items():
+        if stage == "batch_size":
+            sizes.add_metric([model, version], histogram.cumulative(), histogram.total)
+        else:
+            stages.add_metric([stage, model, version], histogram.cumulative(), histogram.total)
+    yield stages
     yield sizes
 
 
