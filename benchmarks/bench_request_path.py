@@ -5,12 +5,19 @@ A no-op model, a 16-float array, one submitting thread. Groups (ratios: baseline
 time over the stage's time, so a stage at 0.25 costs four baselines):
 
 - ``request path: route``: pybind11 no-op call (baseline), then the stages of
-  ``router.route`` one by one: ``analyze(x)``, the candidates of its modality,
-  the policy decision (default ByModality, and a depth-8 Tree), the registry
-  resolve (route) and lease + release (infer/submit), the feedback record, the
-  Decision (its reason formatted); then ``router.route`` whole, for each policy,
-  and scikit-learn's ``predict`` of the same tree on one row.
-- ``request path: infer``: calling the model directly (baseline) vs ``router.infer``.
+  ``router.route`` one by one. The general path (Python policies, experiments,
+  user features...): ``analyze(x)``, the candidates of its modality, the policy
+  decision (default ByModality, and a depth-8 Tree), the registry resolve
+  (route) and lease + release (infer/submit), the feedback record, the
+  Decision (its reason formatted). The native path (decision/fast_path.py,
+  ``native:``): ``Scorer.route`` (analyze + tree + modality mask in one call),
+  ByModality's planned choice (analyze + a table lookup), the precomputed
+  version resolution, the lock-free hold + drop (infer), ``record_plain`` and
+  ``Decision.make``. Then ``router.route`` whole, for each policy, on the
+  native path and (``general path``) with it switched off (what every request
+  did before it), and scikit-learn's ``predict`` of the same tree on one row.
+- ``request path: infer``: calling the model directly (baseline) vs ``router.infer``,
+  on the native and the general path.
 - ``request path: submit->result``: ``ThreadPoolExecutor(2).submit(noop, x).result()``
   (baseline); a ``concurrent.futures.Future`` created, resolved and read (the
   completion alone); ``CPUExecutor.submit(spec, x).result()`` (enqueue, batch
@@ -67,12 +74,23 @@ def make_router(policy=None) -> Router:
     return router
 
 
+def general_path_only(router: Router) -> Router:
+    """``router`` with the native path switched off: every request takes the general path."""
+    router._fast_path.decide = lambda *args, **kwargs: None
+    return router
+
+
 @pytest.fixture(scope="module")
 def routers(tree_pair):
-    default, tree = make_router(), make_router(tree_pair[1])
-    yield {"default": default, "tree": tree}
-    default.close()
-    tree.close()
+    made = {
+        "default": make_router(),
+        "tree": make_router(tree_pair[1]),
+        "default, general path": general_path_only(make_router()),
+        "tree, general path": general_path_only(make_router(tree_pair[1])),
+    }
+    yield made
+    for router in made.values():
+        router.close()
 
 
 # ---- route: each stage, then the whole --------------------------------------------
@@ -136,7 +154,53 @@ def test_stage_decision_object(benchmark, routers):
     benchmark(Decision.of, choice, spec.version, analysis, version_reason, "id")
 
 
-@pytest.mark.parametrize("policy", ["default", "tree"])
+def test_native_stage_scorer_route(benchmark, routers):
+    """Analyze, the depth-8 tree and the per-modality mask: one native call."""
+    benchmark.group = "request path: route"
+    router = routers["tree"]
+    state = router.policy._state
+    mask = state.masks.for_modalities(router.models.catalog.for_modality)
+    benchmark(state.scorer.route, X, None, mask)
+
+
+def test_native_stage_by_modality(benchmark, routers):
+    """ByModality's choice, planned per catalog: analyze + a table lookup."""
+    from fastroute.decision.fast_path import _ByModalityPlan
+
+    benchmark.group = "request path: route"
+    router = routers["default"]
+    plan = _ByModalityPlan(router.policy, router.models.catalog)
+    benchmark(plan.choose, X, None)
+
+
+def test_native_stage_resolve(benchmark, routers):
+    benchmark.group = "request path: route"
+    benchmark(routers["default"].models.catalog.resolved.get, "m0")
+
+
+def test_native_stage_hold_drop(benchmark, routers):
+    benchmark.group = "request path: route"
+    models = routers["default"].models
+
+    def hold_and_drop():
+        models.hold_default("m0").in_flight.drop()
+
+    benchmark(hold_and_drop)
+
+
+def test_native_stage_record_plain(benchmark, routers):
+    benchmark.group = "request path: route"
+    benchmark(routers["default"].feedback_store.record_plain, "m0", 0.0)
+
+
+def test_native_stage_decision_make(benchmark):
+    benchmark.group = "request path: route"
+    analysis = analyze(X)
+    reason = ("registered for modality 'tabular'", "latest version '1'")
+    benchmark(Decision.make, "m0", "1", analysis.modality, reason, None, "id-1", 1.0, analysis)
+
+
+@pytest.mark.parametrize("policy", ["default", "tree", "default, general path", "tree, general path"])
 def test_route_whole(benchmark, routers, policy):
     benchmark.group = "request path: route"
     router = routers[policy]
@@ -160,7 +224,7 @@ def test_model_direct(benchmark):
     benchmark(noop, X)
 
 
-@pytest.mark.parametrize("policy", ["default", "tree"])
+@pytest.mark.parametrize("policy", ["default", "tree", "default, general path", "tree, general path"])
 def test_infer(benchmark, routers, policy):
     benchmark.group = "request path: infer"
     router = routers[policy]

@@ -267,6 +267,8 @@ std::int64_t input_work(const Input& input) {
 
 }  // namespace
 
+py::object analysis_object(const Analysis& analysis) { return wrap(analysis); }
+
 Analysis analyze_object(py::handle x, py::handle hint_arg) {
   Hint hint = Hint::kAuto;
   if (!hint_arg.is_none()) {

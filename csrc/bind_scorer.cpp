@@ -84,7 +84,7 @@ py::tuple route_input(const Scorer& scorer, py::handle x, py::handle hint, py::h
   std::int32_t model = 0, reason = 0;
   float score = 0, margin = 0;
   scorer.score_rows(analysis.features.data(), 1, {&model, &score, &margin, &reason}, allowed);
-  return py::make_tuple(static_cast<int>(analysis.modality), model, score, reason);
+  return py::make_tuple(analysis_object(analysis), model, score, reason);
 }
 
 // Batches below this many rows are scored with the GIL held, for the same reason.
@@ -226,7 +226,7 @@ void bind_scorer(py::module_& m) {
       .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "(model, score, margin, reason) arrays for an (n, F) float32 matrix.")
       .def("route", &route_input, py::arg("x"), py::arg("hint") = py::none(), py::arg("mask") = py::none(),
-           "(modality code, model, score, reason) for one input: analyze(x, hint) and score its features in one "
+           "(analysis, model, score, reason) for one input: analyze(x, hint) and score its features in one "
            "call; model is NO_MODEL when the mask allows none. Needs a policy over exactly FEATURE_NAMES.")
       .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "Model index array for an (n, F) float32 matrix.");

@@ -29,6 +29,9 @@ namespace py = pybind11;
 // GIL is released for large inputs. Throws the analyzer's errors
 // (InvalidInput, UnsupportedInput, CorruptFile). Call with the GIL held.
 Analysis analyze_object(py::handle x, py::handle hint);
+// The Python Analysis object (what analyze() returns) holding a copy of `analysis`.
+// Allocates; throws py::error_already_set when Python is out of memory.
+py::object analysis_object(const Analysis& analysis);
 
 // Sets the Python error for a C++ exception: core errors (errors.hpp) become
 // their fastroute.errors class, pybind11's and the standard library's the

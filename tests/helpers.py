@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+import fastroute.decision.fast_path
 import fastroute.router
 
 
@@ -29,6 +30,7 @@ def route_everything_as(monkeypatch: pytest.MonkeyPatch, modality: str = "tabula
         return fastroute.BatchAnalysis(rows, rows[:, 0].astype(np.uint8))
 
     monkeypatch.setattr(fastroute.router, "analyze", lambda x, hint=None: fastroute.Analysis(row))
+    monkeypatch.setattr(fastroute.decision.fast_path, "analyze", lambda x, hint=None: fastroute.Analysis(row))
     monkeypatch.setattr(fastroute.router, "analyze_batch", analyze_batch)
 
 

@@ -14,6 +14,7 @@ from .analyzer.user_features import UserFeatures, given_rows
 from .decision.base import BatchChoice, Choice, Decision, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
+from .decision.fast_path import FastPath
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, live_columns
 from .errors import FastrouteError, InvalidInput, RouterClosed
@@ -70,6 +71,7 @@ class Router:
         #: When set, each decision's analyze and decide latencies are recorded into it
         #: (``fastroute.serving`` sets it for /metrics); None costs nothing.
         self.route_stages: _core.RouteStages | None = None
+        self._fast_path = FastPath()
 
     @property
     def resilience(self) -> Resilience | None:
@@ -191,6 +193,10 @@ class Router:
         split. ``features`` gives user feature values by name for this
         request; user features neither given nor extracted are missing (NaN).
         """
+        if not features and self.route_stages is None:  # the native path, if it can decide (decision/fast_path.py)
+            fast = self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=False)
+            if fast is not None:
+                return fast[0]
         seen, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
         return Decision.of(choice, spec.version, seen, version_reason, self._record(choice, spec))
@@ -224,6 +230,11 @@ class Router:
         With ``return_decision=True``: ``(result, decision)``, the decision's
         ``id`` ready for :meth:`feedback`.
         """
+        if not features and self.route_stages is None:  # the native path, if it can decide (decision/fast_path.py)
+            fast = self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=True)
+            if fast is not None:
+                result = fast[1].run_held(x)
+                return (result, fast[0]) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)

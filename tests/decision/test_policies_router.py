@@ -48,6 +48,8 @@ def fake_analyze_batch(xs):
 def router(monkeypatch):
     monkeypatch.setattr(router_module, "analyze", fake_analyze)
     monkeypatch.setattr(router_module, "analyze_batch", fake_analyze_batch)
+    # The native fast path analyses in C++, where no fake reaches: these requests take the general path.
+    monkeypatch.setattr(router_module.FastPath, "decide", lambda *args, **kwargs: None)
     router = Router()
     for name in ("small", "big", "fallback"):
         router.register(name, lambda x, name=name: name, modality="image")

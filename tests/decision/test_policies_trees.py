@@ -221,11 +221,12 @@ def test_scorer_route_analyses_and_scores_in_one_call():
     for x in (rng.normal(size=16).astype(np.float32), np.arange(12.0).reshape(3, 4), "some text", b"\x89PNG\r\n"):
         analysis = analyze(x)
         routed = scorer.route(x)
-        assert routed[0] == analysis.modality_code
+        np.testing.assert_array_equal(routed[0].features, analysis.features)
+        assert routed[0].modality == analysis.modality
         model, score, _, reason = scorer.score(analysis.features)
         np.testing.assert_array_equal(routed[1:], (model, score, reason))
     mask = _core.ModelMask(np.array([[0, 1, 0, 0]], dtype=np.uint8))
     assert scorer.route(np.ones(4), mask=mask)[1] == 1
-    assert scorer.route(np.ones((8, 8)), "image")[0] == analyze(np.ones((8, 8)), hint="image").modality_code
+    assert scorer.route(np.ones((8, 8)), "image")[0].modality == "image"
     with pytest.raises(InvalidInput, match="the model mask covers 2 models"):
         scorer.route(np.ones(4), mask=_core.ModelMask(np.ones((1, 2), dtype=np.uint8)))

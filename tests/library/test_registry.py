@@ -357,14 +357,15 @@ class CountingLock:
         self.release()
 
 
-def test_a_request_takes_the_registry_lock_once() -> None:
-    """Policies read the lock-free catalog; only the lease takes the lock; its release does not."""
+def test_a_request_takes_the_registry_lock_at_most_once() -> None:
+    """Policies read the lock-free catalog; only the lease takes the lock; its release does not.
+    infer on the fast path (a plain model, no experiment) holds its version without the lock."""
     with Router() as router:
         router.register("m", lambda x: x, modality="tabular")
         router.executor  # created once (it subscribes to retirements), not per request
         lock = CountingLock()
         router.models._lock, router.models._drained = lock, threading.Condition(lock)
         router.infer(np.ones(3))
-        assert lock.acquisitions == 1
+        assert lock.acquisitions == 0
         router.submit(np.ones(3)).result(timeout=30)
-        assert lock.acquisitions == 2
+        assert lock.acquisitions == 1

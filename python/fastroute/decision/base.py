@@ -135,8 +135,29 @@ class Decision:
     def of(cls, choice: Choice, version: str, seen: Any, version_reason: str, decision_id: str | None) -> Decision:
         """The decision for ``choice`` served by ``version``, made from ``seen`` (what the policy
         read: an Analysis or a FeatureRow); the reasons are joined only if read."""
-        reason: Any = (choice.reason, version_reason)
-        return cls(choice.model, version, seen.modality, reason, choice.score, decision_id, choice.propensity, (), seen)
+        reason = (choice.reason, version_reason)
+        return cls.make(choice.model, version, seen.modality, reason, choice.score, decision_id, choice.propensity, seen)
+
+    @classmethod
+    def make(
+        cls, model: str, version: str, modality: str, reason: str | tuple[str, str], score: float | None,
+        decision_id: str | None, propensity: float, seen: Any,
+    ) -> Decision:
+        """``Decision(model, version, modality, reason, score, decision_id, propensity, (), seen)``
+        built in one step: every request makes one, and a frozen dataclass's ``__init__``
+        sets each field through ``object.__setattr__`` (about three times slower). ``attempts``
+        is left to its class default, as unset fields of a dataclass read."""
+        decision = object.__new__(cls)
+        fields = decision.__dict__  # the instance's own dict (keys shared with its class): filled in place
+        fields["model"] = model
+        fields["version"] = version
+        fields["modality"] = modality
+        fields["_reason"] = reason
+        fields["score"] = score
+        fields["id"] = decision_id
+        fields["propensity"] = propensity
+        fields["features"] = seen
+        return decision
 
     def explained(self, reason: str, attempts: Sequence[str]) -> Decision:
         """This decision with another reason and the attempts that led to it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from ..analyzer import Analysis
 from ..errors import NoRoute, PolicyError
@@ -17,11 +18,13 @@ class ByModality(Policy):
     With ``preferred`` (modality -> model name) that model wins when it serves
     the modality; otherwise the first registered model serving the modality
     does. Raises ``NoRoute`` naming the modality and what is registered when
-    nothing serves it.
+    nothing serves it. ``preferred`` is read-only once built (a router plans its
+    choice per modality once per set of registered models): to change it,
+    assign a new ByModality.
     """
 
     def __init__(self, preferred: Mapping[str, str] | None = None) -> None:
-        self.preferred = dict(preferred or {})
+        self.preferred: Mapping[str, str] = MappingProxyType(dict(preferred or {}))
         for modality, name in self.preferred.items():
             if not isinstance(name, str):
                 raise PolicyError(f"preferred[{modality!r}] must be a model name, got {name!r}")

@@ -21,15 +21,22 @@ use; it returns and counts a status instead:
 A reward that is not a finite number, or outside the policy's
 ``reward_range``, raises InvalidInput (counted as ``invalid``) and leaves the
 decision open for a corrected retry: a NaN never reaches a model.
+
+Recording is on every request's path, so it takes no lock for a decision no
+learning policy made (:meth:`FeedbackStore.record_plain`): decision ``n`` is
+stored in slot ``n % capacity`` of a ring (one list store, atomic in
+CPython), where decision ``n + capacity`` later replaces it; its age is
+checked when its id is looked up.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -56,8 +63,13 @@ class LoggedDecision(NamedTuple):
     features: np.ndarray | None
 
 
+#: A plain decision as recorded: (number, model, propensity, cost, created).
+_Plain = tuple[int, str, float, "float | None", float]
+
+
 @dataclass(slots=True)
 class _Entry:
+    number: int
     model: str
     propensity: float
     policy: OnlinePolicy | None  # the learning policy that decided, if any
@@ -96,27 +108,41 @@ class FeedbackStore:
         if "-" in self.token or not self.token:
             raise InvalidInput(f"token must be non-empty without '-', got {self.token!r}")
         self._lock = threading.Lock()
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()  # guarded by _lock
-        self._next = 0  # guarded by _lock
+        # Decision n in slot n % capacity: a plain tuple or an _Entry (learning decisions).
+        # Written once per decision, without the lock for plain ones; read under it.
+        self._ring: list[_Entry | _Plain | None] = [None] * capacity
+        # Plain decisions an id was looked up for, as _Entry (joined, observed); guarded by _lock.
+        self._looked_up: dict[int, _Entry] = {}
+        self._numbers = itertools.count()  # decision numbers: next() is atomic in CPython
         self._counts: Counter[str] = Counter()  # guarded by _lock
         self._log: deque[LoggedDecision] = deque(maxlen=log_size)  # guarded by _lock
 
     def record(self, choice: Choice, *, cost: float | None = None) -> str:
         """Record a decision (its model, propensity and learning context); return its id."""
-        now = self._clock()
-        entry = _Entry(choice.model, choice.propensity, _policy_of(choice), choice.pending, cost, now)
-        with self._lock:
-            self._evict(now, room=1)
-            number = self._next
-            self._next += 1
-            self._entries[number] = entry
+        policy = _policy_of(choice)
+        if policy is None:
+            return self.record_plain(choice.model, cost, choice.propensity)
+        number = next(self._numbers)
+        self._ring[number % self.capacity] = _Entry(
+            number, choice.model, choice.propensity, policy, choice.pending, cost, self._clock())
+        return f"{self.token}-{number}"
+
+    def record_plain(self, model: str, cost: float | None = None, propensity: float = 1.0) -> str:
+        """Record a decision no learning policy made; return its id (joinable as any other).
+        Thread-safe, lock-free, never blocks."""
+        number = next(self._numbers)
+        self._ring[number % self.capacity] = (number, model, propensity, cost, self._clock())
         return f"{self.token}-{number}"
 
     def observe(self, decision_id: str, error: BaseException | None, latency: float) -> None:
-        """Attach what the executor saw; an error teaches the policy its ``error_reward``."""
+        """Attach what the executor saw; an error teaches the policy its ``error_reward``.
+        Nothing for a decision no learning policy made (nothing reads it there)."""
+        number = self._number(decision_id)
+        if type(self._ring[number % self.capacity] if number >= 0 else None) is not _Entry:
+            return
         with self._lock:
-            entry = self._entries.get(self._number(decision_id), None)
-            if entry is None:
+            status, entry = self._find(decision_id)
+            if entry is None or entry.number != number:
                 return
             entry.latency = latency
             entry.error = None if error is None else f"{type(error).__name__}: {error}"
@@ -157,9 +183,16 @@ class FeedbackStore:
         rewards refused, ``errors_learned``, ``dropped`` (left without an outcome) and ``open``."""
         with self._lock:
             counts = {status: self._counts[status] for status in STATUSES}
-            for extra in ("invalid", "errors_learned", "dropped"):
+            for extra in ("invalid", "errors_learned"):
                 counts[extra] = self._counts[extra]
-            counts["open"] = sum(not entry.joined for entry in self._entries.values())
+            now = self._clock()
+            recorded = [slot for slot in self._ring if slot is not None]
+            issued = 1 + max((_number_of(slot) for slot in recorded), default=-1)
+            counts["open"] = sum(
+                not self._expired(entry, now) and not entry.joined
+                for entry in (self._as_entry(slot) for slot in recorded))
+            # Every decision is open, was joined (by feedback or a learned error) or left without.
+            counts["dropped"] = issued - counts["open"] - self._counts["joined"] - self._counts["errors_learned"]
             return counts
 
     def logged(self) -> list[LoggedDecision]:
@@ -177,11 +210,13 @@ class FeedbackStore:
         if token != self.token:
             return "foreign", None
         number = self._number(decision_id)
-        if number < 0 or number >= self._next:
+        slot = self._ring[number % self.capacity] if number >= 0 else None
+        if slot is None or _number_of(slot) < number:
             return "unknown", None
-        self._evict(self._clock(), room=0)
-        entry = self._entries.get(number)
-        if entry is None:
+        if _number_of(slot) > number:  # pushed out by capacity
+            return "expired", None
+        entry = self._as_entry(slot)
+        if self._expired(entry, self._clock()):
             return "expired", None
         if entry.joined:
             return "duplicate", None
@@ -191,16 +226,21 @@ class FeedbackStore:
         token, _, digits = decision_id.rpartition("-")
         return int(digits) if token == self.token and digits.isdigit() else -1
 
-    def _evict(self, now: float, room: int) -> None:
-        """Drop decisions older than ttl, and the oldest beyond capacity - room. Caller holds _lock."""
-        entries = self._entries
-        while entries:
-            oldest = next(iter(entries.values()))
-            if len(entries) + room <= self.capacity and now - oldest.created <= self.ttl:
-                break
-            if not oldest.joined:
-                self._counts["dropped"] += 1
-            entries.popitem(last=False)
+    def _as_entry(self, slot: _Entry | _Plain) -> _Entry:
+        """A ring slot's decision as an _Entry (made once for a plain one). Caller holds _lock."""
+        if type(slot) is _Entry:
+            return slot
+        number, model, propensity, cost, created = slot
+        entry = self._looked_up.get(number)
+        if entry is None:
+            if len(self._looked_up) >= self.capacity:  # keep only those still in the ring
+                ring = self._ring
+                self._looked_up = {n: e for n, e in self._looked_up.items() if _number_of(ring[n % self.capacity]) == n}
+            entry = self._looked_up[number] = _Entry(number, model, propensity, None, None, cost, created)
+        return entry
+
+    def _expired(self, entry: _Entry, now: float) -> bool:
+        return now - entry.created > self.ttl
 
     def _reward(self, entry: _Entry, outcome: Outcome) -> float:
         if outcome.latency is None and entry.latency is not None:
@@ -222,6 +262,10 @@ class FeedbackStore:
         row = entry.pending.row if entry.pending is not None else None
         with self._lock:
             self._log.append(LoggedDecision(decision_id, entry.model, entry.propensity, reward, row))
+
+
+def _number_of(slot: _Entry | _Plain) -> int:
+    return slot.number if type(slot) is _Entry else slot[0]
 
 
 def _policy_of(choice: Choice) -> OnlinePolicy | None:

@@ -1,11 +1,14 @@
 """What a policy may choose from: immutable snapshots of the registered models.
 
 The registry publishes a new :class:`Catalog` whenever a model name appears,
-disappears or changes its default version; reading it takes no lock. For one
+disappears, changes its default version or gains or loses an experiment or a
+shadow; reading it takes no lock. For one
 input the router hands the policy ``catalog.for_modality(modality)``: the
 :class:`Candidates` serving that input's modality, each described by the
 metadata of the version its bare name resolves to by default (``stable``,
-else the latest).
+else the latest). For names no experiment decides per request, the catalog
+also holds that version resolved (:class:`Resolved`), so a request on the
+fast path resolves its model without a lock or any Python work.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from .spec import ModelSpec
 
-__all__ = ["Candidate", "Candidates", "Catalog"]
+if TYPE_CHECKING:
+    from .leases import InFlight
+
+__all__ = ["Candidate", "Candidates", "Catalog", "Resolved"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,26 @@ class Candidate:
     @classmethod
     def of(cls, spec: ModelSpec) -> Candidate:
         return cls(spec.name, spec.modality, spec.cost, spec.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The version a bare model name serves while no experiment decides per request:
+    its spec, why (``"alias 'stable' -> version '2'"``, ``"latest version '1'"``),
+    its lease count, and whether a shadow mirrors its requests."""
+
+    spec: ModelSpec
+    reason: str
+    in_flight: InFlight
+    shadowed: bool
+
+    def run_held(self, x: Any) -> Any:
+        """The version's result for ``x`` (:meth:`ModelSpec.run_one`), for a request that
+        holds it (``Registry.hold_default``); the hold ends here, whatever happens."""
+        try:
+            return self.spec.run_one(x)
+        finally:
+            self.in_flight.drop()
 
 
 class Candidates:
@@ -77,15 +104,19 @@ class Candidates:
 class Catalog:
     """Every registered model name by the modality it serves, as of one moment. Immutable."""
 
-    __slots__ = ("_by_modality", "_registered")
+    __slots__ = ("_by_modality", "_registered", "resolved")
 
-    def __init__(self, defaults: Iterable[ModelSpec], modalities: Iterable[str]) -> None:
+    def __init__(
+        self, defaults: Iterable[ModelSpec], modalities: Iterable[str], resolved: Mapping[str, Resolved] | None = None
+    ) -> None:
         candidates = [Candidate.of(spec) for spec in defaults]
         self._registered: Mapping[str, str] = MappingProxyType({c.name: c.modality for c in candidates})
         self._by_modality = {
             modality: Candidates(modality, [c for c in candidates if c.modality == modality], self._registered)
             for modality in modalities
         }
+        #: How each name resolves for every request (a name missing: an experiment decides per request).
+        self.resolved: Mapping[str, Resolved] = MappingProxyType(dict(resolved or {}))
 
     def for_modality(self, modality: str) -> Candidates:
         """The candidates serving ``modality`` (empty for one nothing serves)."""

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ..analyzer import MODALITIES
 from ..errors import NoRoute, RegistrationError
 from .bandit_split import BanditSplit
-from .catalog import Catalog
+from .catalog import Catalog, Resolved
 from .experiments import Canary, Experiment, Shadow
 from .leases import InFlight, Lease
 from .spec import ModelSpec, validate_spec, warm_up
@@ -244,6 +244,7 @@ class Registry:
                 for version in experiment.versions():
                     self._version(entry, name, version)
             entry.experiment = experiment
+            self._publish()
 
     def conclude_canary(self, name: str, *, retire: bool = True, timeout: float | None = None) -> str:
         """End ``name``'s finished canary (or BanditSplit) in one atomic step and return the winning version.
@@ -284,6 +285,7 @@ class Registry:
             if shadow is not None:
                 self._version(entry, name, shadow.version)
             entry.shadow = shadow
+            self._publish()
 
     def shadow(self, name: str) -> Shadow | None:
         with self._lock:
@@ -308,12 +310,31 @@ class Registry:
         with self._lock:
             entry = self._entry(name)
             spec, reason, experiment = self._choose_version(entry, name, version, key)
-            in_flight = self._in_flight.get(id(spec))
-            if in_flight is None:
-                in_flight = self._in_flight[id(spec)] = InFlight(spec, self._drained_one)
+            in_flight = self._in_flight_of(spec)
             in_flight.hold()
             shadow = entry.shadow
         return Lease(in_flight, reason, experiment, shadow)
+
+    def hold_default(self, name: str) -> Resolved | None:
+        """Hold the version ``name`` serves while no experiment or shadow is set, without
+        a lock: the fast path of :meth:`lease`. The caller drops ``in_flight`` once
+        the request ends (exactly once). None: the name needs :meth:`lease`.
+
+        Memory ordering: the hold is checked against the catalog it was read from.
+        A version is hidden by publishing a new catalog before its retirement waits
+        for its count to reach zero; so either the catalog is still the same after
+        the hold (the wait will see it) or the hold is dropped and None returned.
+        Thread-safe, never blocks, never raises.
+        """
+        catalog = self._catalog
+        resolved = catalog.resolved.get(name)
+        if resolved is None or resolved.shadowed:
+            return None
+        resolved.in_flight.hold()
+        if self._catalog is not catalog:  # published meanwhile: the version may be retiring
+            resolved.in_flight.drop()
+            return None
+        return resolved
 
     def settle(self, lease: Lease, x: Any, done: Future) -> None:
         """End the lease of request ``x`` queued as ``done`` with its outcome; a result
@@ -445,8 +466,21 @@ class Registry:
         return spec, f"latest version {spec.version!r}"
 
     def _publish(self) -> None:
-        """Replace the catalog after names or default versions changed."""
-        self._catalog = Catalog((_default_spec(entry) for entry in self._entries.values()), MODALITIES)
+        """Replace the catalog after names, default versions, experiments or shadows changed."""
+        resolved = {}
+        for name, entry in self._entries.items():
+            if entry.experiment is None:
+                spec, reason = self._default(entry)
+                resolved[name] = Resolved(spec, reason, self._in_flight_of(spec), entry.shadow is not None)
+        defaults = (_default_spec(entry) for entry in self._entries.values())
+        self._catalog = Catalog(defaults, MODALITIES, resolved)
+
+    def _in_flight_of(self, spec: ModelSpec) -> InFlight:
+        """``spec``'s lease count, created on first use."""
+        in_flight = self._in_flight.get(id(spec))
+        if in_flight is None:
+            in_flight = self._in_flight[id(spec)] = InFlight(spec, self._drained_one)
+        return in_flight
 
     def _is_active(self, spec: ModelSpec) -> bool:
         """Whether this very spec (not merely its name and version) is registered."""

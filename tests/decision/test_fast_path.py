@@ -1,0 +1,187 @@
+"""The native request path (decision/fast_path.py): same decisions as the general path, taken
+only where nothing per request needs Python, and every fallback keeps its behaviour."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+import fastroute
+from fastroute import FEATURE_NAMES, ByModality, FeedbackStore, ModelError, NoRoute, Router, Tree
+from fastroute.library.experiments import Shadow, Split
+
+MODELS = ["m0", "m1", "m2"]
+INPUTS = [np.linspace(-1.0, 1.0, 16, dtype=np.float32), np.arange(40.0).reshape(5, 8), "a short text",
+          np.full(16, np.nan, dtype=np.float32), np.ones((3, 4), dtype=np.int16)]
+
+
+def fitted_tree() -> Tree:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(600, len(FEATURE_NAMES))).astype(np.float32)
+    rows[:, 0] = 0  # tabular
+    labels = (rows[:, FEATURE_NAMES.index("mean")] > 0).astype(int) + (rows[:, FEATURE_NAMES.index("std")] > 0.5)
+    return Tree.from_sklearn(DecisionTreeClassifier(max_depth=4, random_state=0).fit(rows, labels), MODELS)
+
+
+def make_router(policy=None, **store) -> Router:
+    router = Router(policy, feedback=FeedbackStore(**store) if store else None)
+    for name in MODELS:
+        router.register(name, lambda x, name=name: name, modality="tabular", cost=float(len(name)))
+    router.register("reader", lambda x: "reader", modality="text")
+    return router
+
+
+def general_path_only(router: Router) -> Router:
+    """The same router with the native path switched off: what every request did before it."""
+    router._fast_path.decide = lambda *args, **kwargs: None
+    return router
+
+
+def no_general_path(monkeypatch: pytest.MonkeyPatch, router: Router) -> None:
+    def general(*args, **kwargs):
+        raise AssertionError("the request took the general path")
+
+    monkeypatch.setattr(router, "_choose", general)
+
+
+@pytest.mark.parametrize("policy", [None, ByModality({"tabular": "m1"}), "tree"])
+def test_native_decisions_are_the_general_paths(policy, monkeypatch) -> None:
+    make = (lambda: fitted_tree()) if policy == "tree" else (lambda: policy)
+    fast, general = make_router(make()), general_path_only(make_router(make()))
+    no_general_path(monkeypatch, fast)
+    for x in INPUTS if policy != "tree" else [x for x in INPUTS if not isinstance(x, str)]:  # no model of the tree reads text
+        ours, theirs = fast.route(x), general.route(x)
+        for field in ("model", "version", "modality", "reason", "score", "propensity", "attempts"):
+            assert getattr(ours, field) == getattr(theirs, field), field
+        np.testing.assert_array_equal(ours.features.features, theirs.features.features)
+        assert fast.infer(x) == general.infer(x) == ours.model
+        result, decision = fast.infer(x, return_decision=True)
+        assert result == decision.model and decision.id != ours.id
+    assert fast.models.in_flight(fast.models.get("m1")) == 0  # every hold was dropped
+
+
+def test_native_decision_ids_join_feedback_as_any_other() -> None:
+    clock = [0.0]
+    router = make_router(capacity=300, ttl=60.0, clock=lambda: clock[0], token="ours")
+    x = INPUTS[0]
+    first = router.route(x).id
+    assert router.feedback(first, quality=0.5) == "joined"
+    assert router.feedback(first, quality=0.5) == "duplicate"
+    assert router.feedback("ours-99999", reward=1.0) == "unknown"
+    late = router.infer(x, return_decision=True)[1].id
+    clock[0] = 61.0
+    assert router.feedback(late, reward=1.0) == "expired"
+    crowded = [router.route(x).id for _ in range(1000)]  # past the filing batch and the capacity
+    assert router.feedback(crowded[0], reward=1.0) == "expired"
+    assert router.feedback(crowded[-1], reward=1.0) == "joined"
+    stats = router.feedback_stats()
+    assert stats["joined"] == 2 and stats["duplicate"] == 1 and stats["unknown"] == 1 and stats["expired"] == 2
+    assert stats["open"] == 299 and stats["dropped"] == 1 + 700  # late (ttl), then 700 past the capacity
+    logged = router.feedback_store.logged()
+    assert [entry.id for entry in logged] == [first, crowded[-1]] and logged[0].model == "m0"
+
+
+def test_experiments_shadows_user_features_and_stage_timing_take_the_general_path() -> None:
+    router = make_router()
+    x = INPUTS[0]
+    router.register("m0", lambda x: "m0 v2", modality="tabular", version="2")
+    router.models.set_experiment("m0", Split({"1": 0.0, "2": 1.0}))
+    assert "split 'split' -> version '2'" in router.route(x).reason
+    assert router.infer(x) == "m0 v2"
+    router.models.set_experiment("m0", None)
+    assert router.infer(x) == "m0 v2"  # the latest version, on the native path again
+    shadow = Shadow("1")
+    router.models.set_shadow("m0", shadow)
+    assert router.infer(x) == "m0 v2"
+    assert shadow.wait_idle(timeout=10) and [record.status for record in shadow.records()] == ["ok"]
+    router.models.set_shadow("m0", None)
+    shadow.close()
+    router.add_features(["length_hint"], lambda x: [1.0])
+    with pytest.raises(fastroute.InvalidInput, match="unknown user feature"):
+        router.route(x, features={"length_hint": 2.0})  # the policy reads no user feature
+    router.route_stages = fastroute._core.RouteStages()
+    router.route(x)
+    assert sum(router.route_stages.snapshot()["decide"][0]) == 1  # timed: the general path
+
+
+def test_unservable_inputs_fall_back_and_raise_as_before() -> None:
+    router = make_router(fitted_tree())
+    with pytest.raises(NoRoute, match="modality 'image'"):
+        router.route(np.ones((64, 64, 3), dtype=np.uint8))  # no model serves images
+    with pytest.raises(fastroute.UnsupportedInput, match="dict"):
+        router.infer({"not": "an input"})
+    with pytest.raises(fastroute.InvalidInput, match="hint"):
+        router.route(INPUTS[0], hint="video")
+
+
+def test_a_failing_model_ends_its_hold_and_reaches_the_caller() -> None:
+    router = Router()
+    router.register("bad", lambda x: 1 / 0, modality="tabular")
+    with pytest.raises(ModelError, match="bad"):
+        router.infer(INPUTS[0])
+    assert router.models.in_flight(router.models.get("bad")) == 0
+
+
+def test_a_refit_policy_and_a_swapped_version_are_seen_at_once() -> None:
+    policy = ByModality()
+    router = make_router(policy)
+    x = INPUTS[0]
+    assert router.route(x).model == "m0"
+    router.policy = ByModality({"tabular": "m2"})
+    assert router.route(x).model == "m2"
+    router.models.swap(fastroute.ModelSpec("m2", "2", lambda x: "m2 v2", "tabular"))
+    assert router.route(x).version == "2" and router.infer(x) == "m2 v2"
+    with pytest.raises(TypeError):
+        policy.preferred["tabular"] = "m1"  # read-only: a change is a new policy
+
+
+def test_hot_swaps_under_native_load_lose_no_request() -> None:
+    router = make_router()
+    x, errors, served = INPUTS[0], [], []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                served.append(router.infer(x))
+            except Exception as error:  # noqa: BLE001 - any failure fails the test below
+                errors.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for version in range(2, 8):
+        router.models.swap(fastroute.ModelSpec("m0", str(version), lambda x, v=version: f"v{v}", "tabular"), timeout=10)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors and served[-1] == "v7"
+    assert router.models.versions("m0") == ["7"] and router.models.in_flight(router.models.get("m0")) == 0
+
+
+def test_a_hold_racing_a_publish_is_dropped() -> None:
+    router = make_router()
+    registry = router.models
+    catalog = registry.catalog
+    resolved = catalog.resolved["m0"]
+
+    class PublishDuringHold:
+        """An InFlight that publishes a new catalog between the hold and its check."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def hold(self):
+            self.inner.hold()
+            registry.set_alias("m0", "stable", "1")  # publishes
+
+        def drop(self):
+            self.inner.drop()
+
+    object.__setattr__(resolved, "in_flight", PublishDuringHold(resolved.in_flight))
+    assert registry.hold_default("m0") is None
+    assert registry.in_flight(registry.get("m0")) == 0
+    assert registry.hold_default("m0") is not None  # the new catalog's
