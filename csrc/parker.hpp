@@ -41,10 +41,17 @@ class Parker {
   template <typename Ready>
   bool wait_until(Ready ready, std::int64_t deadline_ns, std::int64_t spin_ns) {
     const std::int64_t spin_end = std::min(deadline_ns, now_ns() + spin_ns);
+    // A few pause-spins, then yields: on a machine with more runnable threads
+    // than cores, a waiter spinning on a core the thread it waits for needs
+    // would stretch every hand-off by up to the whole spin (measured).
     for (unsigned i = 1;; ++i) {
       if (ready()) return true;
-      if (i % 64 == 0 && now_ns() >= spin_end) break;
-      cpu_relax();
+      if (i < kPauseSpins) {
+        cpu_relax();
+        continue;
+      }
+      if (now_ns() >= spin_end) break;
+      std::this_thread::yield();
     }
     sleepers_.fetch_add(1, std::memory_order_acq_rel);
     bool result;
@@ -67,6 +74,8 @@ class Parker {
   void notify_all() { notify(true); }
 
  private:
+  static constexpr unsigned kPauseSpins = 64;  // ~1-2 us of pause instructions
+
   static void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
