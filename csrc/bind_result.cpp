@@ -67,6 +67,11 @@ void settle_awaiting(const py::list& handles);
 thread_local GroupsByKey<PyObject*, py::object>* awaiting_batch = nullptr;
 
 class ResultHandle {
+  struct Callback {
+    py::object fn;
+    py::tuple args;  // passed before the handle
+  };
+
  public:
   explicit ResultHandle(std::int64_t spin_ns) : spin_ns_(spin_ns) {}
 
@@ -111,11 +116,14 @@ class ResultHandle {
   void set_result(py::handle self, py::object value) { settle(self, true, std::move(value)); }
   void set_exception(py::handle self, py::object error) { settle(self, false, std::move(error)); }
 
-  void add_done_callback(py::handle self, py::object fn) {
+  // fn(*args, self) once settled (at once if already): a callable made once
+  // plus this request's arguments, so a caller needs no closure per request.
+  void add_done_callback(py::handle self, py::object fn, py::tuple args) {
+    Callback callback{std::move(fn), std::move(args)};
     if (done()) {
-      call_back(self, fn);
+      call_back(self, callback);
     } else {
-      callbacks_.push_back(std::move(fn));
+      callbacks_.push_back(std::move(callback));
     }
   }
 
@@ -178,7 +186,10 @@ class ResultHandle {
     for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_}) {
       Py_VISIT(held->ptr());
     }
-    for (const py::object& fn : callbacks_) Py_VISIT(fn.ptr());
+    for (const Callback& callback : callbacks_) {
+      Py_VISIT(callback.fn.ptr());
+      Py_VISIT(callback.args.ptr());
+    }
     return 0;
   }
 
@@ -222,7 +233,7 @@ class ResultHandle {
 
   // After the slot reached its final state: callbacks, the bridge, the awaiting loop.
   void on_settled(py::handle self) {
-    for (py::object& fn : std::exchange(callbacks_, {})) call_back(self, fn);
+    for (const Callback& callback : std::exchange(callbacks_, {})) call_back(self, callback);
     if (!bridge_.is_none()) copy_outcome_to_bridge();
     if (!condition_.is_none()) notify_futures_waiters(self);
     if (awaiting_.is_none()) return;
@@ -235,9 +246,22 @@ class ResultHandle {
     call_soon_threadsafe(loop_, one);
   }
 
-  void call_back(py::handle self, const py::object& fn) {
+  void call_back(py::handle self, const Callback& callback) {
     try {
-      fn(self);
+      if (callback.args.empty()) {
+        callback.fn(self);
+      } else {
+        const auto n = static_cast<Py_ssize_t>(callback.args.size());
+        py::tuple args(n + 1);
+        for (Py_ssize_t i = 0; i < n; ++i) {
+          py::object arg = callback.args[static_cast<std::size_t>(i)];
+          PyTuple_SET_ITEM(args.ptr(), i, arg.release().ptr());
+        }
+        PyTuple_SET_ITEM(args.ptr(), n, self.inc_ref().ptr());
+        PyObject* returned = PyObject_Call(callback.fn.ptr(), args.ptr(), nullptr);
+        if (returned == nullptr) throw py::error_already_set();
+        Py_DECREF(returned);
+      }
     } catch (py::error_already_set& error) {
       names().logger.attr("error")("exception calling callback for %r", self, py::arg("exc_info") = error.value());
     }
@@ -339,7 +363,7 @@ class ResultHandle {
   ResultSlot slot_;
   const std::int64_t spin_ns_;
   py::object value_ = py::none();      // the result or the exception; written while settling, read once done
-  std::vector<py::object> callbacks_;  // guarded by the GIL
+  std::vector<Callback> callbacks_;  // guarded by the GIL
   py::object loop_ = py::none();       // the loop awaiting this handle; guarded by the GIL
   py::object awaiting_ = py::none();   // its asyncio future; guarded by the GIL
   py::object cancel_watch_ = py::none();  // the done-callback on awaiting_; guarded by the GIL
@@ -414,7 +438,9 @@ void bind_result(py::module_& m) {
            py::arg("timeout") = py::none())
       .def("cancel", [](py::handle self) { return self.cast<ResultHandle&>().cancel(self); })
       .def("add_done_callback",
-           [](py::handle self, py::object fn) { self.cast<ResultHandle&>().add_done_callback(self, std::move(fn)); },
+           [](py::handle self, py::object fn, py::args args) {
+             self.cast<ResultHandle&>().add_done_callback(self, std::move(fn), std::move(args));
+           },
            py::arg("fn"))
       .def("set_running_or_notify_cancel",
            [](py::handle self) { return self.cast<ResultHandle&>().set_running_or_notify_cancel(self); })

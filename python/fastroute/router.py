@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -53,6 +52,8 @@ class Router:
         resilience: Resilience | None = None,
     ) -> None:
         self.models = Registry()
+        # Ends a queued request's lease: settle(lease, x, handle), bound once, not a closure per request.
+        self._settle = self.models.settle
         #: Joins outcomes to decisions (capacity and ttl: pass your own FeedbackStore).
         self.feedback_store = feedback if feedback is not None else FeedbackStore()
         self._user_features = UserFeatures()
@@ -358,11 +359,14 @@ class Router:
         if self.resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
         decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
-        with self._held_until_done(lease, x) as follow:
-            future = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
-            future.decision = decision  # type: ignore[attr-defined]
-            follow(future)
-        return future
+        try:
+            handle = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+        except BaseException:
+            lease.discard()  # nothing was queued
+            raise
+        handle.decision = decision
+        handle.add_done_callback(self._settle, lease, x)  # the lease ends with the request
+        return handle
 
     async def ainfer(
         self,
@@ -388,10 +392,13 @@ class Router:
             result = await future
             return (result, future.decision) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
-        with self._held_until_done(lease, x) as follow:  # CancelledError while waiting for room too
-            future = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
-            follow(future)
-        result = await future
+        try:
+            handle = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+        except BaseException:  # CancelledError while waiting for room too
+            lease.discard()
+            raise
+        handle.add_done_callback(self._settle, lease, x)
+        result = await handle
         return (result, decision) if return_decision else result
 
     def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
@@ -440,17 +447,6 @@ class Router:
         executor = type(self._executor).__name__ if self._executor is not None else None
         closed = ", closed" if self._closed else ""
         return f"Router(policy={type(self._policy).__name__}, models={models}, executor={executor}{closed})"
-
-    @contextlib.contextmanager
-    def _held_until_done(self, lease: Lease, x: Any) -> Iterator[Callable[[ResultHandle], None]]:
-        """The block queues one request on ``lease`` and hands its future to the yielded
-        ``follow``: the lease then ends with the future (see :meth:`_complete`), or at
-        once if the block raises before (nothing was queued)."""
-        try:
-            yield lambda future: future.add_done_callback(lambda done: self.models.settle(lease, x, done))
-        except BaseException:
-            lease.discard()
-            raise
 
     def set_fallbacks(self, fallbacks: Mapping[str, Sequence[str]]) -> None:
         """Set each model's ordered fallbacks (``{"big": ["mid", "small"]}``), used by
@@ -512,7 +508,7 @@ class Router:
 
         return self.resilience.submit(
             executor, x, choice.model, lease=lambda name: self.models.lease(name, key=key), decide=decide,
-            settle=lambda lease, done: self.models.settle(lease, x, done),
+            settle=lambda lease, done: self._settle(lease, x, done),
             priority=priority, deadline=deadline, timeout=timeout,
         )
 

@@ -95,6 +95,15 @@ def test_callbacks_run_once_each_with_the_handle_and_a_failing_one_is_logged(cap
     assert seen == [handle, "x", handle]
 
 
+def test_a_callback_takes_arguments_before_the_handle():
+    handle = ResultHandle()
+    seen = []
+    handle.add_done_callback(lambda lease, x, done: seen.append((lease, x, done.result())), "lease", 3)
+    handle.set_result("r")
+    handle.add_done_callback(lambda *args: seen.append(args), 1)  # done: at once
+    assert seen == [("lease", 3, "r"), (1, handle)]
+
+
 def test_a_waiting_result_releases_the_gil():
     handle = ResultHandle(0)
     counted = []

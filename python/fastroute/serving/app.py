@@ -324,7 +324,7 @@ class _Handlers:
         except BaseException:
             lease.discard()
             raise
-        future.add_done_callback(lambda done: _end_lease(lease, done))
+        future.add_done_callback(_end_lease, lease)
         result = await self._result(future, remaining, lease.spec.name)
         body, headers = encode_infer_response(result, infer, lease.spec.name, lease.spec.version, {})
         return Response(body, headers=headers)
