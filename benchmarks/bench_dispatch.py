@@ -8,7 +8,9 @@
   with batching (max_batch=64) vs one request per call (max_batch=1), all
   requests submitted at once; and, in a closed loop (each thread waits for
   its result before the next submit), p50/p99 latency from submit to result,
-  stored in extra_info and printed beside the bound max_delay + one call + 20%.
+  stored in extra_info and printed beside the bound max_delay + one call + 20%; and in an
+  open loop at half the measured capacity (8 threads submitting on a fixed schedule),
+  p50/p99 from submit to settled, recorded beside the same bound.
 - ``queue 1P1C`` / ``queue 2P2C``: the C++ queue alone (benchmarks/cpp/bench_queue.cpp,
   8-byte items) vs moodycamel::ConcurrentQueue and a mutex+deque, built here
   with the system compiler; skipped if the compiler or libconcurrentqueue-dev
@@ -158,6 +160,68 @@ def test_micro_batching_latency(benchmark, quick):
     bound_us = (MAX_DELAY_US + 50 + SUBMITTERS) * 1.2  # one call on at most 8 rows
     benchmark.extra_info.update(p50_us=p50, p99_us=p99, p99_bound_us=bound_us)
     print(f"\nclosed loop: p50 {p50:.0f} us, p99 {p99:.0f} us (bound {bound_us:.0f} us)")
+
+
+def test_micro_batching_open_loop_p99(benchmark, quick, record):
+    """Open loop at half the executor's capacity: p99 from submit to result vs max_delay + one call + 20%.
+
+    The capacity is measured first (every request submitted at once, as in the throughput
+    test); then 8 threads submit on a fixed schedule at half that rate, whatever the
+    results (open loop), and each request's latency runs from its submit to the moment a
+    worker settles it. One call is 50 us + 1 us per row at the mean batch size seen.
+    """
+    benchmark.group = "micro-batching latency, 8 submitters, open loop at 50% load"
+    spec = ModelSpec("costly", "1", costly_model, "tabular", batched=True)
+    requests = 2_000 if quick else BATCH_REQUESTS
+    latencies: list[float] = []
+    with CPUExecutor(threads=2, max_batch=MAX_BATCH, max_delay_us=MAX_DELAY_US, queue_capacity=1 << 15) as executor:
+        started = time.perf_counter()
+        run_submitters(executor, spec, False, [])
+        capacity = BATCH_REQUESTS / (time.perf_counter() - started)
+        rate = capacity / 2
+        benchmark.pedantic(_paced_submitters, args=(executor, spec, rate, requests, latencies), rounds=1, iterations=1)
+        sizes = executor.stages(spec)["batch_size"]
+    p50, p99 = np.percentile(np.array(latencies) * 1e6, [50, 99])
+    batches_run = sum(sizes[0])
+    mean_rows = sizes[1] / batches_run if batches_run else 0.0
+    bound_us = (MAX_DELAY_US + 50 + mean_rows) * 1.2
+    figures = dict(capacity_per_s=round(capacity), offered_per_s=round(rate), p50_us=round(p50), p99_us=round(p99),
+                   bound_us=round(bound_us), mean_batch=round(mean_rows, 1), within_bound=bool(p99 <= bound_us))
+    benchmark.extra_info.update(figures)
+    record("micro-batching: open loop at 50% of capacity (latency submit -> settled)", "max_batch=64, max_delay 500 us",
+           **figures)
+
+
+def _paced_submitters(executor: CPUExecutor, spec: ModelSpec, rate: float, requests: int, latencies: list) -> None:
+    """SUBMITTERS threads submit ``requests`` in all at ``rate`` per second together, each on a
+    fixed schedule (sleeping between submits, never waiting for results); each request's
+    latency (submit -> settled by a worker) is appended to ``latencies``."""
+    interval = SUBMITTERS / rate
+    per_thread = requests // SUBMITTERS
+    handles: list = []
+
+    def settled(started: float, handle) -> None:
+        latencies.append(time.perf_counter() - started)
+
+    def submit_on_schedule(offset: float):
+        due = time.perf_counter() + offset
+        for i in range(per_thread):
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            submitted = time.perf_counter()
+            handle = executor.submit(spec, i, timeout=60)
+            handle.add_done_callback(settled, submitted)
+            handles.append(handle)
+            due += interval
+
+    threads = [threading.Thread(target=submit_on_schedule, args=(k * interval / SUBMITTERS,)) for k in range(SUBMITTERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for handle in handles:
+        handle.result()
 
 
 @pytest.fixture(scope="module")

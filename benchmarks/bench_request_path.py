@@ -19,15 +19,24 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
 - ``request path: infer``: calling the model directly (baseline) vs ``router.infer``,
   on the native and the general path.
 - ``request path: submit->result``: ``ThreadPoolExecutor(2).submit(noop, x).result()``
-  (baseline); a ``concurrent.futures.Future`` created, resolved and read (the
-  completion alone); ``CPUExecutor.submit(spec, x).result()`` (enqueue, batch
+  (baseline); a ``concurrent.futures.Future`` and a ``ResultHandle`` created, settled and
+  read (the completion alone); ``CPUExecutor.submit(spec, x).result()`` (enqueue, batch
   wait, model call, completion and wake-up of the waiting thread); and
   ``router.submit(x).result()``.
+- ``request path: submit->result, N requests from T threads``: the issue-15 target, N
+  requests in all, each thread submitting and waiting in turn: ThreadPoolExecutor(2)
+  (baseline) vs ``router.submit(x).result()``, T = 1 and 4.
+- ``request path: submit->result by spin_us``: how long a waiting ``result()`` (and an idle
+  worker) spins before parking, 0 to 100 us, beside ThreadPoolExecutor(2).
+- ``request path: breakdown`` (a record table): where one ``router.submit(x).result()``
+  round trip goes: routing (analyze, decide, lease, decision), enqueue (executor.submit),
+  queue wait, batch wait, execute (model call and settling the batch's handles, lease
+  release included), and the rest: waking the waiting thread and handing it the GIL.
 - ``request path: 64 submits then results``: the same in bursts (the wake-up of
   the waiting thread amortised), ThreadPoolExecutor(2) (baseline) vs CPUExecutor.
 - ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
   timed per N: ``loop.run_in_executor(ThreadPoolExecutor(2), noop, x)`` (baseline),
-  ``executor.asubmit`` + ``asyncio.wrap_future``, and ``router.ainfer``.
+  ``await executor.asubmit(...)`` then awaiting the handle, and ``router.ainfer``.
 
 Run: python -m pytest benchmarks/bench_request_path.py --benchmark-only -p no:randomly
 """
@@ -35,13 +44,15 @@ Run: python -m pytest benchmarks/bench_request_path.py --benchmark-only -p no:ra
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from fastroute import FEATURE_NAMES, Decision, Router, Tree, _core
+from fastroute import FEATURE_NAMES, Decision, ModelSpec, ResultHandle, Router, Tree, _core
 from fastroute.analyzer import analyze
 from fastroute.executors import CPUExecutor
 
@@ -68,7 +79,9 @@ def tree_pair():
 
 
 def make_router(policy=None) -> Router:
-    router = Router(policy, executor=CPUExecutor(threads=1, max_batch=256, max_delay_us=0))
+    # Queues hold every request of the 100,000-concurrent asyncio runs (a ThreadPoolExecutor's are unbounded).
+    executor = CPUExecutor(threads=1, max_batch=256, max_delay_us=0, queue_capacity=1 << 17)
+    router = Router(policy, executor=executor)
     for name in MODELS:
         router.register(name, noop, modality="tabular")
     return router
@@ -254,6 +267,19 @@ def test_stage_future_complete(benchmark):
     benchmark(complete)
 
 
+def test_stage_handle_complete(benchmark):
+    """The same with the C++ ResultHandle every submit returns."""
+    benchmark.group = "request path: submit->result"
+
+    def complete():
+        handle = ResultHandle()
+        handle.set_running_or_notify_cancel()
+        handle.set_result(X)
+        return handle.result()
+
+    benchmark(complete)
+
+
 def test_stage_executor_submit_result(benchmark, routers):
     """Enqueue + batch wait + model call + completion + wake-up of this thread."""
     benchmark.group = "request path: submit->result"
@@ -292,11 +318,116 @@ def test_router_submit_result(benchmark, routers):
     benchmark(lambda: router.submit(X).result())
 
 
+# ---- many round trips, from 1 and 4 threads -------------------------------------------
+
+
+def round_trips(quick: bool) -> int:
+    return 2_000 if quick else 100_000
+
+
+def _each_thread_waits_in_turn(submit, total: int, threads: int) -> None:
+    """``total`` round trips, split over ``threads`` threads each doing submit().result() in turn."""
+
+    def one_thread():
+        for _ in range(total // threads):
+            submit().result()
+
+    workers = [threading.Thread(target=one_thread) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize("side", ["threadpool", "router"])
+def test_round_trips(benchmark, routers, quick, threads, side):
+    total = round_trips(quick)
+    benchmark.group = f"request path: submit->result, {total} requests from {threads} thread(s)"
+    pool = ThreadPoolExecutor(2)
+    if side == "threadpool":
+        benchmark.extra_info["baseline"] = True
+        submit = lambda: pool.submit(noop, X)  # noqa: E731
+    else:
+        router = routers["default"]
+        submit = lambda: router.submit(X)  # noqa: E731
+    with pool:
+        benchmark.pedantic(_each_thread_waits_in_turn, args=(submit, total, threads), rounds=1 if quick else 3)
+    _per_request(benchmark, total)
+
+
+@pytest.mark.parametrize("spin_us", [0, 5, 20, 100, "threadpool"])
+def test_spin_lengths(benchmark, spin_us):
+    benchmark.group = "request path: submit->result by spin_us"
+    if spin_us == "threadpool":
+        benchmark.extra_info["baseline"] = True
+        with ThreadPoolExecutor(2) as pool:
+            benchmark(lambda: pool.submit(noop, X).result())
+        return
+    spec = ModelSpec("m0", "1", noop, "tabular")
+    with CPUExecutor(threads=1, max_batch=256, max_delay_us=0, spin_us=spin_us) as executor:
+        benchmark(lambda: executor.submit(spec, X).result())
+
+
+def test_breakdown(benchmark, quick, record):
+    """One router.submit(x).result() round trip, stage by stage (see the module docstring)."""
+    benchmark.group = "request path: breakdown"
+    n = 1_000 if quick else 20_000
+    router = make_router()
+    executor = router.executor
+    timings = {"total": 0.0, "route": 0.0, "enqueue": 0.0}
+
+    def run():
+        for _ in range(n):
+            started = time.perf_counter()
+            _, lease = router._decide_leased(X, None, None, None)
+            routed = time.perf_counter()
+            handle = executor.submit(lease.spec, X)
+            queued = time.perf_counter()
+            handle.add_done_callback(router._settle, lease, X)
+            handle.result()
+            ended = time.perf_counter()
+            timings["route"] += routed - started
+            timings["enqueue"] += queued - routed
+            timings["total"] += ended - started
+
+    try:
+        benchmark.pedantic(run, rounds=1, iterations=1)
+        stages = _summed_stages(executor, router)
+    finally:
+        router.close()
+    per_request_us = {name: seconds / n * 1e6 for name, seconds in timings.items()}
+    waits = {stage: stages[stage][1] / n / 1e3 for stage in ("queue_wait", "batch_wait", "execute")}
+    rest = per_request_us["total"] - per_request_us["route"] - per_request_us["enqueue"] - sum(waits.values())
+    record(
+        "request path: breakdown (us per router.submit(x).result(), one thread)",
+        "ResultHandle (this round)",
+        route=round(per_request_us["route"], 2),
+        enqueue=round(per_request_us["enqueue"], 2),
+        queue_wait=round(waits["queue_wait"], 2),
+        batch_wait=round(waits["batch_wait"], 2),
+        execute_and_complete=round(waits["execute"], 2),
+        wake_up_and_gil=round(rest, 2),
+        total=round(per_request_us["total"], 2),
+        requests_per_batch=round(n / max(sum(stages["batch_size"][0]), 1), 2),
+    )
+
+
+def _summed_stages(executor: CPUExecutor, router: Router) -> dict:
+    """The stage histograms of every model of ``router`` (the policy spreads requests over them)."""
+    summed: dict = {}
+    for spec in router.models.list():
+        for stage, (counts, total) in executor.stages(spec).items():
+            so_far, so_far_total = summed.get(stage, ([0] * len(counts), 0))
+            summed[stage] = ([a + b for a, b in zip(so_far, counts)], so_far_total + total)
+    return summed
+
+
 # ---- ainfer, N concurrent on one loop -------------------------------------------------
 
 
 def concurrent_requests(quick: bool) -> int:
-    return 500 if quick else 10_000
+    return 2_000 if quick else 100_000
 
 
 def _per_request(benchmark, n: int) -> None:
@@ -316,7 +447,7 @@ def _time_concurrent(benchmark, quick: bool, request) -> None:
         assert all(result is X for result in results)
 
     try:
-        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3 if quick else 10, iterations=1)
+        benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=3, iterations=1)
     finally:
         loop.close()
     _per_request(benchmark, n)

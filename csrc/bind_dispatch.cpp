@@ -72,7 +72,10 @@ struct PythonBatchSink {
   // (leaked): no Python code may run any more.
   void operator()(BatchStream& stream) const {
     if (python_finalizing()) return;
+    result_waiters().spin_until(true, kWorkerGilSpinNs);  // a waiter that just let go of the GIL: take it at once
+    PresenceCount::Scope holding(gil_holding_workers());  // left after the GIL is released (destroyed last)
     py::gil_scoped_acquire gil;  // ends the thread, destroying nothing of Python, if finalizing began meanwhile
+    holding.mark();
     do {
       AwaitingCompletions awaiting;  // this batch's asyncio results: one hand-off per event loop
       deliver(stream);

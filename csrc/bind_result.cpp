@@ -209,7 +209,10 @@ class ResultHandle {
       bool finished;
       {
         py::gil_scoped_release release;
+        PresenceCount::Scope waiting(result_waiters());
+        waiting.mark();
         finished = slot_.wait_until(deadline, spin_ns_);
+        if (finished) gil_holding_workers().spin_until(false, spin_ns_);  // then the GIL is free to take
       }
       if (!finished) {
         PyErr_SetNone(PyExc_TimeoutError);
@@ -386,6 +389,16 @@ void settle_awaiting(const py::list& handles) {
 }
 
 }  // namespace
+
+PresenceCount& result_waiters() noexcept {
+  static PresenceCount waiters;
+  return waiters;
+}
+
+PresenceCount& gil_holding_workers() noexcept {
+  static PresenceCount workers;
+  return workers;
+}
 
 AwaitingCompletions::AwaitingCompletions() : owner_(awaiting_batch == nullptr) {
   if (owner_) awaiting_batch = &handles_;

@@ -28,4 +28,8 @@ bool ResultSlot::wait_until(std::int64_t deadline_ns, std::int64_t spin_ns) {
   return parker_.wait_until([this] { return done(); }, deadline_ns, spin_ns);
 }
 
+bool PresenceCount::spin_until(bool wanted, std::int64_t spin_ns) const {
+  return fastroute::spin_until([&] { return any() == wanted; }, now_ns() + spin_ns);
+}
+
 }  // namespace fastroute

@@ -1,6 +1,7 @@
 // ResultSlot: settled exactly once whoever races (start, cancel, settle from
 // many threads), every waiter wakes (spinning or parked), timed waits time
 // out, and the outcome written before publishing is what waiters read.
+// PresenceCount: spins until a presence appears or goes.
 // GroupsByKey: groups by key in first-seen order, no element lost or copied.
 #include <atomic>
 #include <cstdint>
@@ -142,6 +143,28 @@ struct Counted {
   ~Counted() { --live; }
 };
 
+// One thread spins for another's presence, then for its absence.
+void presence_count_spins_for_a_change() {
+  PresenceCount count;
+  CHECK(!count.any());
+  CHECK(!count.spin_until(true, 1'000'000));  // nobody comes within 1 ms
+  CHECK(count.spin_until(false, 0));
+  std::atomic<bool> release{false};
+  std::thread present([&] {
+    PresenceCount::Scope scope(count);
+    scope.mark();
+    while (!release.load()) std::this_thread::yield();
+  });
+  CHECK(count.spin_until(true, 10'000'000'000));
+  release = true;
+  CHECK(count.spin_until(false, 10'000'000'000));
+  present.join();
+  {
+    PresenceCount::Scope unmarked(count);  // never marked: leaves nothing
+  }
+  CHECK(!count.any());
+}
+
 void groups_by_key_in_first_seen_order() {
   {
     GroupsByKey<int, Counted> groups;
@@ -169,6 +192,7 @@ int main() {
   RUN(racing_transitions_end_once);
   RUN(waiters_read_what_the_settler_wrote);
   RUN(many_waiters_on_one_slot_all_wake);
+  RUN(presence_count_spins_for_a_change);
   RUN(groups_by_key_in_first_seen_order);
   return TEST_MAIN_RESULT();
 }
