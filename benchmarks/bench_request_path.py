@@ -29,7 +29,8 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
 - ``request path: submit->result by spin_us``: how long a waiting ``result()`` (and an idle
   worker) spins before parking, 0 to 100 us, beside ThreadPoolExecutor(2).
 - ``request path: breakdown`` (a record table): where one ``router.submit(x).result()``
-  round trip goes: routing (analyze, decide, lease, decision), enqueue (executor.submit),
+  round trip goes: routing (analyze, decide, version hold, decision: router.submit's own
+  call), enqueue (executor.submit),
   queue wait, batch wait, execute (model call and settling the batch's handles, lease
   release included), and the rest: waking the waiting thread and handing it the GIL.
 - ``request path: 64 submits then results``: the same in bursts (the wake-up of
@@ -380,11 +381,11 @@ def test_breakdown(benchmark, quick, record):
     def run():
         for _ in range(n):
             started = time.perf_counter()
-            _, lease = router._decide_leased(X, None, None, None)
+            _, spec, end, hold = router._decide_held(X, None, None, None, (executor, "normal", None))
             routed = time.perf_counter()
-            handle = executor.submit(lease.spec, X)
+            handle = executor.submit(spec, X)
             queued = time.perf_counter()
-            handle.add_done_callback(router._settle, lease, X)
+            handle.add_done_callback(end, hold, X)
             handle.result()
             ended = time.perf_counter()
             timings["route"] += routed - started

@@ -19,7 +19,7 @@ from .decision.load_aware import LoadAware, live_columns
 from .errors import FastrouteError, InvalidInput, RouterClosed
 from .executors.handles import ResultHandle
 from .executors.resilience import Resilience
-from .library.catalog import Candidates
+from .library.catalog import Candidates, Resolved
 from .library import config as config_files
 from .library.leases import Lease, run_leased
 from .library.registry import Registry
@@ -194,10 +194,9 @@ class Router:
         split. ``features`` gives user feature values by name for this
         request; user features neither given nor extracted are missing (NaN).
         """
-        if not features and self.route_stages is None:  # the native path, if it can decide (decision/fast_path.py)
-            fast = self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=False)
-            if fast is not None:
-                return fast[0]
+        fast = self._decide_fast(x, hint, features, hold=False)
+        if fast is not None:
+            return fast[0]
         seen, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
         return Decision.of(choice, spec.version, seen, version_reason, self._record(choice, spec))
@@ -231,11 +230,10 @@ class Router:
         With ``return_decision=True``: ``(result, decision)``, the decision's
         ``id`` ready for :meth:`feedback`.
         """
-        if not features and self.route_stages is None:  # the native path, if it can decide (decision/fast_path.py)
-            fast = self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=True)
-            if fast is not None:
-                result = fast[1].run_held(x)
-                return (result, fast[0]) if return_decision else result
+        fast = self._decide_fast(x, hint, features, hold=True)
+        if fast is not None:
+            result = fast[1].run_held(x)
+            return (result, fast[0]) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)
@@ -344,7 +342,7 @@ class Router:
         features: Mapping[str, float] | None = None,
     ) -> ResultHandle:
         """Route ``x`` now and queue it for its model; returns its :class:`~fastroute.ResultHandle`
-        (the methods of a concurrent.futures.ResultHandle, awaitable; see executors/handles.py).
+        (the methods of a concurrent.futures.Future, awaitable; see executors/handles.py).
 
         The handle's ``decision`` attribute is the :class:`Decision` (its ``id``
         for :meth:`feedback`).
@@ -358,14 +356,14 @@ class Router:
         executor = self.executor
         if self.resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
-        decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
+        decision, spec, end, hold = self._decide_held(x, hint, key, features, (executor, priority, deadline))
         try:
-            handle = executor.submit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+            handle = executor.submit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:
-            lease.discard()  # nothing was queued
+            end(hold, x, None)  # nothing was queued
             raise
         handle.decision = decision
-        handle.add_done_callback(self._settle, lease, x)  # the lease ends with the request
+        handle.add_done_callback(end, hold, x)  # the hold ends with the request: one callable made once
         return handle
 
     async def ainfer(
@@ -391,13 +389,13 @@ class Router:
             future = self._submit_resilient(executor, x, priority, deadline, None, hint, key, features)
             result = await future
             return (result, future.decision) if return_decision else result
-        decision, lease = self._decide_leased(x, hint, key, features, (executor, priority, deadline))
+        decision, spec, end, hold = self._decide_held(x, hint, key, features, (executor, priority, deadline))
         try:
-            handle = await executor.asubmit(lease.spec, x, priority=priority, deadline=deadline, timeout=timeout)
+            handle = await executor.asubmit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:  # CancelledError while waiting for room too
-            lease.discard()
+            end(hold, x, None)
             raise
-        handle.add_done_callback(self._settle, lease, x)
+        handle.add_done_callback(end, hold, x)
         result = await handle
         return (result, decision) if return_decision else result
 
@@ -529,6 +527,33 @@ class Router:
         resilience = self.resilience
         available = [resilience is None or resilience.available(spec) for spec in specs]
         return policy.choose_under_load(choice, specs, executor, high=high, budget_ns=budget_ns, available=available)
+
+    def _decide_held(
+        self,
+        x: Any,
+        hint: str | None,
+        key: Any,
+        features: Mapping[str, float] | None,
+        under_load: tuple[CPUExecutor, str, float | None],
+    ) -> tuple[Decision, ModelSpec, Callable[[Any, Any, ResultHandle | None], None], Any]:
+        """A request to queue: its decision, the spec to queue it on and how its hold on
+        that version ends: ``end(hold, x, handle)`` once the handle settles (``handle``
+        None: it was never queued). The native path's hold (no experiment, no shadow:
+        nothing to observe) is dropped; a lease is settled with the outcome."""
+        fast = self._decide_fast(x, hint, features, hold=True)
+        if fast is not None:
+            decision, resolved = fast
+            return decision, resolved.spec, Resolved.settle, resolved
+        decision, lease = self._decide_leased(x, hint, key, features, under_load)
+        return decision, lease.spec, self._settle, lease
+
+    def _decide_fast(
+        self, x: Any, hint: str | None, features: Mapping[str, float] | None, *, hold: bool
+    ) -> tuple[Decision, Resolved] | None:
+        """The native path's decision (decision/fast_path.py), or None: take the general path."""
+        if features or self.route_stages is not None:
+            return None
+        return self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=hold)
 
     def _decide_leased(
         self,

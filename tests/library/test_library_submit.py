@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from collections import Counter
 
@@ -120,3 +121,38 @@ def test_a_timed_out_unregister_frees_the_queues_once_the_request_ends(router: R
     assert pending.result(timeout=60) == ("1", 0)
     assert queues_freed.wait(60)
     assert router.executor.stats(old).replicas == 0
+
+
+def test_submit_on_the_native_path_holds_its_version_until_the_request_ends() -> None:
+    """A plain model under ByModality: submit decides natively (no lease object) and its hold
+    on the version ends with the request, also when the queue refuses it or it is cancelled."""
+    import numpy as np
+
+    from fastroute import Overloaded
+
+    started, release = threading.Event(), threading.Event()
+
+    def model(x):
+        started.set()
+        release.wait(30)
+        return x
+
+    with Router(executor=CPUExecutor(threads=1, queue_capacity=1)) as router:
+        spec = router.register("m", model, modality="tabular")
+        running = router.submit(np.ones(3))
+        assert started.wait(30)
+        queued = router.submit(np.ones(3))
+        assert router.models.in_flight(spec) == 2
+        with pytest.raises(Overloaded):
+            router.submit(np.ones(3))
+        assert router.models.in_flight(spec) == 2  # the refused one's hold is gone
+        assert queued.cancel()
+        assert router.models.in_flight(spec) == 1
+        release.set()
+        assert running.result(30).tolist() == [1.0, 1.0, 1.0]
+        assert running.decision.model == "m"
+        # The hold ends in a done-callback, which runs just after result() may return.
+        deadline = time.monotonic() + 30
+        while router.models.in_flight(spec) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert router.models.in_flight(spec) == 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import ClientLoad, Versioned, route_everything_as
 
-from fastroute import NoRoute, RegistrationError, Router
+from fastroute import NoRoute, RegistrationError, Router, _core
 from fastroute.library.experiments import Shadow, Split
 from fastroute.library import ModelPlan, ModelSpec, Registry
 
@@ -359,7 +359,8 @@ class CountingLock:
 
 def test_a_request_takes_the_registry_lock_at_most_once() -> None:
     """Policies read the lock-free catalog; only the lease takes the lock; its release does not.
-    infer on the fast path (a plain model, no experiment) holds its version without the lock."""
+    infer and submit on the fast path (a plain model, no experiment) hold their version without
+    the lock; with user features (the general path) submit leases it once."""
     with Router() as router:
         router.register("m", lambda x: x, modality="tabular")
         router.executor  # created once (it subscribes to retirements), not per request
@@ -367,5 +368,8 @@ def test_a_request_takes_the_registry_lock_at_most_once() -> None:
         router.models._lock, router.models._drained = lock, threading.Condition(lock)
         router.infer(np.ones(3))
         assert lock.acquisitions == 0
+        router.submit(np.ones(3)).result(timeout=30)
+        assert lock.acquisitions == 0
+        router.route_stages = _core.RouteStages()  # timed decisions take the general path
         router.submit(np.ones(3)).result(timeout=30)
         assert lock.acquisitions == 1

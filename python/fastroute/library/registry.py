@@ -336,10 +336,10 @@ class Registry:
             return None
         return resolved
 
-    def settle(self, lease: Lease, x: Any, done: Future) -> None:
-        """End the lease of request ``x`` queued as ``done`` with its outcome; a result
-        is offered to the model's shadow too (see :meth:`mirror`)."""
-        if done.cancelled():
+    def settle(self, lease: Lease, x: Any, done: Future | None) -> None:
+        """End the lease of request ``x`` queued as ``done`` with its outcome (None: it was
+        never queued); a result is offered to the model's shadow too (see :meth:`mirror`)."""
+        if done is None or done.cancelled():
             lease.discard()
         elif done.exception() is not None:
             lease.release(done.exception())
