@@ -167,8 +167,8 @@ __attribute__((target("avx512f"))) inline __m512i advance_avx512(const Avx2Level
 __attribute__((target("avx512f"))) void walk_avx512(const DenseTree& tree, const float* rows, std::size_t n,
                                                      std::size_t stride, std::uint32_t* leaf) {
   constexpr std::size_t kLanes = 16, kBlock = 2 * kLanes;
-  const __m512i lane_offset = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(static_cast<int>(stride)));
+  const __m512i lane_offset = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                 _mm512_set1_epi32(static_cast<int>(stride)));
   std::size_t r = 0;
   for (; r + kBlock <= n; r += kBlock) {
     prefetch_rows(rows, r + kPrefetchRows, r + kPrefetchRows + kBlock, n, stride);

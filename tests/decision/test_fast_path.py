@@ -10,7 +10,8 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 import fastroute
-from fastroute import FEATURE_NAMES, ByModality, FeedbackStore, ModelError, NoRoute, Router, Tree
+from fastroute import (FEATURE_NAMES, ByModality, FeedbackStore, ModelError, NoRoute, Router, Rule, Rules, Threshold,
+                       Tree)
 from fastroute.library.experiments import Shadow, Split
 
 MODELS = ["m0", "m1", "m2"]
@@ -47,12 +48,24 @@ def no_general_path(monkeypatch: pytest.MonkeyPatch, router: Router) -> None:
     monkeypatch.setattr(router, "_choose", general)
 
 
-@pytest.mark.parametrize("policy", [None, ByModality({"tabular": "m1"}), "tree"])
+def rules() -> Rules:
+    return Rules([Rule("tabular", "length > 20", model="m2"), Rule("text", "", model="reader")], default="m0")
+
+
+COMPILED = {
+    "tree": fitted_tree,
+    "rules": rules,
+    "threshold": lambda: Threshold("mean", MODELS, [-0.5, 0.5], missing="m1"),
+}
+
+
+@pytest.mark.parametrize("policy", [None, ByModality({"tabular": "m1"}), "tree", "rules", "threshold"])
 def test_native_decisions_are_the_general_paths(policy, monkeypatch) -> None:
-    make = (lambda: fitted_tree()) if policy == "tree" else (lambda: policy)
+    make = COMPILED[policy] if policy in COMPILED else (lambda: policy)
     fast, general = make_router(make()), general_path_only(make_router(make()))
     no_general_path(monkeypatch, fast)
-    for x in INPUTS if policy != "tree" else [x for x in INPUTS if not isinstance(x, str)]:  # no model of the tree reads text
+    reads_text = policy not in ("tree", "threshold")  # no model of the tree or the threshold takes text
+    for x in INPUTS if reads_text else [x for x in INPUTS if not isinstance(x, str)]:
         ours, theirs = fast.route(x), general.route(x)
         for field in ("model", "version", "modality", "reason", "score", "propensity", "attempts"):
             assert getattr(ours, field) == getattr(theirs, field), field

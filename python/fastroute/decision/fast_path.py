@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FastPath"]
 
+_NO_MODEL = _core.NO_MODEL
+
 
 class _ByModalityPlan:
     """ByModality's choice per modality code, for one catalog."""
@@ -79,14 +81,14 @@ class _CompiledPlan:
     def choose(self, x: Any, hint: str | None) -> tuple[Any, str, str, float | None] | None:
         state = self._state
         analysis, index, score, code = state.scorer.route(x, hint, self._mask)
-        if index == _core.NO_MODEL:
+        if index == _NO_MODEL:
             return None
         models = state.models
         key = code * len(models) + index
         reason = self._reasons.get(key)
         if reason is None:
             reason = self._reasons[key] = self._policy._reason(state, code, index)
-        return analysis, models[index], reason, None if score != score else float(score)
+        return analysis, models[index], reason, None if score != score else score  # NaN: no score (rules)
 
 
 class FastPath:
@@ -106,8 +108,9 @@ class FastPath:
         """
         catalog = registry.catalog
         cached_policy, cached_state, cached_catalog, plan = self._plan
-        if cached_policy is not policy or cached_catalog is not catalog or cached_state is not getattr(policy, "_state", None):
-            plan = self._replan(policy, catalog)
+        state = getattr(policy, "_state", None)  # a compiled policy's current state (a refit replaces it)
+        if cached_policy is not policy or cached_catalog is not catalog or cached_state is not state:
+            plan = self._replan(policy, state, catalog)
         if plan is None:
             return None
         routed = plan.choose(x, hint)
@@ -123,8 +126,7 @@ class FastPath:
                                  decision_id, 1.0, analysis)
         return decision, resolved
 
-    def _replan(self, policy: Policy, catalog: Catalog) -> Any:
-        state = getattr(policy, "_state", None)  # a compiled policy's current state (a refit replaces it)
+    def _replan(self, policy: Policy, state: Any, catalog: Catalog) -> Any:
         plan = _plan(policy, state, catalog)
         self._plan = (policy, state, catalog, plan)
         return plan

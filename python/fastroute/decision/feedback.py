@@ -24,7 +24,7 @@ decision open for a corrected retry: a NaN never reaches a model.
 
 Recording is on every request's path, so it takes no lock for a decision no
 learning policy made (:meth:`FeedbackStore.record_plain`): decision ``n`` is
-stored in slot ``n % capacity`` of a ring (one list store, atomic in
+stored in slot ``n % capacity`` of a ring (one dict store, atomic in
 CPython), where decision ``n + capacity`` later replaces it; its age is
 checked when its id is looked up.
 """
@@ -110,7 +110,8 @@ class FeedbackStore:
         self._lock = threading.Lock()
         # Decision n in slot n % capacity: a plain tuple or an _Entry (learning decisions).
         # Written once per decision, without the lock for plain ones; read under it.
-        self._ring: list[_Entry | _Plain | None] = [None] * capacity
+        # (A dict: it holds only the slots used so far, whatever the capacity.)
+        self._ring: dict[int, _Entry | _Plain] = {}
         # Plain decisions an id was looked up for, as _Entry (joined, observed); guarded by _lock.
         self._looked_up: dict[int, _Entry] = {}
         self._numbers = itertools.count()  # decision numbers: next() is atomic in CPython
@@ -138,7 +139,7 @@ class FeedbackStore:
         """Attach what the executor saw; an error teaches the policy its ``error_reward``.
         Nothing for a decision no learning policy made (nothing reads it there)."""
         number = self._number(decision_id)
-        if type(self._ring[number % self.capacity] if number >= 0 else None) is not _Entry:
+        if type(self._ring.get(number % self.capacity) if number >= 0 else None) is not _Entry:
             return
         with self._lock:
             status, entry = self._find(decision_id)
@@ -186,7 +187,7 @@ class FeedbackStore:
             for extra in ("invalid", "errors_learned"):
                 counts[extra] = self._counts[extra]
             now = self._clock()
-            recorded = [slot for slot in self._ring if slot is not None]
+            recorded = list(self._ring.values())
             issued = 1 + max((_number_of(slot) for slot in recorded), default=-1)
             counts["open"] = sum(
                 not self._expired(entry, now) and not entry.joined
@@ -210,7 +211,7 @@ class FeedbackStore:
         if token != self.token:
             return "foreign", None
         number = self._number(decision_id)
-        slot = self._ring[number % self.capacity] if number >= 0 else None
+        slot = self._ring.get(number % self.capacity) if number >= 0 else None
         if slot is None or _number_of(slot) < number:
             return "unknown", None
         if _number_of(slot) > number:  # pushed out by capacity
@@ -234,8 +235,8 @@ class FeedbackStore:
         entry = self._looked_up.get(number)
         if entry is None:
             if len(self._looked_up) >= self.capacity:  # keep only those still in the ring
-                ring = self._ring
-                self._looked_up = {n: e for n, e in self._looked_up.items() if _number_of(ring[n % self.capacity]) == n}
+                ring, capacity = self._ring, self.capacity
+                self._looked_up = {n: e for n, e in self._looked_up.items() if _number_of(ring[n % capacity]) == n}
             entry = self._looked_up[number] = _Entry(number, model, propensity, None, None, cost, created)
         return entry
 
