@@ -219,8 +219,10 @@ TreeWalk best_tree_walk() {
 void walk_dense(TreeWalk walk, const DenseTree& tree, const float* rows, std::size_t n, std::size_t stride,
                 std::uint32_t* leaf) {
 #if FASTROUTE_X86_KERNELS
-  if (walk == TreeWalk::kAvx512) return walk_avx512(tree, rows, n, stride, leaf);
-  if (walk == TreeWalk::kAvx2) return walk_avx2(tree, rows, n, stride, leaf);
+  // Fewer rows than a vector block (a routed request is one row): the vector
+  // kernels would only set up their constants and hand the rows to the scalar walk.
+  if (walk == TreeWalk::kAvx512 && n >= 32) return walk_avx512(tree, rows, n, stride, leaf);
+  if (walk == TreeWalk::kAvx2 && n >= 16) return walk_avx2(tree, rows, n, stride, leaf);
 #endif
   walk_scalar_any(tree, rows, n, stride, leaf);
 }

@@ -44,8 +44,9 @@ bool tree_walk_supported(TreeWalk walk);
 TreeWalk best_tree_walk();
 
 // The leaf slot each of n rows (row i at rows + i * stride) reaches, into
-// leaf[0..n). `walk` must be supported (the caller checks). stride >= every
-// feature the tree reads + 1.
+// leaf[0..n). `walk` must be supported (the caller checks); fewer rows than
+// one of its blocks (16 for AVX2, 32 for AVX-512) are walked by the scalar
+// kernel. stride >= every feature the tree reads + 1.
 void walk_dense(TreeWalk walk, const DenseTree& tree, const float* rows, std::size_t n, std::size_t stride,
                 std::uint32_t* leaf);
 
