@@ -40,6 +40,7 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
     if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
   }
   lane.stages.batch_wait.record(now_ns() - opened);
+  if (!batch.ready.empty()) lane.stages.batch_size.record(static_cast<std::int64_t>(batch.ready.size()));
   // Counted before the sink runs; the dispatcher subtracts after it returns.
   lane.in_flight.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
   return true;

@@ -64,7 +64,7 @@ struct Lane {
   std::atomic<bool> scheduled{false};          // in the ready list or owned by a worker
   std::atomic<bool> closed{false};             // rejects new requests
   std::atomic<bool> aborting{false};           // hand queued requests back as aborted
-  std::atomic<bool> fill_batches{true};        // wait up to max_delay for a batch to fill (batched models)
+  std::atomic<bool> fill_batches{true};        // wait up to max_delay for a batch to fill; set by add_lane before any push
   std::atomic<std::int64_t> in_flight{0};      // popped, not yet returned by the sink
   Parker arrivals;                             // a worker filling a batch waits here
   Parker progress;                             // producers wanting room, retire() waiting for drain
@@ -83,7 +83,7 @@ struct BatchLimits {
 // was empty. With `wait` (and lane.fill_batches), blocks at most max_delay
 // after the first request was queued for the batch to fill; without, takes
 // only what is queued.
-// Records each request's queue wait and the batch's wait in lane.stages.
+// Records each request's queue wait, the batch's wait and size in lane.stages.
 bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wait = true);
 
 }  // namespace fastroute

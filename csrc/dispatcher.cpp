@@ -153,10 +153,7 @@ thread_local const Dispatcher::Core* Dispatcher::Core::worker_of = nullptr;
 void BatchStream::finish_current() noexcept {
   const std::int64_t now = now_ns();
   lane_.service.record_batch(now - started_ns_, batch_.ready.size(), failures_, now);
-  if (!batch_.ready.empty()) {
-    lane_.stages.execute.record(now - started_ns_);
-    lane_.stages.batch_size.record(static_cast<std::int64_t>(batch_.ready.size()));
-  }
+  if (!batch_.ready.empty()) lane_.stages.execute.record(now - started_ns_);
   failures_ = 0;
   lane_.in_flight.fetch_sub(static_cast<std::int64_t>(batch_.size()), std::memory_order_release);
   const std::size_t lane = batch_.lane;

@@ -69,9 +69,11 @@ class Histogram {
 // reads the names through Dispatcher.stages (fastroute._core).
 //   queue_wait: per request taken from the lane, from its push to the
 //     batcher taking it; batch_wait: per batch, from taking its first request
-//     to handing the batch to the sink (the wait for it to fill); execute:
-//     per batch run, the sink's time on it (the model call and delivering
-//     results); batch_size: per batch run, the requests it ran.
+//     to handing the batch to the sink (the wait for it to fill); batch_size:
+//     per batch with requests to run, how many (recorded as the batch closes);
+//     execute: per such batch, the sink's time on it (the model call and
+//     delivering results; recorded once the sink returns, so it may show a
+//     moment after the results do).
 #define FASTROUTE_LANE_STAGES(X)    \
   X(queue_wait, kLatencyBoundsNs)   \
   X(batch_wait, kLatencyBoundsNs)   \

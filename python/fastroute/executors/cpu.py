@@ -340,9 +340,10 @@ class CPUExecutor:
         ``{stage: (counts per bucket, the last above every bound; sum)}`` for
         ``queue_wait`` (per request: queued until the batcher took it), ``batch_wait``
         (per batch: its first request taken until the batch went to the model),
-        ``execute`` (per batch run: the model call and delivering its results), all
-        in nanoseconds over ``_core.LATENCY_BOUNDS_NS``, and ``batch_size`` (per
-        batch run: requests, over ``_core.BATCH_SIZE_BOUNDS``).
+        ``execute`` (per batch run: the model call and delivering its results,
+        recorded just after the results), all in nanoseconds over
+        ``_core.LATENCY_BOUNDS_NS``, and ``batch_size`` (per batch run: requests,
+        over ``_core.BATCH_SIZE_BOUNDS``).
         """
         merged: dict[str, tuple[list[int], int]] = {}
         for lane in self._lanes_of(spec):
