@@ -551,9 +551,11 @@ class Router:
         self, x: Any, hint: str | None, features: Mapping[str, float] | None, *, hold: bool
     ) -> tuple[Decision, Resolved] | None:
         """The native path's decision (decision/fast_path.py), or None: take the general path."""
-        if features or self.route_stages is not None:
+        if features:
             return None
-        return self._fast_path.decide(self._serving_policy(), self.models, x, hint, self.feedback_store, hold=hold)
+        return self._fast_path.decide(
+            self._serving_policy(), self.models, x, hint, self.feedback_store, hold=hold, stages=self.route_stages
+        )
 
     def _decide_leased(
         self,

@@ -97,7 +97,7 @@ def test_native_decision_ids_join_feedback_as_any_other() -> None:
     assert [entry.id for entry in logged] == [first, crowded[-1]] and logged[0].model == "m0"
 
 
-def test_experiments_shadows_user_features_and_stage_timing_take_the_general_path() -> None:
+def test_experiments_shadows_and_user_features_take_the_general_path_and_timing_counts_once() -> None:
     router = make_router()
     x = INPUTS[0]
     router.register("m0", lambda x: "m0 v2", modality="tabular", version="2")
@@ -115,9 +115,12 @@ def test_experiments_shadows_user_features_and_stage_timing_take_the_general_pat
     router.add_features(["length_hint"], lambda x: [1.0])
     with pytest.raises(fastroute.InvalidInput, match="unknown user feature"):
         router.route(x, features={"length_hint": 2.0})  # the policy reads no user feature
-    router.route_stages = fastroute._core.RouteStages()
+    router.route_stages = fastroute._core.RouteStages()  # a server's: timed on either path, once
     router.route(x)
-    assert sum(router.route_stages.snapshot()["decide"][0]) == 1  # timed: the general path
+    assert sum(router.route_stages.snapshot()["decide"][0]) == 1
+    router.models.set_experiment("m0", Split({"1": 0.0, "2": 1.0}))
+    router.route(x)
+    assert sum(router.route_stages.snapshot()["decide"][0]) == 2
 
 
 def test_unservable_inputs_fall_back_and_raise_as_before() -> None:

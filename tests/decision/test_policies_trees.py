@@ -230,3 +230,10 @@ def test_scorer_route_analyses_and_scores_in_one_call():
     assert scorer.route(np.ones((8, 8)), "image")[0].modality == "image"
     with pytest.raises(InvalidInput, match="the model mask covers 2 models"):
         scorer.route(np.ones(4), mask=_core.ModelMask(np.ones((1, 2), dtype=np.uint8)))
+    stages = _core.RouteStages()  # a server's: the native call times its two steps
+    for _ in range(3):
+        scorer.route(np.ones(4), stages=stages)
+    for stage, (counts, total_ns) in stages.snapshot().items():
+        assert sum(counts) == 3 and total_ns > 0, stage
+    with pytest.raises(TypeError, match="stages must be a RouteStages or None"):
+        scorer.route(np.ones(4), stages="not stages")

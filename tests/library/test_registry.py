@@ -370,6 +370,10 @@ def test_a_request_takes_the_registry_lock_at_most_once() -> None:
         assert lock.acquisitions == 0
         router.submit(np.ones(3)).result(timeout=30)
         assert lock.acquisitions == 0
-        router.route_stages = _core.RouteStages()  # timed decisions take the general path
+        router.route_stages = _core.RouteStages()  # timed decisions (a server's) stay on the fast path
         router.submit(np.ones(3)).result(timeout=30)
-        assert lock.acquisitions == 1
+        assert lock.acquisitions == 0 and sum(router.route_stages.snapshot()["analyze"][0]) == 1
+        router.models.set_experiment("m", Split({"1": 1.0}))  # the general path: the split draws the version
+        lock.acquisitions = 0
+        router.submit(np.ones(3)).result(timeout=30)
+        assert lock.acquisitions == 1 and sum(router.route_stages.snapshot()["analyze"][0]) == 2  # timed once

@@ -19,6 +19,11 @@ experiment or, for ``infer``, a shadow on the chosen model, an input no
 candidate can take) gets None, and the router takes the general path, which
 keeps every behaviour (and raises NoRoute where nothing serves the input).
 
+A router asked to time its decisions (``Router.route_stages``, set by the server
+for /metrics) gets them timed here too: the native call times its analysis and
+scoring itself. It then takes this path only while every registered model
+resolves plainly, so no request is timed by both paths.
+
 The plan (policy, compiled state and catalog -> what to call) is rebuilt when
 any of the three changes; it is one tuple, swapped atomically. Decisions are
 recorded with :meth:`FeedbackStore.record_plain`: their ids join feedback as
@@ -27,6 +32,7 @@ any other.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import _core
@@ -49,9 +55,10 @@ _NO_MODEL = _core.NO_MODEL
 class _ByModalityPlan:
     """ByModality's choice per modality code, for one catalog."""
 
-    __slots__ = ("_choices",)
+    __slots__ = ("_choices", "plain")
 
     def __init__(self, policy: ByModality, catalog: Catalog) -> None:
+        self.plain = _resolves_plainly(catalog)
         self._choices: dict[int, tuple[str, str]] = {}
         for code, modality in enumerate(MODALITIES):
             try:
@@ -60,9 +67,13 @@ class _ByModalityPlan:
                 continue  # the general path raises it, with the registered models named
             self._choices[code] = (choice.model, choice.reason)
 
-    def choose(self, x: Any, hint: str | None) -> tuple[Any, str, str, float | None] | None:
+    def choose(self, x: Any, hint: str | None, stages: Any) -> tuple[Any, str, str, float | None] | None:
+        started = time.perf_counter_ns() if stages is not None else 0
         analysis = analyze(x, hint)
+        analyzed = time.perf_counter_ns() if stages is not None else 0
         chosen = self._choices.get(analysis.modality_code)
+        if stages is not None:
+            stages.record(started, analyzed, time.perf_counter_ns())
         return None if chosen is None else (analysis, chosen[0], chosen[1], None)
 
 
@@ -71,16 +82,17 @@ class _CompiledPlan:
     formatted once per (reason code, model) and kept (at most one per leaf, rule or cut
     and model)."""
 
-    __slots__ = ("_policy", "_state", "_mask", "_reasons")
+    __slots__ = ("_policy", "_state", "_mask", "_reasons", "plain")
 
     def __init__(self, policy: CompiledPolicy, state: Any, catalog: Catalog) -> None:
+        self.plain = _resolves_plainly(catalog)
         self._policy, self._state = policy, state
         self._mask = state.masks.for_modalities(catalog.for_modality)
         self._reasons: dict[int, str] = {}
 
-    def choose(self, x: Any, hint: str | None) -> tuple[Any, str, str, float | None] | None:
+    def choose(self, x: Any, hint: str | None, stages: Any) -> tuple[Any, str, str, float | None] | None:
         state = self._state
-        analysis, index, score, code = state.scorer.route(x, hint, self._mask)
+        analysis, index, score, code = state.scorer.route(x, hint, self._mask, stages)
         if index == _NO_MODEL:
             return None
         models = state.models
@@ -99,10 +111,12 @@ class FastPath:
         self._plan: tuple[Any, Any, Catalog | None, Any] = (None, None, None, None)
 
     def decide(
-        self, policy: Policy, registry: Registry, x: Any, hint: str | None, store: FeedbackStore, *, hold: bool
+        self, policy: Policy, registry: Registry, x: Any, hint: str | None, store: FeedbackStore, *, hold: bool,
+        stages: _core.RouteStages | None = None,
     ) -> tuple[Decision, Resolved] | None:
         """The decision for ``x`` and its resolved version (held when ``hold``: the caller runs
         it with :meth:`Resolved.run_held`), recorded in ``store``; None: take the general path.
+        With ``stages``, the analysis and the policy's choice are timed into it.
 
         Raises what ``analyze(x, hint)`` raises for an input it cannot read.
         """
@@ -111,9 +125,9 @@ class FastPath:
         state = getattr(policy, "_state", None)  # a compiled policy's current state (a refit replaces it)
         if cached_policy is not policy or cached_catalog is not catalog or cached_state is not state:
             plan = self._replan(policy, state, catalog)
-        if plan is None:
-            return None
-        routed = plan.choose(x, hint)
+        if plan is None or (stages is not None and not plan.plain):
+            return None  # (timed: a request the general path took over would be timed twice)
+        routed = plan.choose(x, hint, stages)
         if routed is None:
             return None
         analysis, model, reason, score = routed
@@ -130,6 +144,14 @@ class FastPath:
         plan = _plan(policy, state, catalog)
         self._plan = (policy, state, catalog, plan)
         return plan
+
+
+def _resolves_plainly(catalog: Catalog) -> bool:
+    """Every registered model resolves without an experiment or a shadow: a decision of the
+    fast path never falls back to the general path for its version (but in a race with a
+    catalog change)."""
+    resolved = catalog.resolved
+    return all(name in resolved and not resolved[name].shadowed for name in catalog.registered)
 
 
 def _plan(policy: Policy, state: Any, catalog: Catalog) -> Any:
