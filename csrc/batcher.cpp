@@ -30,13 +30,18 @@ bool collect_batch(Lane& lane, const BatchLimits& limits, Batch& batch, bool wai
   const std::int64_t opened = now_ns();
   const bool fill = wait && lane.fill_batches.load(std::memory_order_relaxed);
   sort_into(lane, request, opened, batch);
-  const auto more = [&] { return lane.queued() > 0 || lane.aborting.load(std::memory_order_acquire); };
+  // A closed lane (retired, or its dispatcher closing) gets no more requests: waiting
+  // for its batch to fill would only delay the drain by up to max_delay.
+  const auto closing = [&] {
+    return lane.aborting.load(std::memory_order_acquire) || lane.closed.load(std::memory_order_acquire);
+  };
+  const auto more = [&] { return lane.queued() > 0 || closing(); };
   while (batch.ready.size() < limits.max_batch) {
     if (pop_next(lane, request)) {
       sort_into(lane, request, now_ns(), batch);
       continue;
     }
-    if (!fill || now_ns() >= send_by || lane.aborting.load(std::memory_order_acquire)) break;
+    if (!fill || now_ns() >= send_by || closing()) break;
     if (!lane.arrivals.wait_until(more, send_by, limits.spin_ns)) break;
   }
   lane.stages.batch_wait.record(now_ns() - opened);

@@ -62,7 +62,7 @@ struct Lane {
 
   MpmcQueue<Request> queues[kPriorityCount];   // index: Priority
   std::atomic<bool> scheduled{false};          // in the ready list or owned by a worker
-  std::atomic<bool> closed{false};             // rejects new requests
+  std::atomic<bool> closed{false};             // rejects new requests (retire(), close())
   std::atomic<bool> aborting{false};           // hand queued requests back as aborted
   std::atomic<bool> fill_batches{true};        // wait up to max_delay for a batch to fill; set by add_lane before any push
   std::atomic<std::int64_t> in_flight{0};      // popped, not yet returned by the sink

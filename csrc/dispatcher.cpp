@@ -62,8 +62,9 @@ struct Dispatcher::Core {
     {
       std::lock_guard lock(lanes_mu);  // no lane is added meanwhile, nor after: add_lane() checks closed
       count = lane_count.load(std::memory_order_acquire);
-      for (std::size_t i = 0; i < count && !drain; ++i) {  // before closed, as in retire()
-        lanes[i]->aborting.store(true, std::memory_order_seq_cst);
+      for (std::size_t i = 0; i < count; ++i) {  // before closed, as in retire()
+        if (!drain) lanes[i]->aborting.store(true, std::memory_order_seq_cst);
+        lanes[i]->closed.store(true, std::memory_order_seq_cst);  // a filling batch stops waiting
       }
       closed.store(true, std::memory_order_seq_cst);
     }

@@ -130,6 +130,21 @@ def test_router_close_timeout_reports_a_hung_model_and_a_later_close_joins():
 # -- waiting for queue room ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["close", "retire"])
+def test_a_draining_close_or_retire_runs_a_filling_batch_without_waiting_its_max_delay(how):
+    """A batch still waiting for more requests (max_delay 60 s) runs as soon as its lane closes."""
+    executor = CPUExecutor(threads=1, max_batch=8, max_delay_us=60_000_000)
+    spec = ModelSpec("batched", "1", lambda xs: [2 * x for x in xs], "tabular", batched=True)
+    try:
+        handles = [executor.submit(spec, x) for x in (1, 2, 3)]
+        closing, outcome = in_thread(executor.close) if how == "close" else in_thread(executor.retire, spec)
+        assert finished(closing), f"{how} waited for the batch to fill"
+        assert outcome == [None]
+        assert [handle.result(0) for handle in handles] == [2, 4, 6]
+    finally:
+        executor.close(drain=False)
+
+
 def test_close_wakes_a_submit_waiting_for_queue_room():
     hang = Hang()
     model = ModelSpec("hang", "1", hang, "text")
