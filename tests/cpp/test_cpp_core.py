@@ -84,6 +84,7 @@ SANITIZED_SUITE = [
     "tests/decision/test_policies.py",
     "tests/decision/test_online.py",
     "tests/executors/test_dispatch.py",
+    "tests/executors/test_result_handle.py",
 ]
 
 
