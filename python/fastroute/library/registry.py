@@ -336,9 +336,10 @@ class Registry:
             return None
         return resolved
 
-    def settle(self, lease: Lease, x: Any, done: Future | None) -> None:
-        """End the lease of request ``x`` queued as ``done`` with its outcome (None: it was
-        never queued); a result is offered to the model's shadow too (see :meth:`mirror`)."""
+    def settle(self, lease: Lease, x: Any, done: Any) -> None:
+        """End the lease of request ``x`` with the outcome of ``done``, its finished
+        ResultHandle or Future (None: it was never queued); a result is offered to the
+        model's shadow too (see :meth:`mirror`)."""
         if done is None or done.cancelled():
             lease.discard()
         elif done.exception() is not None:
