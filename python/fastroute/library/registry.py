@@ -20,7 +20,6 @@ import inspect
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
