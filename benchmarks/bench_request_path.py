@@ -184,7 +184,7 @@ def test_native_stage_by_modality(benchmark, routers):
     benchmark.group = "request path: route"
     router = routers["default"]
     plan = _ByModalityPlan(router.policy, router.models.catalog)
-    benchmark(plan.choose, X, None)
+    benchmark(plan.choose, X, None, None)  # no hint, no stage timing
 
 
 def test_native_stage_resolve(benchmark, routers):
