@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="needs the 'serve' extra")
 
+from fastroute.serving import protocol  # noqa: E402
 from fastroute.serving.protocol import ProtocolError, encode_infer_response, encode_tensor, parse_infer_request  # noqa: E402
 
 LIMIT = 1 << 20
@@ -129,3 +130,19 @@ def test_nan_and_infinity_survive_both_ways() -> None:
     finite, _ = encode_infer_response(np.array([0.5, 2.0]), decoded, "m", "1", {"propensity": 0.25})
     assert json.loads(finite) == {"model_name": "m", "model_version": "1", "parameters": {"propensity": 0.25},
                                   "outputs": [{"name": "output", "datatype": "FP64", "shape": [2], "data": [0.5, 2.0]}]}
+
+
+def test_without_orjson_the_standard_library_reads_and_writes_the_same_bodies(monkeypatch) -> None:
+    """orjson comes with the 'serve' extra; without it every body goes through the standard library."""
+    body = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.5, -2]}], "id": "r1"}'
+
+    def round_trip() -> tuple[list[float], bytes]:
+        decoded = parse_infer_request(body, None, LIMIT)
+        head, _ = encode_infer_response(np.array([0.5, 2.0]), decoded, "m", "1", {"propensity": 0.25})
+        return decoded.input.tolist(), head
+
+    fast = round_trip()
+    monkeypatch.setattr(protocol, "orjson", None)
+    assert round_trip() == fast
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        parse_infer_request(b'{"inputs": [', None, LIMIT)

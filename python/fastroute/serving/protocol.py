@@ -32,7 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
+
+try:
+    import orjson  # the 'serve' extra: several times faster than the standard library
+except ImportError:  # without it the standard library reads and writes every body
+    orjson = None
 
 __all__ = [
     "DATATYPES",
@@ -150,16 +154,17 @@ def encode_tensor(result: Any, name: str, binary: bool) -> tuple[dict[str, Any],
     return tensor, None
 
 
-# -- JSON: orjson on the hot path, the standard library where orjson differs -------------
+# -- JSON: orjson (when installed) on the hot path, the standard library where it differs --
 
 
 def _decode_json(text: bytes) -> Any:
     """The JSON document; what orjson refuses (NaN and Infinity tokens, which some clients
     write for floats; UTF-16 text; huge integers) the standard library may still read."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
+    if orjson is not None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:
@@ -169,7 +174,7 @@ def _decode_json(text: bytes) -> Any:
 def _encode_json(document: Mapping[str, Any], finite: bool) -> bytes:
     """Compact JSON; NaN and infinities (which orjson would write as null) as NaN and
     Infinity tokens, as Python's json and Triton's clients read them."""
-    if finite:
+    if finite and orjson is not None:
         return orjson.dumps(document)
     return json.dumps(document, allow_nan=True, separators=(",", ":")).encode()
 
