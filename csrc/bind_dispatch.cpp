@@ -72,6 +72,11 @@ struct PythonBatchSink {
   // (leaked): no Python code may run any more.
   void operator()(BatchStream& stream) const {
     if (python_finalizing()) return;
+    if (stream.by_caller()) {  // on the thread waiting in ResultHandle.result(), which holds the GIL
+      AwaitingCompletions awaiting;
+      deliver(stream);
+      return;
+    }
     result_waiters().spin_until(true, kWorkerGilSpinNs);  // a waiter that just let go of the GIL: take it at once
     PresenceCount::Scope holding(gil_holding_workers());  // left after the GIL is released (destroyed last)
     py::gil_scoped_acquire gil;  // ends the thread, destroying nothing of Python, if finalizing began meanwhile
@@ -203,17 +208,18 @@ void bind_dispatch(py::module_& m) {
   m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
   py::class_<Dispatcher, std::unique_ptr<Dispatcher, DeleteWithoutGil>>(m, "Dispatcher")
       .def(py::init([](std::size_t threads, std::size_t max_batch, std::int64_t max_delay_us,
-                       std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us, py::object sink) {
+                       std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us,
+                       std::int64_t caller_runs, py::object sink) {
              auto owned = std::make_shared<PythonBatchSink>(std::move(sink));
              const DispatchConfig config{.threads = threads, .max_batch = max_batch, .max_delay_us = max_delay_us,
                                          .queue_capacity = queue_capacity, .max_lanes = max_lanes,
-                                         .spin_us = spin_us};
+                                         .spin_us = spin_us, .caller_runs = caller_runs};
              auto dispatcher =
                  std::make_unique<Dispatcher>(config, [owned](BatchStream& stream) { (*owned)(stream); });
              return std::unique_ptr<Dispatcher, DeleteWithoutGil>(dispatcher.release(), DeleteWithoutGil{owned});
            }),
            py::arg("threads"), py::arg("max_batch"), py::arg("max_delay_us"), py::arg("queue_capacity"),
-           py::arg("max_lanes"), py::arg("spin_us"), py::arg("sink"))
+           py::arg("max_lanes"), py::arg("spin_us"), py::arg("caller_runs"), py::arg("sink"))
       .def("add_lane", &Dispatcher::add_lane, py::arg("fill_batches") = true,
            "A lane for one model replica; fill_batches: wait up to max_delay_us for a batch to fill.")
       .def("push", &dispatch_push, py::arg("lane"), py::arg("payload"), py::arg("high"), py::arg("deadline_ns"),
@@ -252,7 +258,8 @@ void bind_dispatch(py::module_& m) {
       .def_property_readonly("closed", &Dispatcher::closed)
       .def("begin_close", &Dispatcher::begin_close, py::arg("drain"), py::call_guard<py::gil_scoped_release>())
       .def("on_worker_thread", &Dispatcher::on_worker_thread,
-           "True on one of this dispatcher's worker threads (inside a model or a future's done-callback).")
+           "True on one of this dispatcher's worker threads, or on a caller's thread while it runs a batch "
+           "(inside a model or a future's done-callback).")
       .def("retire", &Dispatcher::retire, py::arg("lane"), py::arg("drain"), py::call_guard<py::gil_scoped_release>())
       .def(
           "close",

@@ -5,6 +5,9 @@
 // are Python objects touched only with the GIL held. An awaiting coroutine's
 // asyncio future is set on its own loop, in one call_soon_threadsafe per loop
 // for every handle a worker settles in one batch (AwaitingCompletions).
+// A handle made with its dispatcher and lane lets result() run the request
+// on the waiting thread when no worker has started on it ("caller runs",
+// Dispatcher::run_as_caller): no thread hand-off, no GIL hand-off.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "binding.hpp"
+#include "dispatcher.hpp"
 #include "parker.hpp"
 #include "result.hpp"
 
@@ -73,7 +77,14 @@ class ResultHandle {
   };
 
  public:
-  explicit ResultHandle(std::int64_t spin_ns) : spin_ns_(spin_ns) {}
+  // `dispatcher` (a fastroute._core.Dispatcher, or None) and `lane`: where the
+  // request is queued, for result() to serve it there (see run_here).
+  ResultHandle(std::int64_t spin_ns, py::object dispatcher, std::size_t lane) : spin_ns_(spin_ns), lane_(lane) {
+    if (!dispatcher.is_none()) {
+      dispatcher_ = &dispatcher.cast<Dispatcher&>();
+      dispatcher_owner_ = std::move(dispatcher);
+    }
+  }
 
   bool done() const noexcept { return slot_.done(); }
   bool cancelled() const noexcept { return slot_.state() == ResultState::kCancelled; }
@@ -183,7 +194,8 @@ class ResultHandle {
   }
 
   int traverse(visitproc visit, void* arg) const {
-    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_}) {
+    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
+                                   &dispatcher_owner_}) {
       Py_VISIT(held->ptr());
     }
     for (const Callback& callback : callbacks_) {
@@ -195,7 +207,9 @@ class ResultHandle {
 
   void clear() {
     callbacks_.clear();
-    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_}) {
+    dispatcher_ = nullptr;
+    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
+                             &dispatcher_owner_}) {
       *held = py::none();
     }
   }
@@ -203,7 +217,20 @@ class ResultHandle {
   py::object decision = py::none();  // the router's Decision, a plain attribute; guarded by the GIL
 
  private:
+  // Serves the request's lane on this thread (GIL held) while the request is
+  // still queued and no one else serves the lane: batch after batch until
+  // this request has run. Not with a timeout: a model call could outlast it.
+  // Settling this handle drops dispatcher_owner_, so a reference is held here.
+  void run_here(const py::object& timeout) {
+    if (dispatcher_ == nullptr || !timeout.is_none()) return;
+    const py::object keep_alive = dispatcher_owner_;
+    Dispatcher& dispatcher = *dispatcher_;
+    while (!done() && dispatcher.run_as_caller(lane_)) {
+    }
+  }
+
   void wait(const py::object& timeout) {
+    run_here(timeout);
     if (!done()) {
       const std::int64_t deadline = deadline_after(timeout);
       bool finished;
@@ -236,6 +263,8 @@ class ResultHandle {
 
   // After the slot reached its final state: callbacks, the bridge, the awaiting loop.
   void on_settled(py::handle self) {
+    dispatcher_ = nullptr;  // nothing left to run here
+    dispatcher_owner_ = py::none();
     for (const Callback& callback : std::exchange(callbacks_, {})) call_back(self, callback);
     if (!bridge_.is_none()) copy_outcome_to_bridge();
     if (!condition_.is_none()) notify_futures_waiters(self);
@@ -373,6 +402,9 @@ class ResultHandle {
   py::object bridge_ = py::none();     // as_future()'s Future; guarded by the GIL
   py::object condition_ = py::none();  // made for concurrent.futures.wait; guarded by the GIL
   py::object waiters_ = py::none();    // its waiters (installed under condition_)
+  Dispatcher* dispatcher_ = nullptr;   // where the request is queued, until settled; guarded by the GIL
+  py::object dispatcher_owner_ = py::none();  // the Python object owning *dispatcher_; guarded by the GIL
+  const std::size_t lane_;             // the request's lane in *dispatcher_
 };
 
 // The handle inside `self`, or null while its __init__ has not run (the
@@ -437,7 +469,10 @@ void bind_result(py::module_& m) {
   });
   py::class_<ResultHandle>(m, "ResultHandle", setup,
                            "One request's outcome: the methods of a concurrent.futures.Future, awaitable.")
-      .def(py::init<std::int64_t>(), py::arg("spin_ns") = kDefaultResultSpinNs)
+      .def(py::init<std::int64_t, py::object, std::size_t>(), py::arg("spin_ns") = kDefaultResultSpinNs,
+           py::arg("dispatcher") = py::none(), py::arg("lane") = 0,
+           "spin_ns: how long result() spins before parking; dispatcher and lane: where the request "
+           "is queued, for result() to run it on the waiting thread when no worker has it yet.")
       .def("done", &ResultHandle::done)
       .def("cancelled", &ResultHandle::cancelled)
       .def("running", &ResultHandle::running)

@@ -13,6 +13,7 @@ struct Dispatcher::Core {
       : limits{config.max_batch, config.max_delay_us * 1000, config.spin_us * 1000},
         queue_capacity(config.queue_capacity),
         max_lanes(config.max_lanes),
+        caller_runs(config.caller_runs != 0),
         sink(std::move(batch_sink)),
         lanes(std::make_unique<std::unique_ptr<Lane>[]>(config.max_lanes)),
         lane_free(config.max_lanes, false),
@@ -25,10 +26,10 @@ struct Dispatcher::Core {
     return *lanes[id];
   }
 
-  // A producer that finds the lane unscheduled schedules it; otherwise the
-  // worker owning it may be waiting for more requests to fill a batch.
+  // A producer that finds the lane idle schedules it; otherwise the worker
+  // owning it may be waiting for more requests to fill a batch.
   void schedule(std::size_t id, Lane& lane) {
-    if (lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
+    if (!lane.schedule.mark_arrival()) {
       lane.arrivals.notify_one();
       return;
     }
@@ -88,16 +89,22 @@ struct Dispatcher::Core {
     return exited.wait_for(lock, std::chrono::nanoseconds(timeout_ns), all_exited);
   }
 
+  // Once stopping, nothing new can be queued (see close); what a caller still
+  // serving leaves queued, it reschedules, so workers stay until no caller is.
+  bool may_exit() const {
+    return stopping.load(std::memory_order_seq_cst) && callers_serving.load(std::memory_order_seq_cst) == 0;
+  }
+
   void work() {
-    worker_of = this;
+    serving_for = this;
     Batch batch;
-    const auto has_work = [&] { return !ready.empty() || stopping.load(std::memory_order_acquire); };
+    const auto has_work = [&] { return !ready.empty() || may_exit(); };
     for (;;) {
       std::size_t id;
       if (ready.try_pop(id)) {
-        serve(id, *lanes[id], batch);
-      } else if (stopping.load(std::memory_order_acquire)) {
-        break;  // nothing can be queued any more (see close)
+        if (lanes[id]->schedule.claim_from_ring()) serve(id, *lanes[id], batch, /*by_caller=*/false);
+      } else if (may_exit()) {
+        if (ready.empty()) break;  // a caller's reschedule came before its leaving: serve it first
       } else {
         idle.wait_until(has_work, kNoDeadline, limits.spin_ns);
       }
@@ -107,26 +114,49 @@ struct Dispatcher::Core {
     exited.notify_all();
   }
 
-  // One batch from the lane, then the lane goes back to the ready ring if
-  // it still holds requests, behind the other lanes waiting there.
-  void serve(std::size_t id, Lane& lane, Batch& batch) {
+  // One batch from the lane its owner (this thread) serves, then the owner
+  // gives the lane up, and the lane goes back to the ready ring if it still
+  // holds requests, behind the other lanes waiting there. A caller never
+  // waits for a batch to fill.
+  void serve(std::size_t id, Lane& lane, Batch& batch, bool by_caller) {
     batch.clear();
     batch.lane = id;
-    if (collect_batch(lane, limits, batch)) {
-      BatchStream stream(lane, limits, batch);
+    if (collect_batch(lane, limits, batch, /*wait=*/!by_caller)) {
+      BatchStream stream(lane, limits, batch, by_caller);
       sink(stream);
       stream.finish_current();
     }
-    lane.scheduled.exchange(false, std::memory_order_acq_rel);
-    if (lane.queued() > 0 && !lane.scheduled.exchange(true, std::memory_order_acq_rel)) {
+    if (lane.schedule.release() && lane.queued() > 0 && lane.schedule.mark_arrival()) {
       ready.try_push(id);
+      if (by_caller) idle.notify_one();  // a worker pops it next anyway
     }
     lane.progress.notify_all();
+  }
+
+  bool run_as_caller(std::size_t id) {
+    if (!caller_runs || serving_for != nullptr) return false;
+    Lane& target = lane(id);
+    const std::size_t queued = target.queued();
+    if (queued == 0 || (target.fill_batches.load(std::memory_order_relaxed) && queued < limits.max_batch)) {
+      return false;
+    }
+    callers_serving.fetch_add(1, std::memory_order_seq_cst);
+    const bool owns = !stopping.load(std::memory_order_seq_cst) && target.schedule.claim_by_caller();
+    if (owns) {
+      serving_for = this;
+      thread_local Batch batch;  // one caller run per thread at a time (nested ones are refused)
+      serve(id, target, batch, /*by_caller=*/true);
+      serving_for = nullptr;
+    }
+    callers_serving.fetch_sub(1, std::memory_order_seq_cst);
+    if (stopping.load(std::memory_order_seq_cst)) idle.notify_all();  // a worker waiting to exit
+    return owns;
   }
 
   const BatchLimits limits;
   const std::size_t queue_capacity;
   const std::size_t max_lanes;
+  const bool caller_runs;
   const BatchSink sink;
 
   std::mutex lanes_mu;  // serialises add_lane and the freeing of retired lanes
@@ -140,16 +170,18 @@ struct Dispatcher::Core {
   std::atomic<bool> closed{false};    // rejects new requests
   std::atomic<bool> stopping{false};  // workers exit once the ready ring is empty
   std::atomic<int> pushers{0};        // try_push calls in progress
+  std::atomic<int> callers_serving{0};  // run_as_caller calls past their first checks
 
   std::mutex exit_mu;
   std::condition_variable exited;
   std::size_t running_workers = 0;  // guarded by exit_mu
 
-  // The Core whose work() runs on this thread, if any (see on_worker_thread).
-  static thread_local const Core* worker_of;
+  // The Core whose work() runs on this thread, or whose sink a caller runs
+  // here now, if any (see on_worker_thread, run_as_caller).
+  static thread_local const Core* serving_for;
 };
 
-thread_local const Dispatcher::Core* Dispatcher::Core::worker_of = nullptr;
+thread_local const Dispatcher::Core* Dispatcher::Core::serving_for = nullptr;
 
 void BatchStream::finish_current() noexcept {
   const std::int64_t now = now_ns();
@@ -164,7 +196,7 @@ void BatchStream::finish_current() noexcept {
 
 bool BatchStream::next() {
   finish_current();
-  if (batches_ >= kMaxBatchesPerCall) return false;
+  if (by_caller_ || batches_ >= kMaxBatchesPerCall) return false;
   ++batches_;
   const bool more = collect_batch(lane_, limits_, batch_, /*wait=*/false);
   started_ns_ = now_ns();
@@ -206,7 +238,9 @@ std::size_t Dispatcher::add_lane(bool fill_batches) {
     const std::size_t id = core_->free_lanes.back();
     core_->free_lanes.pop_back();
     core_->lane_free[id] = false;
-    Lane& lane = *core_->lanes[id];  // drained: no worker owns it, nothing is queued
+    // Drained: nothing is queued. A worker may still pop an id a caller's run
+    // left in the ring; it then finds nothing, or this lane's new requests.
+    Lane& lane = *core_->lanes[id];
     lane.service.reset();
     lane.stages.reset();
     lane.fill_batches.store(fill_batches, std::memory_order_relaxed);
@@ -286,7 +320,7 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
   target.progress.notify_all();  // push_wait() callers: refused now
   core_->wait_for_pushers();
   const auto drained = [&] {
-    return target.queued() == 0 && !target.scheduled.load(std::memory_order_seq_cst) &&
+    return target.queued() == 0 && !target.schedule.owned() &&
            target.in_flight.load(std::memory_order_acquire) == 0;
   };
   target.progress.wait_until(drained, kNoDeadline, core_->limits.spin_ns);
@@ -299,7 +333,9 @@ void Dispatcher::retire(std::size_t lane, bool drain) {
 
 void Dispatcher::begin_close(bool drain) { core_->begin_close(drain); }
 
-bool Dispatcher::on_worker_thread() const noexcept { return Core::worker_of == core_.get(); }
+bool Dispatcher::run_as_caller(std::size_t lane) { return core_->run_as_caller(lane); }
+
+bool Dispatcher::on_worker_thread() const noexcept { return Core::serving_for == core_.get(); }
 
 bool Dispatcher::close(bool drain, std::int64_t timeout_ns) {
   core_->begin_close(drain);

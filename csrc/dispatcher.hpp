@@ -1,21 +1,37 @@
 // Dispatcher: worker threads that take whole batches from model replicas'
-// lanes (see batcher.hpp) and hand them to one sink callback.
+// lanes (see batcher.hpp) and hand them to one sink callback; and "caller
+// runs": a thread waiting for one of its requests may serve that request's
+// lane itself, on its own thread, when no one else is serving it.
 //
 // Scheduling: a lane holding requests is "scheduled": its id sits in the
-// ready ring or a worker owns it. A producer that finds the lane unscheduled
-// puts its id in the ready ring and wakes a worker. A worker owns one lane at
-// a time, so one lane's batches run in order (FIFO per priority class) and a
-// sink that hangs on one lane stalls only the worker serving it.
-// Idle workers spin for spin_us, then park: an idle worker burns no core.
+// ready ring, or a worker or a caller owns it (LaneSchedule). A producer that
+// finds the lane idle puts its id in the ready ring and wakes a worker. A
+// lane has one owner at a time, so one lane's batches run in order (FIFO per
+// priority class) and a sink that hangs on one lane stalls only the thread
+// serving it. A worker that pops the id of a lane a caller owns drops the
+// entry; the caller, when it gives the lane up, reschedules it if requests
+// remain. Idle workers spin for spin_us, then park: an idle worker burns no core.
 //
-// Memory ordering: a producer pushes, then exchanges Lane::scheduled to true;
-// a worker done with a lane exchanges it to false, then reads the queue
-// sizes. Both are acq_rel read-modify-writes of one atomic, so one follows the
-// other: either the producer reads false and schedules the lane, or the
-// worker's exchange synchronises with the producer's and it sees the request
-// and reschedules. A request is never left in an unscheduled lane. close()
-// and retire() wait for in-progress pushes through the seq_cst counter
-// pushers_ (checked against the seq_cst closed flags).
+// Memory ordering: every change of a lane's LaneSchedule word is a
+// read-modify-write (acq_rel), also a producer's mark after its push when the
+// lane is already scheduled (it writes back what it read), so the changes of
+// one lane form one total order, each reading the one before. A producer
+// pushes, then marks; an owner gives the lane up, then reads the queue sizes.
+// If the owner's release follows the mark, it synchronises with it and sees
+// the request (and reschedules unless a ring entry is left, whose worker will
+// serve it); if the mark follows the release, the producer reads the word the
+// release wrote: idle, and it puts the id in the ring itself; an entry, whose
+// worker serves the request; or a new owner, whose own release then follows
+// the mark (the first case). A request is never left in an unscheduled lane.
+// The kInRing bit is set only by whoever pushes the id and cleared only by the
+// worker that pops it, so a lane is in the ring at most once (the ring holds
+// max_lanes ids: a push into it never fails). Callers and shutdown: a caller
+// counts itself in callers_serving, then checks stopping (both seq_cst); a
+// worker exits only after it read stopping, then no caller serving, then an
+// empty ring (seq_cst): either the caller sees stopping and serves nothing, or
+// the workers stay until it has given its lane up (and rescheduled what is
+// left). close() and retire() wait for in-progress pushes through the seq_cst
+// counter pushers_ (checked against the seq_cst closed flags).
 #pragma once
 
 #include <cstddef>
@@ -39,14 +55,18 @@ namespace fastroute {
 //   max_delay_us: longest wait after a batch's first request (lanes that fill
 //   batches, see add_lane); queue_capacity:
 //   per lane and priority, rounded up to a power of two; max_lanes: most lanes
-//   (model replicas) at once; spin_us: how long an idle worker spins before parking.
+//   (model replicas) at once; spin_us: how long an idle worker spins before parking;
+//   caller_runs: 1 lets a thread waiting for its request serve the request's
+//   lane itself when no one is serving it (run_as_caller), 0 leaves every
+//   batch to the workers.
 #define FASTROUTE_DISPATCH_SETTINGS(X)                  \
   X(threads, std::size_t, 2, 1, 1024)                   \
   X(max_batch, std::size_t, 32, 1, 1 << 20)             \
   X(max_delay_us, std::int64_t, 200, 0, 60'000'000)     \
   X(queue_capacity, std::size_t, 4096, 1, 1 << 24)      \
   X(max_lanes, std::size_t, 1024, 1, 1 << 16)           \
-  X(spin_us, std::int64_t, 20, 0, 1'000'000)
+  X(spin_us, std::int64_t, 20, 0, 1'000'000)            \
+  X(caller_runs, std::int64_t, 1, 0, 1)
 
 struct DispatchConfig {
 #define FASTROUTE_SETTING_FIELD(name, type, fallback, lowest, highest) type name = fallback;
@@ -64,16 +84,20 @@ struct LaneStats {
   ServiceSnapshot service;      // service times and errors of the batches run so far
 };
 
-// The batches one worker hands to the sink in one call: the first one, then
-// (through next()) any further batches already queued on the same lane, so a
-// sink with a fixed cost per call (taking the GIL) pays it once for all of
-// them. Used only by the worker thread the sink runs on.
+// The batches one lane owner hands to the sink in one call: the first one,
+// then (through next(), on a worker) any further batches already queued on
+// the same lane, so a sink with a fixed cost per call (taking the GIL) pays it
+// once for all of them. Used only by the thread the sink runs on.
 class BatchStream {
  public:
   Batch& batch() noexcept { return batch_; }
+  // True when a caller runs this batch on its own thread (run_as_caller):
+  // the sink runs where the caller waited (a Python caller holds the GIL).
+  bool by_caller() const noexcept { return by_caller_; }
   // Marks the current batch done and takes the next one from the lane without
-  // waiting. False (and an empty batch) when the lane has nothing queued or
-  // after kMaxBatchesPerCall batches, so other lanes get their turn.
+  // waiting. False (and an empty batch) when the lane has nothing queued,
+  // after kMaxBatchesPerCall batches, so other lanes get their turn, and
+  // always for a caller's stream (one batch: a caller serves its own request).
   bool next();
   // How many requests of the current batch failed (the sink's verdict; the
   // dispatcher cannot tell). Recorded with the batch's service time.
@@ -83,8 +107,8 @@ class BatchStream {
 
  private:
   friend class Dispatcher;
-  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch)
-      : lane_(lane), limits_(limits), batch_(batch), started_ns_(now_ns()) {}
+  BatchStream(Lane& lane, const BatchLimits& limits, Batch& batch, bool by_caller)
+      : lane_(lane), limits_(limits), batch_(batch), started_ns_(now_ns()), by_caller_(by_caller) {}
   void finish_current() noexcept;
 
   Lane& lane_;
@@ -93,10 +117,12 @@ class BatchStream {
   int batches_ = 1;
   std::int64_t started_ns_;   // when the sink got the current batch
   std::size_t failures_ = 0;  // reported for the current batch
+  const bool by_caller_;
 };
 
 // Receives every accepted payload exactly once, grouped by lane. Called from
-// worker threads (never concurrently for one lane) and must not throw.
+// worker threads and from callers in run_as_caller (never concurrently for
+// one lane) and must not throw.
 using BatchSink = std::function<void(BatchStream&)>;
 
 // A sink calling `on_batch` for each batch of the stream (for sinks with no
@@ -188,7 +214,23 @@ class Dispatcher {
   // worker.
   void begin_close(bool drain);
 
-  // Thread-safe, non-blocking: true on one of this dispatcher's worker threads.
+  // Thread-safe; blocks for as long as the sink runs; allocates only as a
+  // worker's batch does. "Caller runs": the calling thread serves `lane` as a
+  // worker would (one batch, high priority first, deadlines and aborts sorted
+  // out, stage histograms and service times recorded, sink called here), then
+  // gives the lane up and reschedules it if requests remain. Meant for a
+  // thread about to wait for a request it queued on `lane`. Returns false,
+  // having done nothing, when caller_runs is 0, on any dispatcher's worker
+  // thread or inside any sink (a nested wait), once close() began, when
+  // nothing is queued, when a worker or another caller owns the lane, and
+  // for a lane that fills batches (add_lane) unless a full max_batch is
+  // queued: taking a filling lane early would run small batches and defeat
+  // micro-batching. Throws InvalidInput for an unknown lane.
+  bool run_as_caller(std::size_t lane);
+
+  // Thread-safe, non-blocking: true on one of this dispatcher's worker
+  // threads, and on a caller's thread while it runs this dispatcher's sink
+  // (inside a model or a done-callback either way).
   bool on_worker_thread() const noexcept;
 
  private:

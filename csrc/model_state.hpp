@@ -3,8 +3,8 @@
 // model version's circuit breaker, a retry budget, and the load-aware choice
 // among candidate models (choose_under_load).
 //
-// Memory ordering: ServiceStats has one writer at a time (the worker owning
-// its lane; ownership passes through the lane's acq_rel `scheduled` flag) and
+// Memory ordering: ServiceStats has one writer at a time (the worker or caller
+// owning its lane; ownership passes through the lane's acq_rel LaneSchedule) and
 // any number of readers. Every field is an atomic read and written relaxed:
 // a reader sees each value whole, possibly one batch old, never torn; counts
 // only grow. CircuitBreaker publishes its state with release stores and is read

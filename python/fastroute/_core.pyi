@@ -121,6 +121,7 @@ class Dispatcher:
         queue_capacity: int,
         max_lanes: int,
         spin_us: int,
+        caller_runs: int,
         sink: Callable[[int, list[Any], list[Any], list[Any]], int | None],
     ) -> None: ...
     def add_lane(self, fill_batches: bool = True) -> int: ...
@@ -173,7 +174,7 @@ DEFAULT_RESULT_SPIN_NS: int
 class ResultHandle:
     """One request's outcome: the methods of a concurrent.futures.Future, awaitable."""
 
-    def __init__(self, spin_ns: int = ...) -> None: ...
+    def __init__(self, spin_ns: int = ..., dispatcher: Dispatcher | None = None, lane: int = 0) -> None: ...
     @property
     def decision(self) -> Any: ...
     @decision.setter

@@ -1,6 +1,6 @@
 """The C++ core under sanitizers.
 
-- The C++ tests (tests/cpp: queue, dispatcher, stage histograms, result slot, model state, scorer, bandit,
+- The C++ tests (tests/cpp: queue, dispatcher, caller runs, stage histograms, result slot, model state, scorer, bandit,
   n-grams, linear scorer) are configured into
   ``build/cpp-tests/<variant>`` (incremental between runs) with
   ``FASTROUTE_CPP_TESTS=ON`` and run through ctest under ASan+UBSan and TSan.
@@ -68,7 +68,7 @@ def test_cpp_core_under_sanitizer(variant: str) -> None:
         cwd=ROOT,
     )
     targets = ["test_queue", "test_dispatcher", "test_scorer", "test_bandit", "test_ngrams", "test_model_state",
-               "test_linear", "test_stage_histogram", "test_result"]
+               "test_linear", "test_stage_histogram", "test_result", "test_caller_runs"]
     _run(["cmake", "--build", str(build), "-j2", "--target", *targets], cwd=ROOT)
     _run(["ctest", "--output-on-failure", "--timeout", "120"], cwd=build, env={**os.environ, **SANITIZER_ENV})
 

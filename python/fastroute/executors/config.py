@@ -48,6 +48,9 @@ ExecutorConfig.__doc__ = """Tuning knobs of a :class:`CPUExecutor`, validated on
   spec's queues are reused); past it ``submit`` raises :class:`~fastroute.Overloaded`.
 - ``spin_us``: how long an idle worker spins before parking (a park/wake costs
   tens of microseconds; spinning is bounded so idle workers burn no core).
+- ``caller_runs``: 1 (default) lets a thread blocked in ``result()`` on a request still
+  queued run it itself when no worker is on its replica (see :class:`CPUExecutor`,
+  "Caller runs"); 0 leaves every model call to the workers.
 
 Defaults and bounds: :func:`settings`.
 """

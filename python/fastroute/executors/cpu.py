@@ -17,6 +17,17 @@ a request whose model has not started it by its deadline fails at its deadline
 (wherever it waits: in its queue, behind a hung model, in a batch waiting its
 turn) and never runs. ``close`` may be called from anywhere, a model or a
 done-callback included, and never waits for a hung model unless asked to.
+
+Caller runs (``caller_runs=1``, the default): a thread blocked in a handle's
+``result()`` or ``exception()`` (no timeout) whose request is still queued, on a
+replica no worker is serving, serves that replica's next batch itself, on its own
+thread, exactly as a worker would (same callback, same batch, the guarantees above),
+instead of waking a worker and being woken by it: a round trip then hands neither a
+request nor the GIL between threads. Never on a worker thread or inside a model or
+done-callback (a nested submit waits for a worker), never from asyncio (``await``
+never runs a model on the event loop), never for a model that fills batches unless a
+full ``max_batch`` is already queued (an early caller would cut micro-batches short),
+and not for offloaded models (Ray actors, GPUs).
 """
 
 from __future__ import annotations
@@ -259,6 +270,8 @@ class CPUExecutor:
         self._core = _core.Dispatcher(**dataclasses.asdict(self.config), sink=_run_requests)
         self._waiting = WaitingRequests(_deadline_passed)
         self._wait_spin_ns = self.config.spin_us * 1000  # a waiting caller spins as long as an idle worker
+        # What each handle's result() may serve its request on (see "Caller runs"); None: only workers do.
+        self._callers_run_on = self._core if self._runs_in_callers() else None
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 
     def submit(
@@ -429,6 +442,11 @@ class CPUExecutor:
         if not finished and timeout is not None and not self._core.on_worker_thread():
             raise RouterClosed(f"workers still running a model after {timeout}s; they finish on their own")
 
+    def _runs_in_callers(self) -> bool:
+        """Whether a waiting ``result()`` may run its request itself (subclasses that run
+        models elsewhere say no)."""
+        return bool(self.config.caller_runs)
+
     def __enter__(self) -> CPUExecutor:
         return self
 
@@ -442,7 +460,7 @@ class CPUExecutor:
         known = self._lanes.get(id(spec))
         lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
-        future = ResultHandle(self._wait_spin_ns)
+        future = ResultHandle(self._wait_spin_ns, self._callers_run_on, lane)
         waiting = self._waiting
         waiting.add(future, spec.name, None if deadline_ns == _NO_DEADLINE else deadline_ns)
         request: Request = (future, x, spec, deadline_ns, waiting)

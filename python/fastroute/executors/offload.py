@@ -40,6 +40,10 @@ class OffloadingExecutor(CPUExecutor):
     def _make_runner(self, spec: ModelSpec) -> Any:
         raise NotImplementedError
 
+    def _runs_in_callers(self) -> bool:
+        """Never: the batches of offloaded models run on the workers (see CPUExecutor, "Caller runs")."""
+        return False
+
     def _lanes_per_replica(self) -> int:
         """Dispatcher lanes (batches in flight at once) per replica of an offloaded model."""
         return 1
