@@ -25,14 +25,17 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
   ``router.submit(x).result()``.
 - ``request path: submit->result, N requests from T threads``: the issue-15 target, N
   requests in all, each thread submitting and waiting in turn: ThreadPoolExecutor(2)
-  (baseline) vs ``router.submit(x).result()``, T = 1 and 4.
+  (baseline) vs ``router.submit(x).result()``, T = 1 and 4, with the executor's
+  ``caller_runs`` on (the default: the waiting thread runs its queued request) and off
+  (``workers only``: a worker runs it and wakes the waiting thread).
 - ``request path: submit->result by spin_us``: how long a waiting ``result()`` (and an idle
   worker) spins before parking, 0 to 100 us, beside ThreadPoolExecutor(2).
 - ``request path: breakdown`` (a record table): where one ``router.submit(x).result()``
   round trip goes: routing (analyze, decide, version hold, decision: router.submit's own
   call), enqueue (executor.submit),
   queue wait, batch wait, execute (model call and settling the batch's handles, lease
-  release included), and the rest: waking the waiting thread and handing it the GIL.
+  release included), and the rest: waking the waiting thread and handing it the GIL
+  (with caller runs, only what a worker still ran), with ``caller_runs`` on and off.
 - ``request path: 64 submits then results``: the same in bursts (the wake-up of
   the waiting thread amortised), ThreadPoolExecutor(2) (baseline) vs CPUExecutor.
 - ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
@@ -79,9 +82,9 @@ def tree_pair():
     return make_tree()
 
 
-def make_router(policy=None) -> Router:
+def make_router(policy=None, caller_runs: int = 1) -> Router:
     # Queues hold every request of the 100,000-concurrent asyncio runs (a ThreadPoolExecutor's are unbounded).
-    executor = CPUExecutor(threads=1, max_batch=256, max_delay_us=0, queue_capacity=1 << 17)
+    executor = CPUExecutor(threads=1, max_batch=256, max_delay_us=0, queue_capacity=1 << 17, caller_runs=caller_runs)
     router = Router(policy, executor=executor)
     for name in MODELS:
         router.register(name, noop, modality="tabular")
@@ -101,6 +104,7 @@ def routers(tree_pair):
         "tree": make_router(tree_pair[1]),
         "default, general path": general_path_only(make_router()),
         "tree, general path": general_path_only(make_router(tree_pair[1])),
+        "default, workers only": make_router(caller_runs=0),
     }
     yield made
     for router in made.values():
@@ -341,7 +345,7 @@ def _each_thread_waits_in_turn(submit, total: int, threads: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 4])
-@pytest.mark.parametrize("side", ["threadpool", "router"])
+@pytest.mark.parametrize("side", ["threadpool", "router", "router, workers only"])
 def test_round_trips(benchmark, routers, quick, threads, side):
     total = round_trips(quick)
     benchmark.group = f"request path: submit->result, {total} requests from {threads} thread(s)"
@@ -350,7 +354,7 @@ def test_round_trips(benchmark, routers, quick, threads, side):
         benchmark.extra_info["baseline"] = True
         submit = lambda: pool.submit(noop, X)  # noqa: E731
     else:
-        router = routers["default"]
+        router = routers["default" if side == "router" else "default, workers only"]
         submit = lambda: router.submit(X)  # noqa: E731
     with pool:
         benchmark.pedantic(_each_thread_waits_in_turn, args=(submit, total, threads), rounds=1 if quick else 3)
@@ -370,11 +374,12 @@ def test_spin_lengths(benchmark, spin_us):
         benchmark(lambda: executor.submit(spec, X).result())
 
 
-def test_breakdown(benchmark, quick, record):
+@pytest.mark.parametrize("caller_runs", [1, 0])
+def test_breakdown(benchmark, quick, record, caller_runs):
     """One router.submit(x).result() round trip, stage by stage (see the module docstring)."""
     benchmark.group = "request path: breakdown"
     n = 1_000 if quick else 20_000
-    router = make_router()
+    router = make_router(caller_runs=caller_runs)
     executor = router.executor
     timings = {"total": 0.0, "route": 0.0, "enqueue": 0.0}
 
@@ -402,7 +407,7 @@ def test_breakdown(benchmark, quick, record):
     rest = per_request_us["total"] - per_request_us["route"] - per_request_us["enqueue"] - sum(waits.values())
     record(
         "request path: breakdown (us per router.submit(x).result(), one thread)",
-        "ResultHandle (this round)",
+        "caller runs (the waiting thread runs the model)" if caller_runs else "workers only (caller_runs=0)",
         route=round(per_request_us["route"], 2),
         enqueue=round(per_request_us["enqueue"], 2),
         queue_wait=round(waits["queue_wait"], 2),

@@ -3,6 +3,7 @@
 - route_everything_as: the router sees every input as one modality (plain ints as inputs).
 - FakeClock, Versioned, ClientLoad: fakes and load generators for the model library.
 - native_thread_count & co: counting the executors' native worker threads.
+- Blocker: a model holding the worker that runs it until released.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 import fastroute.decision.fast_path
 import fastroute.router
+from fastroute.library.spec import ModelSpec
 
 
 def route_everything_as(monkeypatch: pytest.MonkeyPatch, modality: str = "tabular") -> None:
@@ -150,3 +152,25 @@ def thread_state_and_cpu_ticks(thread_id: str) -> tuple[str, int]:
     with open(f"/proc/self/task/{thread_id}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return fields[0], int(fields[11]) + int(fields[12])
+
+
+class Blocker:
+    """A model that holds its worker until released: makes queue states deterministic."""
+
+    WAIT_S = 30  # generous: only reached when something is broken
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.spec = ModelSpec("blocker", "1", self, "tabular")
+
+    def __call__(self, x: Any) -> Any:
+        self.started.set()
+        self.release.wait(self.WAIT_S)
+        return x
+
+    def occupy(self, executor: Any) -> Any:
+        """Submit one request and return its handle once the model holds a worker."""
+        handle = executor.submit(self.spec, "block")
+        assert self.started.wait(self.WAIT_S)
+        return handle

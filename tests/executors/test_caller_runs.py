@@ -6,8 +6,8 @@ decided, not raced. Each test checks a guarantee of the dispatch runtime on a
 batch the caller ran: results, stage histograms, deadlines, priority order,
 leases through a hot swap, a draining close with callers waiting, nested
 submits; and where the caller must not run (off, with a timeout, asyncio,
-offloading executors). The ``executors`` fixture closes each executor at
-teardown and checks its queues are empty and its workers gone.
+offloading executors). The ``make_executor`` fixture (conftest.py) closes each
+executor at teardown and checks its queues are empty and its workers gone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import Versioned, route_everything_as, settled_native_thread_count
+from helpers import Blocker, Versioned, route_everything_as
 
 from fastroute import CPUExecutor, DeadlineExceeded, ModelSpec, Router
 from fastroute.executors.offload import OffloadingExecutor
@@ -28,25 +28,6 @@ WAIT_S = 30  # generous: only reached when something is broken
 
 def spec(name: str, model, *, batched: bool = False) -> ModelSpec:
     return ModelSpec(name, "1", model, "tabular", batched=batched)
-
-
-class Blocker:
-    """A model that holds the worker running it until released."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.spec = spec("blocker", self)
-
-    def __call__(self, x):
-        self.started.set()
-        assert self.release.wait(WAIT_S)
-        return x
-
-    def occupy(self, executor: CPUExecutor):
-        handle = executor.submit(self.spec, "block")
-        assert self.started.wait(WAIT_S)
-        return handle
 
 
 class ThreadRecorder:
@@ -66,28 +47,9 @@ class ThreadRecorder:
         return {thread for _, thread in self.calls}
 
 
-@pytest.fixture
-def executors():
-    threads_before = settled_native_thread_count()
-    made: list[tuple[CPUExecutor, list[ModelSpec]]] = []
-
-    def make(*specs: ModelSpec, kind: type[CPUExecutor] = CPUExecutor, **settings) -> CPUExecutor:
-        executor = kind(**settings)
-        made.append((executor, list(specs)))
-        return executor
-
-    yield make
-    for executor, specs in made:
-        executor.close(drain=True)
-        for model in specs:
-            stats = executor.stats(model)
-            assert (stats.queued, stats.in_flight) == (0, 0), f"{model.name} left {stats}"
-    assert settled_native_thread_count(threads_before) == threads_before, "worker threads left after close"
-
-
-def test_the_waiting_thread_runs_its_own_request_and_the_lane_records_it(executors):
+def test_the_waiting_thread_runs_its_own_request_and_the_lane_records_it(make_executor):
     blocker, recorder = Blocker(), ThreadRecorder()
-    executor = executors(blocker.spec, recorder.spec, threads=1)
+    executor = make_executor(blocker.spec, recorder.spec, threads=1)
     held = blocker.occupy(executor)
     assert executor.submit(recorder.spec, 7).result() == 7
     assert recorder.calls == [(7, threading.get_ident())]
@@ -100,12 +62,12 @@ def test_the_waiting_thread_runs_its_own_request_and_the_lane_records_it(executo
     assert held.result() == "block"
 
 
-def test_a_failing_model_fails_only_its_request_on_the_callers_thread(executors):
+def test_a_failing_model_fails_only_its_request_on_the_callers_thread(make_executor):
     def broken(x):
         raise ZeroDivisionError(f"no {x}")
 
     blocker, failing = Blocker(), spec("broken", broken)
-    executor = executors(blocker.spec, failing, threads=1)
+    executor = make_executor(blocker.spec, failing, threads=1)
     blocker.occupy(executor)
     handle = executor.submit(failing, 1)
     with pytest.raises(ZeroDivisionError, match="no 1"):
@@ -118,11 +80,11 @@ def test_a_failing_model_fails_only_its_request_on_the_callers_thread(executors)
 
 
 @pytest.mark.parametrize("how", ["caller_runs=0", "a timeout", "an offloading executor"])
-def test_without_caller_runs_a_worker_runs_the_request(executors, how):
+def test_without_caller_runs_a_worker_runs_the_request(make_executor, how):
     blocker, recorder = Blocker(), ThreadRecorder()
     kind = InProcessOffloading if how == "an offloading executor" else CPUExecutor
     caller_runs = 0 if how == "caller_runs=0" else 1
-    executor = executors(blocker.spec, recorder.spec, kind=kind, threads=1, caller_runs=caller_runs)
+    executor = make_executor(blocker.spec, recorder.spec, kind=kind, threads=1, caller_runs=caller_runs)
     blocker.occupy(executor)
     handle = executor.submit(recorder.spec, 1)
     waiter = threading.Thread(target=_result_or_timeout if how == "a timeout" else type(handle).result, args=(handle,))
@@ -151,9 +113,9 @@ def _result_or_timeout(handle) -> None:
             continue
 
 
-def test_expired_requests_never_run_in_a_callers_batch(executors):
+def test_expired_requests_never_run_in_a_callers_batch(make_executor):
     blocker, recorder = Blocker(), ThreadRecorder()
-    executor = executors(blocker.spec, recorder.spec, threads=1)
+    executor = make_executor(blocker.spec, recorder.spec, threads=1)
     blocker.occupy(executor)
     late = executor.submit(recorder.spec, "late", deadline=0.01)
     in_time = executor.submit(recorder.spec, "in time", deadline=WAIT_S)
@@ -164,9 +126,9 @@ def test_expired_requests_never_run_in_a_callers_batch(executors):
     blocker.release.set()
 
 
-def test_a_callers_batch_runs_high_priority_first_then_fifo(executors):
+def test_a_callers_batch_runs_high_priority_first_then_fifo(make_executor):
     blocker, recorder = Blocker(), ThreadRecorder()
-    executor = executors(blocker.spec, recorder.spec, threads=1, max_batch=8)
+    executor = make_executor(blocker.spec, recorder.spec, threads=1, max_batch=8)
     blocker.occupy(executor)
     handles = [executor.submit(recorder.spec, f"normal {i}") for i in range(3)]
     handles += [executor.submit(recorder.spec, f"high {i}", priority="high") for i in range(3)]
@@ -177,7 +139,7 @@ def test_a_callers_batch_runs_high_priority_first_then_fifo(executors):
     blocker.release.set()
 
 
-def test_a_batched_model_is_run_by_a_caller_only_once_a_full_batch_is_queued(executors):
+def test_a_batched_model_is_run_by_a_caller_only_once_a_full_batch_is_queued(make_executor):
     batches: list[tuple[list, int]] = []
 
     def batched(xs):
@@ -185,7 +147,7 @@ def test_a_batched_model_is_run_by_a_caller_only_once_a_full_batch_is_queued(exe
         return list(xs)
 
     blocker, model = Blocker(), spec("batched", batched, batched=True)
-    executor = executors(blocker.spec, model, threads=1, max_batch=4, max_delay_us=60_000_000)
+    executor = make_executor(blocker.spec, model, threads=1, max_batch=4, max_delay_us=60_000_000)
     blocker.occupy(executor)
     first = [executor.submit(model, i) for i in range(3)]
     with pytest.raises(TimeoutError):
@@ -201,7 +163,7 @@ def test_a_batched_model_is_run_by_a_caller_only_once_a_full_batch_is_queued(exe
     blocker.release.set()
 
 
-def test_nested_submit_from_a_model_waits_for_a_worker_instead_of_running_inline(executors):
+def test_nested_submit_from_a_model_waits_for_a_worker_instead_of_running_inline(make_executor):
     inner = ThreadRecorder("inner")
     outer_threads: list[int] = []
     executor = None
@@ -211,7 +173,7 @@ def test_nested_submit_from_a_model_waits_for_a_worker_instead_of_running_inline
         return executor.submit(inner.spec, x + 1).result()  # never inline inside a model
 
     outer_spec = spec("outer", outer)
-    executor = executors(outer_spec, inner.spec, threads=2)
+    executor = make_executor(outer_spec, inner.spec, threads=2)
     for i in range(50):
         assert executor.submit(outer_spec, i).result() == i + 1
     assert len(outer_threads) == 50
@@ -219,9 +181,9 @@ def test_nested_submit_from_a_model_waits_for_a_worker_instead_of_running_inline
     assert threading.get_ident() not in inner.threads()
 
 
-def test_asyncio_never_runs_a_model_on_the_event_loop(executors):
+def test_asyncio_never_runs_a_model_on_the_event_loop(make_executor):
     recorder = ThreadRecorder()
-    executor = executors(recorder.spec, threads=1)
+    executor = make_executor(recorder.spec, threads=1)
 
     async def main():
         handles = [await executor.asubmit(recorder.spec, i) for i in range(20)]
@@ -231,7 +193,7 @@ def test_asyncio_never_runs_a_model_on_the_event_loop(executors):
     assert threading.get_ident() not in recorder.threads()
 
 
-def test_close_with_drain_while_a_caller_serves_and_others_wait(executors):
+def test_close_with_drain_while_a_caller_serves_and_others_wait(make_executor):
     gate_entered, gate_open = threading.Event(), threading.Event()
     calls: list[tuple[int, int]] = []
 
@@ -243,7 +205,7 @@ def test_close_with_drain_while_a_caller_serves_and_others_wait(executors):
         return x
 
     blocker, model = Blocker(), spec("gated", gated)
-    executor = executors(blocker.spec, model, threads=1)
+    executor = make_executor(blocker.spec, model, threads=1)
     held = blocker.occupy(executor)
     results: dict[int, object] = {}
 
@@ -270,9 +232,9 @@ def test_close_with_drain_while_a_caller_serves_and_others_wait(executors):
     assert sorted(x for x, _ in calls) == [0, 1, 2]
 
 
-def test_many_threads_every_request_ends_exactly_once(executors):
+def test_many_threads_every_request_ends_exactly_once(make_executor):
     recorder = ThreadRecorder()
-    executor = executors(recorder.spec, threads=2, max_batch=4)
+    executor = make_executor(recorder.spec, threads=2, max_batch=4)
     threads, per_thread = 4, 500
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()

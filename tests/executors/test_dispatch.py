@@ -1,8 +1,8 @@
 """CPUExecutor: batching, priorities, deadlines, cancellation, errors, back-pressure, close.
 
 Driven at the executor level (a ModelSpec and an input), so no analyzer is
-needed. The ``make_executor`` fixture closes every executor at teardown and
-checks that its queues are empty and its worker threads are gone.
+needed. The ``make_executor`` fixture (tests/executors/conftest.py) closes every
+executor at teardown and checks that its queues are empty and its worker threads are gone.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from concurrent.futures import CancelledError, wait
 import numpy as np
 import pytest
 from helpers import (
+    Blocker,
     native_thread_count,
     native_threads_started_since,
     settled_native_thread_count,
@@ -39,25 +40,6 @@ def spec(name, model, *, batched=False, replicas=1) -> ModelSpec:
     return ModelSpec(name, "1", model, "tabular", batched=batched, replicas=replicas)
 
 
-class Blocker:
-    """A model that holds its worker until released: makes queue states deterministic."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.spec = spec("blocker", self)
-
-    def __call__(self, x):
-        self.started.set()
-        self.release.wait(WAIT_S)
-        return x
-
-    def occupy(self, executor: CPUExecutor):
-        future = executor.submit(self.spec, "block")
-        assert self.started.wait(WAIT_S)
-        return future
-
-
 class Recorder:
     """A model recording each call's input (or batch)."""
 
@@ -69,25 +51,6 @@ class Recorder:
         with self.lock:
             self.calls.append(x)
         return x
-
-
-@pytest.fixture
-def make_executor():
-    threads_before = settled_native_thread_count()
-    made: list[tuple[CPUExecutor, list[ModelSpec]]] = []
-
-    def make(*specs: ModelSpec, **kwargs) -> CPUExecutor:
-        executor = CPUExecutor(**kwargs)
-        made.append((executor, list(specs)))
-        return executor
-
-    yield make
-    for executor, specs in made:
-        executor.close(drain=True)
-        for s in specs:
-            stats = executor.stats(s)
-            assert (stats.queued, stats.in_flight) == (0, 0), f"{s.name} left {stats}"
-    assert settled_native_thread_count(threads_before) == threads_before, "worker threads left after close"
 
 
 def test_idle_workers_park_instead_of_spinning(make_executor):

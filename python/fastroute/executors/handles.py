@@ -8,7 +8,10 @@ settles it, or at once if already done), and ``decision`` (the router's Decision
 
 Cheaper than a Future: creating and settling one costs a third of a Future's, and a
 blocking ``result()`` releases the GIL and spins briefly (the executor's ``spin_us``)
-before it parks, so a worker that answers within the spin wakes nobody.
+before it parks, so a worker that answers within the spin wakes nobody. Before waiting,
+``result()`` and ``exception()`` without a timeout run the request on the calling thread
+when it is still queued and no worker serves its replica (a CPUExecutor's "caller runs",
+see executors/cpu.py): then nothing is handed between threads at all.
 
 ``await handle`` works on any event loop. A worker settling a batch sets the asyncio
 future of each awaited request in one ``loop.call_soon_threadsafe`` per loop for the
