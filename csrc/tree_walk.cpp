@@ -80,111 +80,156 @@ inline void prefetch_rows(const float* rows, std::size_t from, std::size_t to, s
   for (const char* line = begin; line < end; line += 64) __builtin_prefetch(line);
 }
 
-// AVX2. right = !(v <= t) & (missing_right | v is a number): NLE_UQ is true
-// for NaN, which then goes right only where the split says so.
-struct Avx2Level {
+// One level of splits as the vector kernels read it.
+struct TreeLevel {
   const float* threshold;      // the level's first split
   const std::uint32_t* column;
   std::uint32_t width;         // splits in the level
 };
 
-__attribute__((target("avx2"))) inline __m256i advance_avx2(const Avx2Level& level, __m256i lane_offset,
-                                                             __m256i position, const float* base) {
-  __m256 threshold;
-  __m256i column;
-  if (level.width <= 8) {
-    // A masked load reads only the level's own splits.
-    const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(level.width)),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    threshold = _mm256_permutevar8x32_ps(_mm256_maskload_ps(level.threshold, lanes), position);
-    column = _mm256_permutevar8x32_epi32(
-        _mm256_maskload_epi32(reinterpret_cast<const int*>(level.column), lanes), position);
-  } else {
-    threshold = _mm256_i32gather_ps(level.threshold, position, 4);
-    column = _mm256_i32gather_epi32(reinterpret_cast<const int*>(level.column), position, 4);
-  }
-  const __m256i feature = _mm256_and_si256(column, _mm256_set1_epi32(static_cast<int>(~kMissingRight)));
-  const __m256 value = _mm256_i32gather_ps(base, _mm256_add_epi32(lane_offset, feature), 4);
-  const __m256i greater = _mm256_castps_si256(_mm256_cmp_ps(value, threshold, _CMP_NLE_UQ));
-  const __m256i number = _mm256_castps_si256(_mm256_cmp_ps(value, value, _CMP_ORD_Q));
-  const __m256i right = _mm256_and_si256(greater, _mm256_or_si256(_mm256_srai_epi32(column, 31), number));
-  return _mm256_sub_epi32(_mm256_add_epi32(position, position), right);  // 2p + right (right = -1: true)
+inline TreeLevel tree_level(const DenseTree& tree, std::uint32_t depth) {
+  const std::uint32_t first = (1u << depth) - 1;
+  return {tree.threshold + first, tree.column + first, 1u << depth};
 }
 
-// Two vectors of 8 rows per block: independent walks the CPU overlaps.
-__attribute__((target("avx2"))) void walk_avx2(const DenseTree& tree, const float* rows, std::size_t n,
-                                                std::size_t stride, std::uint32_t* leaf) {
-  constexpr std::size_t kLanes = 8, kBlock = 2 * kLanes;
-  const auto s = static_cast<int>(stride);
-  const __m256i lane_offset = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+// Rows a vector kernel walks together: two vectors, independent walks the CPU overlaps.
+template <class Vector>
+constexpr std::size_t kBlockRows = 2 * Vector::kLanes;
+
+// The block loop every vector kernel shares. Vector is an instruction set's
+// traits: kLanes rows per vector, Positions (one vector of row positions,
+// zero when value-initialised), a constructor taking the row stride,
+// advance(level, base, positions) (one level down for the rows at base,
+// base + stride, ...) and store(leaf, positions). Returns the rows walked, a
+// whole number of blocks; the caller walks the rest.
+//
+// No target attribute here (GCC cannot give a template one per instance):
+// the traits' members carry theirs, and the kernel entry points below are
+// `flatten`, so all of it is compiled inline for their instruction set. The
+// vectors move by reference, so even a copy that is not inlined passes none
+// by value in a function compiled without AVX.
+template <class Vector>
+std::size_t walk_blocks(const DenseTree& tree, const float* rows, std::size_t n, std::size_t stride,
+                        std::uint32_t* leaf) {
+  constexpr std::size_t kLanes = Vector::kLanes, kBlock = kBlockRows<Vector>;
+  const Vector vector(stride);
   std::size_t r = 0;
   for (; r + kBlock <= n; r += kBlock) {
     prefetch_rows(rows, r + kPrefetchRows, r + kPrefetchRows + kBlock, n, stride);
     const float* base0 = rows + r * stride;
     const float* base1 = base0 + kLanes * stride;
-    __m256i position0 = _mm256_setzero_si256(), position1 = _mm256_setzero_si256();
+    typename Vector::Positions position0{}, position1{};
     for (std::uint32_t depth = 0; depth < tree.depth; ++depth) {
-      const std::uint32_t first = (1u << depth) - 1;
-      const Avx2Level level{tree.threshold + first, tree.column + first, 1u << depth};
-      position0 = advance_avx2(level, lane_offset, position0, base0);
-      position1 = advance_avx2(level, lane_offset, position1, base1);
+      const TreeLevel level = tree_level(tree, depth);
+      vector.advance(level, base0, position0);
+      vector.advance(level, base1, position1);
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf + r), position0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf + r + kLanes), position1);
+    Vector::store(leaf + r, position0);
+    Vector::store(leaf + r + kLanes, position1);
   }
-  walk_scalar_any(tree, rows + r * stride, n - r, stride, leaf + r);
+  return r;
 }
 
-// AVX-512: the comparison in mask registers; levels of up to 32 splits permuted.
-__attribute__((target("avx512f"))) inline __m512i advance_avx512(const Avx2Level& level, __m512i lane_offset,
-                                                                  __m512i position, const float* base) {
-  __m512 threshold;
-  __m512i column;
-  if (level.width <= 16) {
-    const auto lanes = static_cast<__mmask16>((1u << level.width) - 1);
-    threshold = _mm512_permutexvar_ps(position, _mm512_maskz_loadu_ps(lanes, level.threshold));
-    column = _mm512_permutexvar_epi32(position, _mm512_maskz_loadu_epi32(lanes, level.column));
-  } else if (level.width == 32) {
-    threshold = _mm512_permutex2var_ps(_mm512_loadu_ps(level.threshold), position,
-                                       _mm512_loadu_ps(level.threshold + 16));
-    column = _mm512_permutex2var_epi32(_mm512_loadu_si512(level.column), position,
-                                       _mm512_loadu_si512(level.column + 16));
-  } else {
-    threshold = _mm512_i32gather_ps(position, level.threshold, 4);
-    column = _mm512_i32gather_epi32(position, level.column, 4);
+// AVX2, 8 rows per vector. right = !(v <= t) & (missing_right | v is a
+// number): NLE_UQ is true for NaN, which then goes right only where the split
+// says so.
+class Avx2Vector {
+ public:
+  static constexpr std::size_t kLanes = 8;
+  using Positions = __m256i;
+
+  __attribute__((target("avx2"))) explicit Avx2Vector(std::size_t stride) {
+    const auto s = static_cast<int>(stride);
+    lane_offset_ = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
   }
-  const __m512i feature = _mm512_and_si512(column, _mm512_set1_epi32(static_cast<int>(~kMissingRight)));
-  const __m512 value = _mm512_i32gather_ps(_mm512_add_epi32(lane_offset, feature), base, 4);
-  const __mmask16 greater = _mm512_cmp_ps_mask(value, threshold, _CMP_NLE_UQ);
-  const __mmask16 number = _mm512_cmp_ps_mask(value, value, _CMP_ORD_Q);
-  const __mmask16 missing_right = _mm512_test_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(kMissingRight)));
-  const __mmask16 right = _kand_mask16(greater, _kor_mask16(missing_right, number));
-  const __m512i twice = _mm512_add_epi32(position, position);
-  return _mm512_mask_add_epi32(twice, right, twice, _mm512_set1_epi32(1));
+
+  __attribute__((target("avx2"))) void advance(const TreeLevel& level, const float* base, Positions& position) const {
+    __m256 threshold;
+    __m256i column;
+    if (level.width <= 8) {
+      // A masked load reads only the level's own splits.
+      const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(level.width)),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      threshold = _mm256_permutevar8x32_ps(_mm256_maskload_ps(level.threshold, lanes), position);
+      column = _mm256_permutevar8x32_epi32(
+          _mm256_maskload_epi32(reinterpret_cast<const int*>(level.column), lanes), position);
+    } else {
+      threshold = _mm256_i32gather_ps(level.threshold, position, 4);
+      column = _mm256_i32gather_epi32(reinterpret_cast<const int*>(level.column), position, 4);
+    }
+    const __m256i feature = _mm256_and_si256(column, _mm256_set1_epi32(static_cast<int>(~kMissingRight)));
+    const __m256 value = _mm256_i32gather_ps(base, _mm256_add_epi32(lane_offset_, feature), 4);
+    const __m256i greater = _mm256_castps_si256(_mm256_cmp_ps(value, threshold, _CMP_NLE_UQ));
+    const __m256i number = _mm256_castps_si256(_mm256_cmp_ps(value, value, _CMP_ORD_Q));
+    const __m256i right = _mm256_and_si256(greater, _mm256_or_si256(_mm256_srai_epi32(column, 31), number));
+    position = _mm256_sub_epi32(_mm256_add_epi32(position, position), right);  // 2p + right (right = -1: true)
+  }
+
+  __attribute__((target("avx2"))) static void store(std::uint32_t* leaf, const Positions& position) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf), position);
+  }
+
+ private:
+  __m256i lane_offset_;  // each lane's row offset from base, in floats
+};
+
+// AVX-512, 16 rows per vector: the comparison in mask registers; levels of up
+// to 32 splits permuted.
+class Avx512Vector {
+ public:
+  static constexpr std::size_t kLanes = 16;
+  using Positions = __m512i;
+
+  __attribute__((target("avx512f"))) explicit Avx512Vector(std::size_t stride)
+      : lane_offset_(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32(static_cast<int>(stride)))) {}
+
+  __attribute__((target("avx512f"))) void advance(const TreeLevel& level, const float* base,
+                                                  Positions& position) const {
+    __m512 threshold;
+    __m512i column;
+    if (level.width <= 16) {
+      const auto lanes = static_cast<__mmask16>((1u << level.width) - 1);
+      threshold = _mm512_permutexvar_ps(position, _mm512_maskz_loadu_ps(lanes, level.threshold));
+      column = _mm512_permutexvar_epi32(position, _mm512_maskz_loadu_epi32(lanes, level.column));
+    } else if (level.width == 32) {
+      threshold = _mm512_permutex2var_ps(_mm512_loadu_ps(level.threshold), position,
+                                         _mm512_loadu_ps(level.threshold + 16));
+      column = _mm512_permutex2var_epi32(_mm512_loadu_si512(level.column), position,
+                                         _mm512_loadu_si512(level.column + 16));
+    } else {
+      threshold = _mm512_i32gather_ps(position, level.threshold, 4);
+      column = _mm512_i32gather_epi32(position, level.column, 4);
+    }
+    const __m512i feature = _mm512_and_si512(column, _mm512_set1_epi32(static_cast<int>(~kMissingRight)));
+    const __m512 value = _mm512_i32gather_ps(_mm512_add_epi32(lane_offset_, feature), base, 4);
+    const __mmask16 greater = _mm512_cmp_ps_mask(value, threshold, _CMP_NLE_UQ);
+    const __mmask16 number = _mm512_cmp_ps_mask(value, value, _CMP_ORD_Q);
+    const __mmask16 missing_right =
+        _mm512_test_epi32_mask(column, _mm512_set1_epi32(static_cast<int>(kMissingRight)));
+    const __mmask16 right = _kand_mask16(greater, _kor_mask16(missing_right, number));
+    const __m512i twice = _mm512_add_epi32(position, position);
+    position = _mm512_mask_add_epi32(twice, right, twice, _mm512_set1_epi32(1));
+  }
+
+  __attribute__((target("avx512f"))) static void store(std::uint32_t* leaf, const Positions& position) {
+    _mm512_storeu_si512(leaf, position);
+  }
+
+ private:
+  __m512i lane_offset_;  // each lane's row offset from base, in floats
+};
+
+__attribute__((target("avx2"), flatten)) std::size_t walk_avx2(const DenseTree& tree, const float* rows,
+                                                                std::size_t n, std::size_t stride,
+                                                                std::uint32_t* leaf) {
+  return walk_blocks<Avx2Vector>(tree, rows, n, stride, leaf);
 }
 
-// Two vectors of 16 rows per block.
-__attribute__((target("avx512f"))) void walk_avx512(const DenseTree& tree, const float* rows, std::size_t n,
-                                                     std::size_t stride, std::uint32_t* leaf) {
-  constexpr std::size_t kLanes = 16, kBlock = 2 * kLanes;
-  const __m512i lane_offset = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                 _mm512_set1_epi32(static_cast<int>(stride)));
-  std::size_t r = 0;
-  for (; r + kBlock <= n; r += kBlock) {
-    prefetch_rows(rows, r + kPrefetchRows, r + kPrefetchRows + kBlock, n, stride);
-    const float* base0 = rows + r * stride;
-    const float* base1 = base0 + kLanes * stride;
-    __m512i position0 = _mm512_setzero_si512(), position1 = _mm512_setzero_si512();
-    for (std::uint32_t depth = 0; depth < tree.depth; ++depth) {
-      const std::uint32_t first = (1u << depth) - 1;
-      const Avx2Level level{tree.threshold + first, tree.column + first, 1u << depth};
-      position0 = advance_avx512(level, lane_offset, position0, base0);
-      position1 = advance_avx512(level, lane_offset, position1, base1);
-    }
-    _mm512_storeu_si512(leaf + r, position0);
-    _mm512_storeu_si512(leaf + r + kLanes, position1);
-  }
-  walk_scalar_any(tree, rows + r * stride, n - r, stride, leaf + r);
+__attribute__((target("avx512f"), flatten)) std::size_t walk_avx512(const DenseTree& tree, const float* rows,
+                                                                     std::size_t n, std::size_t stride,
+                                                                     std::uint32_t* leaf) {
+  return walk_blocks<Avx512Vector>(tree, rows, n, stride, leaf);
 }
 
 #endif  // FASTROUTE_X86_KERNELS
@@ -221,10 +266,13 @@ void walk_dense(TreeWalk walk, const DenseTree& tree, const float* rows, std::si
 #if FASTROUTE_X86_KERNELS
   // Fewer rows than a vector block (a routed request is one row): the vector
   // kernels would only set up their constants and hand the rows to the scalar walk.
-  if (walk == TreeWalk::kAvx512 && n >= 32) return walk_avx512(tree, rows, n, stride, leaf);
-  if (walk == TreeWalk::kAvx2 && n >= 16) return walk_avx2(tree, rows, n, stride, leaf);
+  std::size_t done = 0;
+  if (walk == TreeWalk::kAvx512 && n >= kBlockRows<Avx512Vector>) done = walk_avx512(tree, rows, n, stride, leaf);
+  if (walk == TreeWalk::kAvx2 && n >= kBlockRows<Avx2Vector>) done = walk_avx2(tree, rows, n, stride, leaf);
+#else
+  constexpr std::size_t done = 0;
 #endif
-  walk_scalar_any(tree, rows, n, stride, leaf);
+  walk_scalar_any(tree, rows + done * stride, n - done, stride, leaf + done);
 }
 
 }  // namespace fastroute
