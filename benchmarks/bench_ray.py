@@ -21,7 +21,7 @@ Run: python -m pytest benchmarks/bench_ray.py --benchmark-only
 
 from __future__ import annotations
 
-import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +37,9 @@ ray = pytest.importorskip("ray", reason="needs the 'ray' extra")
 from fastroute.executors.ray_actors import RayExecutor  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from helpers import local_ray as ray_instance  # noqa: E402  (the tests' local Ray instance)
+
 MAX_BATCH = 16
 WORK_ROUNDS = 20_000  # pure-Python loop iterations per row: about a millisecond on this machine
 
@@ -65,10 +68,8 @@ class RowActor:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}})
-    yield ray
-    ray.shutdown()
+    with ray_instance(num_cpus=4, modules=HERE) as instance:  # actors import this module's models
+        yield instance
 
 
 @pytest.fixture(scope="module")

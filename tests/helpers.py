@@ -4,6 +4,7 @@
 - FakeClock, Versioned, ClientLoad: fakes and load generators for the model library.
 - native_thread_count & co: counting the executors' native worker threads.
 - Blocker: a model holding the worker that runs it until released.
+- local_ray: a local Ray instance whose workers import the caller's modules (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -174,3 +177,19 @@ class Blocker:
         handle = executor.submit(self.spec, "block")
         assert self.started.wait(self.WAIT_S)
         return handle
+
+
+@contextmanager
+def local_ray(num_cpus: int, modules: Path) -> Iterator[Any]:
+    """A local Ray instance (no dashboard, worker logs kept off the driver) whose worker
+    processes can import the modules in ``modules`` (the models a test or benchmark hands
+    its actors by import path); shut down on exit. Yields the ``ray`` module."""
+    import ray  # the 'ray' extra: only callers that have it get here
+
+    pythonpath = os.pathsep.join([str(modules), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

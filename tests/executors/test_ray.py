@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import local_ray as ray_instance
 
 ray = pytest.importorskip("ray", reason="needs the 'ray' extra")
 
@@ -27,10 +28,8 @@ WAIT_S = 120  # generous: only reached when something is broken
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}})
-    yield ray
-    ray.shutdown()
+    with ray_instance(num_cpus=2, modules=HERE) as instance:  # actors import ray_models from here
+        yield instance
 
 
 @pytest.fixture
