@@ -24,6 +24,7 @@ pytest.importorskip("yaml", reason="needs the 'serve' extra (config files)")
 
 import httpx  # noqa: E402
 from _server import CLEAN_EXIT, ServerProcess, total  # noqa: E402
+from helpers import settled_native_thread_count  # noqa: E402
 
 CONFIG = """
 models:
@@ -156,26 +157,41 @@ def test_file_bytes_as_base64_and_binary(server: ServerProcess) -> None:
     assert np.frombuffer(response.content[length:], dtype="<f8").tolist() == [6.0]
 
 
-def test_tritonclient_speaks_to_the_server(server: ServerProcess) -> None:
+@pytest.fixture
+def triton_http(server: ServerProcess):
+    """tritonclient's HTTP module and a client of the server. Its transport, geventhttpclient,
+    looks the host up on a native thread of gevent's hub threadpool, which would idle on for
+    5 s (gevent's threadpool_idle_task_timeout) and end in the middle of a later test that
+    counts native threads: at teardown the client is closed, the hub destroyed (its
+    threadpool with it), and the thread must be gone."""
     http = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the 'serve-test' extra)")
+    import gevent  # geventhttpclient's own dependency
+
+    threads_before = settled_native_thread_count()
     client = http.InferenceServerClient(server.url.removeprefix("http://"))
-    try:
-        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("words")
-        assert client.get_server_metadata()["name"] == "fastroute"
-        assert client.get_model_metadata("sum")["versions"] == ["1", "2"]
-        numbers = http.InferInput("x", [4], "FP32")
-        numbers.set_data_from_numpy(np.arange(4, dtype=np.float32))  # binary by default
-        result = client.infer("router", [numbers])
-        assert result.as_numpy("output").tolist() == [6.0]
-        assert result.get_response()["parameters"]["model"] == "sum"
-        text = http.InferInput("x", [1], "BYTES")
-        text.set_data_from_numpy(np.array([b"alpha beta"], dtype=object))
-        assert client.infer("words", [text]).as_numpy("output").tolist() == [2]
-        with pytest.raises(Exception, match="no model named 'nope'") as failure:
-            client.infer("nope", [text])
-        assert failure.value.status() == "404"
-    finally:
-        client.close()
+    yield http, client
+    client.close()
+    gevent.get_hub().destroy()
+    # gevent ends the thread at once; left alone it would go only after idling 5 s
+    assert settled_native_thread_count(threads_before, timeout=1.0) == threads_before, "tritonclient left a native thread"
+
+
+def test_tritonclient_speaks_to_the_server(triton_http) -> None:
+    http, client = triton_http
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("words")
+    assert client.get_server_metadata()["name"] == "fastroute"
+    assert client.get_model_metadata("sum")["versions"] == ["1", "2"]
+    numbers = http.InferInput("x", [4], "FP32")
+    numbers.set_data_from_numpy(np.arange(4, dtype=np.float32))  # binary by default
+    result = client.infer("router", [numbers])
+    assert result.as_numpy("output").tolist() == [6.0]
+    assert result.get_response()["parameters"]["model"] == "sum"
+    text = http.InferInput("x", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"alpha beta"], dtype=object))
+    assert client.infer("words", [text]).as_numpy("output").tolist() == [2]
+    with pytest.raises(Exception, match="no model named 'nope'") as failure:
+        client.infer("nope", [text])
+    assert failure.value.status() == "404"
 
 
 # -- batching across HTTP requests ---------------------------------------------------------
