@@ -5,7 +5,21 @@
 #include "features.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's AVX-512 intrinsics warn that `__Y` "may be used" / "is used"
+// uninitialized (GCC bug 105593, fixed in GCC 13): the headers build their
+// "don't care" merge operand (_mm512_undefined_ps and friends) by
+// self-initialisation, and every call with an all-ones mask ignores it. The
+// warnings are silenced for the intrinsics headers' own lines only; one in
+// our code still shows.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #define FASTROUTE_X86_KERNELS 1
 #else
 #define FASTROUTE_X86_KERNELS 0
