@@ -3,6 +3,8 @@ and on the status page's data."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,29 @@ def test_unknown_paths_and_methods_answer_protocol_error_bodies() -> None:
         wrong = client.get("/v2/models/m/infer")
         assert wrong.status_code == 405 and "Method Not Allowed" in wrong.json()["error"]
         assert "POST" in wrong.headers["allow"]
+
+
+def test_status_shows_each_versions_batch_sizes() -> None:
+    """The batch sizes the dispatcher counts per version reach /status.json: a first batch of
+    one holds the only worker while five more requests queue; max_batch 4 splits them 4 + 1."""
+    started, release = threading.Event(), threading.Event()
+
+    def gated_sums(rows):
+        started.set()
+        assert release.wait(30)
+        return [float(np.sum(row)) for row in rows]
+
+    router = fastroute.Router(executor=fastroute.CPUExecutor(threads=1, max_batch=4))
+    router.register("sums", gated_sums, modality="tabular", batched=True)
+    router.register("idle", lambda rows: rows, modality="text", batched=True)  # never runs: not listed
+    with TestClient(create_app(Service(router))) as client:
+        assert client.get("/status.json").json()["batch_sizes"] == []  # no batch has run yet
+        first = router.submit(np.ones(2))
+        assert started.wait(30)
+        queued = [router.submit(np.ones(2)) for _ in range(5)]
+        release.set()
+        assert [handle.result(30) for handle in (first, *queued)] == [2.0] * 6
+        sizes = client.get("/status.json").json()["batch_sizes"]
+    assert [(s["model"], s["version"], s["count"], s["sum"]) for s in sizes] == [("sums", "1", 3, 6.0)]
+    assert len(sizes[0]["buckets"]) == len(fastroute._core.BATCH_SIZE_BOUNDS) + 1
+    assert [bucket for bucket in sizes[0]["buckets"] if bucket[1]] == [["1.0", 2], ["4.0", 1]]  # 1 and 1; 4

@@ -54,7 +54,8 @@ def test_status_page_shows_models_shares_histograms_experiments_and_decisions(
             assert server.client.post("/v2/models/router/infer", json=body).status_code == 200
         for _ in range(10):
             assert server.client.post("/v2/models/router/infer", json=text).status_code == 200
-        shares = {(m["name"], m["version"]): m["share"] for m in server.client.get("/status.json").json()["models"]}
+        status = server.client.get("/status.json").json()
+        shares = {(m["name"], m["version"]): m["share"] for m in status["models"]}
 
         dom = chromium("--dump-dom", f"{server.url}/").stdout
         rows = dict(re.findall(r"<tr><td>(\w+)</td><td>(\d+)</td><td>\w+</td>", dom))
@@ -62,7 +63,17 @@ def test_status_page_shows_models_shares_histograms_experiments_and_decisions(
         for (name, version), share in shares.items():
             assert re.search(rf"<tr><td>{name}</td><td>{version}</td>.*?{share * 100:.1f}%", dom), (name, version)
         assert shares[("words", "1")] == 0.25
-        assert dom.count('class="plot"') == 6 and dom.count("<rect") >= 6 * 23  # a bar per bucket per stage
+        assert dom.count('class="plot" data-stage=') == 6 and dom.count("<rect") >= 6 * 23  # a bar per bucket per stage
+        assert {(b["model"], b["version"]) for b in status["batch_sizes"]} == set(shares)  # every version ran batches
+        for batches in status["batch_sizes"]:  # one plot per version: its title, a bar per bucket, counts in the tips
+            name, version, count = batches["model"], batches["version"], batches["count"]
+            plot = re.search(rf'data-model="{name}" data-version="{version}"><div>([^<]*)</div>(.*?)</svg>', dom)
+            assert plot, (name, version)
+            assert plot.group(1) == f"{name} {version}: {count} batches, mean {batches['sum'] / count:.1f} requests"
+            assert plot.group(2).count("<rect") == len(batches["buckets"])
+            for bound, n in batches["buckets"]:
+                label = "\u221e" if bound == "+Inf" else str(int(float(bound)))
+                assert f"<title>\u2264 {label}: {n}</title>" in plot.group(2), (name, version, bound)
         assert "canary" in dom and 'class="state-running"' in dom and "candidate share 0.25" in dom
         assert dom.count("registered for modality") >= 40  # recent decisions with their reasons
         header = re.search(r'id="server">([^<]*)<', dom).group(1)

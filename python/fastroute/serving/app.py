@@ -14,8 +14,8 @@ Endpoints (``{version}`` parts are optional):
   "latency": ...}`` joins an outcome to a decision (``Router.feedback``); answers
   ``{"status": "joined" | "unknown" | "foreign" | "expired" | "duplicate"}``
 - ``GET /metrics``: Prometheus text; ``POST /admin/reload`` when enabled
-- ``GET /``: the status page (models and traffic shares, latency histograms,
-  experiments, recent decisions), drawn from ``GET /status.json``
+- ``GET /``: the status page (models and traffic shares, latency histograms, batch
+  sizes per model version, experiments, recent decisions), drawn from ``GET /status.json``
 
 Every request runs through the router's executor on the asyncio path, so concurrent
 HTTP requests for one model are micro-batched together. Errors are the protocol's

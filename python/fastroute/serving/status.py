@@ -42,7 +42,8 @@ class RecentDecisions:
 
 
 def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecisions, draining: bool) -> dict[str, Any]:
-    """Models with traffic shares and load, stage latency histograms, experiments, recent decisions."""
+    """Models with traffic shares and load, stage latency histograms, batch sizes per model
+    version, experiments, recent decisions."""
     decided: dict[tuple[str, str], int] = {}
     for (model, version, _), count in metrics.decisions.items():
         decided[(model, version)] = decided.get((model, version), 0) + count
@@ -61,11 +62,15 @@ def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecis
             "in_flight": state["leases"],
         })
     by_stage: dict[str, Histogram] = {}
-    for (stage, _, _), histogram in stage_histograms(router, metrics).items():
+    batch_sizes = []
+    for (stage, model, version), histogram in stage_histograms(router, metrics).items():
+        if stage == "batch_size":
+            if histogram.count():  # a version that has run no batch yet has nothing to show
+                batch_sizes.append({"model": model, "version": version, **_plot(histogram)})
+            continue
         by_stage[stage] = by_stage[stage].merged(histogram) if stage in by_stage else histogram
     stages = {
-        stage: {"buckets": [[bound, count] for bound, count in histogram.buckets()], "count": histogram.count(),
-                "sum": histogram.total, "counted": "batches" if stage in PER_BATCH_STAGES else "requests"}
+        stage: {**_plot(histogram), "counted": "batches" if stage in PER_BATCH_STAGES else "requests"}
         for stage in STAGES
         if (histogram := by_stage.get(stage)) is not None
     }
@@ -74,9 +79,17 @@ def status_snapshot(router: Router, metrics: ServingMetrics, recent: RecentDecis
                    "draining": draining},
         "models": models,
         "stages": stages,
+        "batch_sizes": batch_sizes,
         "experiments": _experiments(router) + _breakers(live),
         "recent": recent.list(),
     }
+
+
+def _plot(histogram: Histogram) -> dict[str, Any]:
+    """A histogram as the page draws it: ``buckets`` of ``[upper bound, count]`` (not
+    cumulative, the last ``+Inf``), ``count`` of observations and their ``sum``."""
+    return {"buckets": [[bound, count] for bound, count in histogram.buckets()], "count": histogram.count(),
+            "sum": histogram.total}
 
 
 def _breakers(live: dict[str, Any]) -> list[dict[str, Any]]:
