@@ -9,13 +9,14 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
   user features...): ``analyze(x)``, the candidates of its modality, the policy
   decision (default ByModality, and a depth-8 Tree), the registry resolve
   (route) and lease + release (infer/submit), the feedback record, the
-  Decision (its reason formatted). The native path (decision/fast_path.py,
-  ``native:``): ``Scorer.route`` (analyze + tree + modality mask in one call),
-  ByModality's planned choice (analyze + a table lookup), the precomputed
-  version resolution, the lock-free hold + drop (infer), ``record_plain`` and
-  ``Decision.make``. Then ``router.route`` whole, for each policy, on the
-  native path and (``general path``) with it switched off (what every request
-  did before it), and scikit-learn's ``predict`` of the same tree on one row.
+  Decision (its reason formatted), ``record_plain`` and ``Decision.make``. The
+  native path (decision/fast_path.py, ``native:``), one C++ call per request:
+  the plan's choice alone (analyze + tree + modality mask; analyze + ByModality's
+  table), the precomputed version resolution, the whole call (``FastRoute.route``:
+  choice, version, feedback record and Decision) and its ``hold`` (infer) with
+  the hold dropped. Then ``router.route`` whole, for each policy, on the native
+  path and (``general path``) with it switched off (what every request did
+  before it), and scikit-learn's ``predict`` of the same tree on one row.
 - ``request path: infer``: calling the model directly (baseline) vs ``router.infer``,
   on the native and the general path.
 - ``request path: submit->result``: ``ThreadPoolExecutor(2).submit(noop, x).result()``
@@ -91,9 +92,19 @@ def make_router(policy=None, caller_runs: int = 1) -> Router:
     return router
 
 
+class _Declines:
+    """A native path that declines every request (``router._fast_path``)."""
+
+    @staticmethod
+    def route(*args):
+        return None
+
+    hold = route
+
+
 def general_path_only(router: Router) -> Router:
     """``router`` with the native path switched off: every request takes the general path."""
-    router._fast_path.decide = lambda *args, **kwargs: None
+    router._fast_path = _Declines()
     return router
 
 
@@ -172,23 +183,28 @@ def test_stage_decision_object(benchmark, routers):
     benchmark(Decision.of, choice, spec.version, analysis, version_reason, "id")
 
 
-def test_native_stage_scorer_route(benchmark, routers):
-    """Analyze, the depth-8 tree and the per-modality mask: one native call."""
+def test_native_stage_scorer_plan(benchmark, routers):
+    """Analyze, the depth-8 tree and the per-modality mask: the plan's choice, one native call."""
     benchmark.group = "request path: route"
     router = routers["tree"]
     state = router.policy._state
-    mask = state.masks.for_modalities(router.models.catalog.for_modality)
-    benchmark(state.scorer.route, X, None, mask)
+    plan = _core.RoutePlan(state.scorer, state.masks.for_modalities(router.models.catalog.for_modality))
+    benchmark(plan.choose, X, None)
 
 
-def test_native_stage_by_modality(benchmark, routers):
-    """ByModality's choice, planned per catalog: analyze + a table lookup."""
-    from fastroute.decision.fast_path import _ByModalityPlan
-
+def test_native_stage_by_modality_plan(benchmark, routers):
+    """ByModality's choice, planned per catalog: analyze + a table lookup, one native call."""
     benchmark.group = "request path: route"
-    router = routers["default"]
-    plan = _ByModalityPlan(router.policy, router.models.catalog)
-    benchmark(plan.choose, X, None, None)  # no hint, no stage timing
+    plan = _core.RoutePlan.by_modality([0] + [_core.NO_MODEL] * 6, 1)
+    benchmark(plan.choose, X, None)
+
+
+@pytest.mark.parametrize("policy", ["default", "tree"])
+def test_native_stage_fast_route(benchmark, routers, policy):
+    """The whole native call of router.route: analyze, choose, resolve, record, Decision."""
+    benchmark.group = "request path: route"
+    router = routers[policy]
+    benchmark(router._fast_path.route, router.policy, router.feedback_store, X, None, None)
 
 
 def test_native_stage_resolve(benchmark, routers):
@@ -197,11 +213,13 @@ def test_native_stage_resolve(benchmark, routers):
 
 
 def test_native_stage_hold_drop(benchmark, routers):
+    """router.infer's native call (route and the version held), then the hold dropped."""
     benchmark.group = "request path: route"
-    models = routers["default"].models
+    router = routers["default"]
+    fast, policy, store = router._fast_path, router.policy, router.feedback_store
 
     def hold_and_drop():
-        models.hold_default("m0").in_flight.drop()
+        fast.hold(policy, store, X, None, None)[1].in_flight.drop()
 
     benchmark(hold_and_drop)
 

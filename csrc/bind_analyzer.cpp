@@ -138,18 +138,6 @@ py::object wrap(const Analysis& analysis) {
   return py::reinterpret_steal<py::object>(self);
 }
 
-// Runs `body` (returning a py::object) for a CPython slot: a C++ exception
-// becomes the Python error set_python_error names.
-template <class Body>
-PyObject* guarded(Body&& body) noexcept {
-  try {
-    return body().release().ptr();
-  } catch (...) {
-    set_python_error(std::current_exception());
-  }
-  return nullptr;
-}
-
 Analysis analysis_from_row(py::handle row_arg) {
   const auto row = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(row_arg);
   if (!row || row.ndim() != 1 || row.shape(0) != kNumFeatures) {
@@ -268,6 +256,10 @@ std::int64_t input_work(const Input& input) {
 }  // namespace
 
 py::object analysis_object(const Analysis& analysis) { return wrap(analysis); }
+
+const Analysis* analysis_in(py::handle object) noexcept {
+  return Py_IS_TYPE(object.ptr(), analysis_type) ? &analysis_of(object.ptr()) : nullptr;
+}
 
 Analysis analyze_object(py::handle x, py::handle hint_arg) {
   Hint hint = Hint::kAuto;

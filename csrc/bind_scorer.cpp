@@ -11,12 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "analyzer.hpp"
 #include "binding.hpp"
 #include "errors.hpp"
-#include "parker.hpp"
 #include "scorer.hpp"
-#include "stage_histogram.hpp"
 
 namespace fastroute::binding {
 
@@ -73,28 +70,6 @@ py::tuple score_row(const Scorer& scorer, const py::array& row, py::handle mask)
   float score = 0, margin = 0;
   scorer.score_rows(data, 1, {&model, &score, &margin, &reason}, checked_mask(mask, scorer));
   return py::make_tuple(model, score, margin, reason);
-}
-
-// Router.route's native step for a compiled policy: analyse `x` and score its
-// feature row among the models `mask` allows (grouped by modality), in one call.
-// With `stages` (a RouteStages), the analysis and the scoring are timed into it.
-py::tuple route_input(const Scorer& scorer, py::handle x, py::handle hint, py::handle mask, py::handle stages) {
-  if (scorer.num_features() != kNumFeatures)
-    throw InvalidInput("route() scores the analyzer's " + std::to_string(kNumFeatures) + " features; the policy reads " +
-                       std::to_string(scorer.num_features()));
-  if (!stages.is_none() && !py::isinstance<RouteStages>(stages)) {
-    throw py::type_error("route(): stages must be a RouteStages or None");
-  }
-  RouteStages* timed = stages.is_none() ? nullptr : &stages.cast<RouteStages&>();
-  const std::int64_t started = timed != nullptr ? now_ns() : 0;
-  const ModelMask& allowed = checked_mask(mask, scorer);
-  const Analysis analysis = analyze_object(x, hint);
-  const std::int64_t analyzed = timed != nullptr ? now_ns() : 0;
-  std::int32_t model = 0, reason = 0;
-  float score = 0, margin = 0;
-  scorer.score_rows(analysis.features.data(), 1, {&model, &score, &margin, &reason}, allowed);
-  if (timed != nullptr) timed->record(started, analyzed, now_ns());
-  return py::make_tuple(analysis_object(analysis), model, score, reason);
 }
 
 // Batches below this many rows are scored with the GIL held, for the same reason.
@@ -235,11 +210,6 @@ void bind_scorer(py::module_& m) {
            "(model, score, margin, reason) for one float32 row; model is NO_MODEL when the mask allows none.")
       .def("score_batch", &score_batch, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "(model, score, margin, reason) arrays for an (n, F) float32 matrix.")
-      .def("route", &route_input, py::arg("x"), py::arg("hint") = py::none(), py::arg("mask") = py::none(),
-           py::arg("stages") = py::none(),
-           "(analysis, model, score, reason) for one input: analyze(x, hint) and score its features in one "
-           "call; model is NO_MODEL when the mask allows none. Needs a policy over exactly FEATURE_NAMES. "
-           "With stages (a RouteStages), records how long the analysis and the scoring took.")
       .def("predict", &predict_models, py::arg("rows"), py::arg("threads") = 0, py::arg("mask") = py::none(),
            "Model index array for an (n, F) float32 matrix.");
   py::class_<RuleScorer, Scorer, std::shared_ptr<RuleScorer>>(m, "RuleScorer")

@@ -32,12 +32,27 @@ Analysis analyze_object(py::handle x, py::handle hint);
 // The Python Analysis object (what analyze() returns) holding a copy of `analysis`.
 // Allocates; throws py::error_already_set when Python is out of memory.
 py::object analysis_object(const Analysis& analysis);
+// The Analysis inside a Python Analysis object, or null for any other object.
+// Never throws; the pointer lives as long as the object.
+const Analysis* analysis_in(py::handle object) noexcept;
 
 // Sets the Python error for a C++ exception: core errors (errors.hpp) become
 // their fastroute.errors class, pybind11's and the standard library's the
 // builtin pybind11 would pick, anything else RuntimeError. Thread-safe with
 // the GIL held; never throws.
 void set_python_error(std::exception_ptr error) noexcept;
+
+// Runs `body` (returning a py::object) for a CPython slot or METH_FASTCALL
+// function: a C++ exception becomes the Python error set_python_error names.
+template <class Body>
+PyObject* guarded(Body&& body) noexcept {
+  try {
+    return body().release().ptr();
+  } catch (...) {
+    set_python_error(std::current_exception());
+  }
+  return nullptr;
+}
 
 // Registers set_python_error for every pybind11-bound function. Call once at import.
 void register_error_translation();
@@ -95,5 +110,6 @@ void bind_linear(py::module_& m);
 void bind_model_state(py::module_& m);
 void bind_stage_histogram(py::module_& m);
 void bind_result(py::module_& m);
+void bind_fast_path(py::module_& m);
 
 }  // namespace fastroute::binding

@@ -92,6 +92,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("noop", [](py::handle) {}, py::arg("x"));
 
   binding::bind_scorer(m);
+  binding::bind_fast_path(m);
   binding::bind_analyzer(m);
   binding::bind_dispatch(m);
   binding::bind_bandit(m);

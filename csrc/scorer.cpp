@@ -5,6 +5,7 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "errors.hpp"
 #include "features.hpp"
@@ -494,6 +495,39 @@ void ThresholdScorer::score_rows(const float* rows, std::size_t n, ScoreOutput o
     if (out.margin) out.margin[i] = margin;
     if (out.reason) out.reason[i] = v == v ? model : -1;  // -1: the score was missing
   }
+}
+
+RoutePlan::RoutePlan(std::vector<std::int32_t> model_by_modality, std::size_t num_models)
+    : model_by_modality_(std::move(model_by_modality)), num_models_(num_models) {
+  for (std::size_t code = 0; code < model_by_modality_.size(); ++code) {
+    const std::int32_t model = model_by_modality_[code];
+    if (model < kNoModel || (model != kNoModel && static_cast<std::size_t>(model) >= num_models)) {
+      invalid("modality " + std::to_string(code) + " routes to model " + std::to_string(model) + " of " +
+              std::to_string(num_models));
+    }
+  }
+}
+
+RoutePlan::RoutePlan(std::shared_ptr<const Scorer> scorer, std::shared_ptr<const ModelMask> mask)
+    : scorer_(std::move(scorer)), mask_(mask ? std::move(mask) : std::make_shared<const ModelMask>()) {
+  if (!scorer_) invalid("a route plan needs a scorer");
+  if (mask_->restricts() && mask_->num_models() != scorer_->num_models()) {
+    invalid("the model mask covers " + std::to_string(mask_->num_models()) + " models, the policy has " +
+            std::to_string(scorer_->num_models()));
+  }
+  num_models_ = scorer_->num_models();
+}
+
+PlanChoice RoutePlan::choose(const float* row, std::size_t modality) const {
+  const float no_score = std::numeric_limits<float>::quiet_NaN();
+  if (!scorer_) {
+    const std::int32_t model = modality < model_by_modality_.size() ? model_by_modality_[modality] : kNoModel;
+    return {model, no_score, static_cast<std::int32_t>(modality)};
+  }
+  PlanChoice choice{kNoModel, no_score, 0};
+  float margin = 0;
+  scorer_->score_rows(row, 1, {&choice.model, &choice.score, &margin, &choice.reason}, *mask_);
+  return choice;
 }
 
 }  // namespace fastroute

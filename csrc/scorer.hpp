@@ -23,6 +23,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -281,6 +282,37 @@ class ThresholdScorer final : public Scorer {
   std::uint32_t feature_;
   std::vector<float> cuts_;
   std::int32_t missing_model_;
+};
+
+// What decides one plain request natively (decision/fast_path.py): either a
+// compiled Scorer among the models a per-modality ModelMask allows, or a fixed
+// model per modality code (ByModality's choice, made once per catalog).
+struct PlanChoice {
+  std::int32_t model = kNoModel;  // kNoModel: no model may serve the row
+  float score;                    // NaN: the policy gives no score (rules, a table)
+  std::int32_t reason;            // the scorer's reason id; the modality code for a table
+};
+
+class RoutePlan {
+ public:
+  // model_by_modality[c]: the model serving modality code c, or kNoModel.
+  // Throws InvalidInput for an entry outside [kNoModel, num_models).
+  RoutePlan(std::vector<std::int32_t> model_by_modality, std::size_t num_models);
+  // Throws InvalidInput for a null scorer, or a mask that restricts and
+  // covers another number of models than the scorer's.
+  RoutePlan(std::shared_ptr<const Scorer> scorer, std::shared_ptr<const ModelMask> mask);
+
+  std::size_t num_models() const { return num_models_; }
+  // The model serving `row` (num_features() of the scorer wide; unread by a
+  // table), whose modality code is `modality`. Thread-safe (immutable), never
+  // blocks or allocates.
+  PlanChoice choose(const float* row, std::size_t modality) const;
+
+ private:
+  std::vector<std::int32_t> model_by_modality_;  // a table plan
+  std::shared_ptr<const Scorer> scorer_;         // a scored plan (null for a table)
+  std::shared_ptr<const ModelMask> mask_;
+  std::size_t num_models_;
 };
 
 }  // namespace fastroute

@@ -1,6 +1,7 @@
 """Shared test helpers and fakes (imported by tests/conftest.py and by tests).
 
 - route_everything_as: the router sees every input as one modality (plain ints as inputs).
+- GeneralPathOnly: a router's native path that declines every request.
 - FakeClock, Versioned, ClientLoad: fakes and load generators for the model library.
 - native_thread_count & co: counting the executors' native worker threads.
 - Blocker: a model holding the worker that runs it until released.
@@ -35,8 +36,20 @@ def route_everything_as(monkeypatch: pytest.MonkeyPatch, modality: str = "tabula
         return fastroute.BatchAnalysis(rows, rows[:, 0].astype(np.uint8))
 
     monkeypatch.setattr(fastroute.router, "analyze", lambda x, hint=None: fastroute.Analysis(row))
+    # Routers made from now on: their native path calls this stand-in instead of the C++ analyzer.
     monkeypatch.setattr(fastroute.decision.fast_path, "analyze", lambda x, hint=None: fastroute.Analysis(row))
     monkeypatch.setattr(fastroute.router, "analyze_batch", analyze_batch)
+
+
+class GeneralPathOnly:
+    """Stands in for a router's native path (``router._fast_path``): declines every request,
+    so each takes the general path."""
+
+    @staticmethod
+    def route(*args: Any) -> None:
+        return None
+
+    hold = route
 
 
 class FakeClock:

@@ -60,9 +60,48 @@ class Scorer:
         self, rows: FloatRows, threads: int = 0, mask: ModelMask | None = None
     ) -> tuple[npt.NDArray[np.int32], FloatRows, FloatRows, npt.NDArray[np.int32]]: ...
     def predict(self, rows: FloatRows, threads: int = 0, mask: ModelMask | None = None) -> npt.NDArray[np.int32]: ...
-    def route(
-        self, x: Any, hint: str | None = None, mask: ModelMask | None = None, stages: RouteStages | None = None
-    ) -> tuple[Analysis, int, float, int]: ...
+
+class RoutePlan:
+    def __init__(self, scorer: Scorer, mask: ModelMask | None = None) -> None: ...
+    @staticmethod
+    def by_modality(model_by_modality: Sequence[int], num_models: int) -> RoutePlan: ...
+    @property
+    def num_models(self) -> int: ...
+    def choose(self, x: Any, hint: str | None = None) -> tuple[int, float, int]: ...
+
+class FastRoutePlan:
+    def __init__(
+        self,
+        policy: Any,
+        state: Any,
+        reads_state: bool,
+        catalog: Any,
+        store: Any,
+        plan: RoutePlan | None,
+        models: Sequence[str],
+        resolved: Sequence[Any],
+        costs: Sequence[float | None],
+        plain: bool,
+        reason_of: Callable[[int, int], tuple[str, str]] | None,
+        ring: tuple[Any, dict[int, Any], int, str, Callable[[], float]],
+    ) -> None: ...
+    @property
+    def native(self) -> bool: ...
+    @property
+    def plain(self) -> bool: ...
+
+class FastRoute:
+    def __init__(
+        self,
+        registry: Any,
+        decision_type: type,
+        replan: Callable[[Any, Any, Any], FastRoutePlan],
+        analyze: Callable[[Any, str | None], Analysis] | None = None,
+    ) -> None: ...
+    def route(self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None) -> Any: ...
+    def hold(
+        self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None
+    ) -> tuple[Any, Any] | None: ...
 
 class RuleScorer(Scorer):
     def __init__(

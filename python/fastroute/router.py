@@ -13,7 +13,7 @@ from .analyzer.user_features import UserFeatures, given_rows
 from .decision.base import BatchChoice, Choice, Decision, Policy
 from .decision.by_modality import ByModality
 from .decision.compiled import CompiledPolicy, check_servable
-from .decision.fast_path import FastPath
+from .decision.fast_path import native_path
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, live_columns
 from .errors import FastrouteError, InvalidInput, RouterClosed
@@ -72,7 +72,8 @@ class Router:
         #: When set, each decision's analyze and decide latencies are recorded into it
         #: (``fastroute.serving`` sets it for /metrics); None costs nothing.
         self.route_stages: _core.RouteStages | None = None
-        self._fast_path = FastPath()
+        # The native request path (decision/fast_path.py): route/hold(policy, store, x, hint, stages).
+        self._fast_path = native_path(self.models)
 
     @property
     def resilience(self) -> Resilience | None:
@@ -194,9 +195,10 @@ class Router:
         split. ``features`` gives user feature values by name for this
         request; user features neither given nor extracted are missing (NaN).
         """
-        fast = self._decide_fast(x, hint, features, hold=False)
-        if fast is not None:
-            return fast[0]
+        if not features:
+            decision = self._fast_path.route(self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+            if decision is not None:
+                return decision
         seen, choice = self._choose(x, hint, features)
         spec, version_reason = self.models.resolve(choice.model, key=key)
         return Decision.of(choice, spec.version, seen, version_reason, self._record(choice, spec))
@@ -230,10 +232,11 @@ class Router:
         With ``return_decision=True``: ``(result, decision)``, the decision's
         ``id`` ready for :meth:`feedback`.
         """
-        fast = self._decide_fast(x, hint, features, hold=True)
-        if fast is not None:
-            result = fast[1].run_held(x)
-            return (result, fast[0]) if return_decision else result
+        held = None if features else self._fast_path.hold(
+            self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+        if held is not None:
+            result = held[1].run_held(x)
+            return (result, held[0]) if return_decision else result
         decision, lease = self._decide_leased(x, hint, key, features)
         with lease:
             result = lease.spec.run_one(x)
@@ -540,22 +543,13 @@ class Router:
         that version ends: ``end(hold, x, handle)`` once the handle settles (``handle``
         None: it was never queued). The native path's hold (no experiment, no shadow:
         nothing to observe) is dropped; a lease is settled with the outcome."""
-        fast = self._decide_fast(x, hint, features, hold=True)
-        if fast is not None:
-            decision, resolved = fast
+        held = None if features else self._fast_path.hold(
+            self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+        if held is not None:
+            decision, resolved = held
             return decision, resolved.spec, Resolved.settle, resolved
         decision, lease = self._decide_leased(x, hint, key, features, under_load)
         return decision, lease.spec, self._settle, lease
-
-    def _decide_fast(
-        self, x: Any, hint: str | None, features: Mapping[str, float] | None, *, hold: bool
-    ) -> tuple[Decision, Resolved] | None:
-        """The native path's decision (decision/fast_path.py), or None: take the general path."""
-        if features:
-            return None
-        return self._fast_path.decide(
-            self._serving_policy(), self.models, x, hint, self.feedback_store, hold=hold, stages=self.route_stages
-        )
 
     def _decide_leased(
         self,
@@ -611,6 +605,13 @@ class Router:
         if stages is not None:
             stages.record(started, analyzed, time.perf_counter_ns())
         return row, choice
+
+    def _plain_policy(self) -> Policy:
+        """The policy as the native path takes it (unpinned: a policy reading user features,
+        the only kind pinned, is never decided there)."""
+        if self._closed:
+            raise RouterClosed("the router is closed")
+        return self._policy
 
     def _serving_policy(self) -> Policy:
         """The policy one request uses from start to end, whatever is swapped or refitted meanwhile."""

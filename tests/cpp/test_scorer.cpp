@@ -1,12 +1,15 @@
 // Scorer tests for sanitizer builds (-fsanitize=address,undefined): random
 // forests against a naive reference walk, every tree walk kernel this CPU
 // runs (scalar, AVX2, AVX-512) forced in turn against the same reference,
-// rule tables, thresholds, tails of every length, NaN rows, threads, and
-// rejected arrays.
+// rule tables, thresholds, tails of every length, NaN rows, threads,
+// rejected arrays, and the route plans of the native request path.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "errors.hpp"
@@ -210,6 +213,54 @@ void test_rules_and_threshold() {
   check(thrown, "a mask of the wrong size is rejected");
 }
 
+template <class Make>
+bool plan_rejected(Make&& make) {
+  try {
+    make();
+  } catch (const InvalidInput&) {
+    return true;
+  }
+  return false;
+}
+
+// RoutePlan: a table by modality code, and a scorer under a per-modality mask,
+// read by many threads at once (TSan: immutable, no race).
+void test_route_plans() {
+  const RoutePlan table({1, kNoModel, 0}, 2);
+  const float row[] = {0, 0, 0};
+  check(table.choose(row, 0).model == 1 && table.choose(row, 0).reason == 0, "plan: a table's model and reason");
+  check(std::isnan(table.choose(row, 0).score), "plan: a table gives no score");
+  check(table.choose(row, 1).model == kNoModel && table.choose(row, 7).model == kNoModel,
+        "plan: a modality without a model, or unknown, gets kNoModel");
+  check(plan_rejected([] { RoutePlan({2}, 2); }) && plan_rejected([] { RoutePlan({-2}, 2); }),
+        "plan: a table entry out of range is rejected");
+
+  // Threshold on column 1; modality code in column 0: modality 0 may use models 0 and 2, modality 1 only 1.
+  auto threshold = std::make_shared<const ThresholdScorer>(2, 1, std::vector<float>{0.5f, 1.5f}, 0);
+  auto mask = std::make_shared<const ModelMask>(std::vector<std::uint8_t>{1, 0, 1, 0, 1, 0}, 2, 3);
+  const RoutePlan scored(threshold, mask);
+  check(scored.num_models() == 3, "plan: the scorer's models");
+  const float tabular_mid[] = {0, 1.0f}, other_mid[] = {1, 1.0f}, unknown[] = {5, 1.0f};
+  check(scored.choose(tabular_mid, 0).model == 2, "plan: a masked model gives way as the scorer says");
+  check(scored.choose(other_mid, 1).model == 1, "plan: each modality its own mask");
+  check(scored.choose(unknown, 5).model == kNoModel, "plan: an unknown modality may use no model");
+  check(plan_rejected([] { RoutePlan(nullptr, nullptr); }), "plan: a null scorer is rejected");
+  check(plan_rejected([&] { RoutePlan(threshold, std::make_shared<const ModelMask>(std::vector<std::uint8_t>{1, 1}, 1, 2)); }),
+        "plan: a mask over another number of models is rejected");
+
+  std::vector<std::thread> readers;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) {
+        if (scored.choose(tabular_mid, 0).model != 2 || table.choose(row, 0).model != 1) ++wrong;
+      }
+    });
+  }
+  for (auto& reader : readers) reader.join();
+  check(wrong == 0, "plan: concurrent readers agree");
+}
+
 bool forest_rejected(const ForestArrays& arrays) {
   try {
     ForestScorer forest(1, 1, arrays);
@@ -256,6 +307,7 @@ int main() {
   test_tree_walks(5);
   test_tree_walks(kNumFeatures);
   test_rules_and_threshold();
+  test_route_plans();
   test_rejected_arrays();
   std::printf("%s\n", failures ? "scorer tests FAILED" : "scorer tests passed");
   return failures ? 1 : 0;

@@ -13,6 +13,9 @@ import fastroute
 from fastroute import (FEATURE_NAMES, ByModality, FeedbackStore, ModelError, NoRoute, Router, Rule, Rules, Threshold,
                        Tree)
 from fastroute.library.experiments import Shadow, Split
+from fastroute.decision.fast_path import native_path
+from fastroute.library.registry import Registry
+from helpers import GeneralPathOnly
 
 MODELS = ["m0", "m1", "m2"]
 INPUTS = [np.linspace(-1.0, 1.0, 16, dtype=np.float32), np.arange(40.0).reshape(5, 8), "a short text",
@@ -37,7 +40,7 @@ def make_router(policy=None, **store) -> Router:
 
 def general_path_only(router: Router) -> Router:
     """The same router with the native path switched off: what every request did before it."""
-    router._fast_path.decide = lambda *args, **kwargs: None
+    router._fast_path = GeneralPathOnly()
     return router
 
 
@@ -178,26 +181,82 @@ def test_hot_swaps_under_native_load_lose_no_request() -> None:
     assert router.models.versions("m0") == ["7"] and router.models.in_flight(router.models.get("m0")) == 0
 
 
-def test_a_hold_racing_a_publish_is_dropped() -> None:
+class PublishesDuringHold(Registry):
+    """A registry whose catalog, read by the native path right after its hold on m0, is
+    replaced by a new one (an alias set) first: the race the hold's check guards against."""
+
+    armed = False
+
+    @property
+    def _catalog(self):
+        catalog = self.__dict__["published"]
+        if self.armed and catalog.resolved["m0"].in_flight.count:
+            self.armed = False
+            self.set_alias("m0", "stable", "1")  # publishes
+            return self.__dict__["published"]
+        return catalog
+
+    @_catalog.setter
+    def _catalog(self, catalog):
+        self.__dict__["published"] = catalog
+
+
+def test_a_native_hold_racing_a_publish_is_dropped() -> None:
     router = make_router()
     registry = router.models
-    catalog = registry.catalog
-    resolved = catalog.resolved["m0"]
+    registry.__dict__["published"] = registry.__dict__.pop("_catalog")
+    registry.__class__ = PublishesDuringHold
+    fast, x = router._fast_path, INPUTS[0]
+    registry.armed = True
+    assert fast.hold(router.policy, router.feedback_store, x, None, None) is None  # declined: general path
+    assert not registry.armed and registry.in_flight(registry.get("m0")) == 0
+    decision, resolved = fast.hold(router.policy, router.feedback_store, x, None, None)  # the new catalog's
+    assert resolved.reason == "alias 'stable' -> version '1'" and registry.in_flight(resolved.spec) == 1
+    assert resolved.run_held(x) == "m0" and registry.in_flight(resolved.spec) == 0
+    assert decision.reason == "registered for modality 'tabular'; alias 'stable' -> version '1'"
 
-    class PublishDuringHold:
-        """An InFlight that publishes a new catalog between the hold and its check."""
 
-        def __init__(self, inner):
-            self.inner = inner
+def test_the_native_decision_joins_its_reason_only_when_read_and_follows_a_new_store() -> None:
+    router = make_router(fitted_tree())
+    decision = router.route(INPUTS[0])
+    assert isinstance(decision.__dict__["_reason"], tuple)  # not joined yet
+    assert decision.reason.endswith("; latest version '1'") and decision.__dict__["_reason"] == decision.reason
+    router.feedback_store = FeedbackStore(token="fresh")
+    assert router.route(INPUTS[0]).id == "fresh-0"
+    assert router.feedback(router.route(INPUTS[0]).id, reward=1.0) == "joined"
 
-        def hold(self):
-            self.inner.hold()
-            registry.set_alias("m0", "stable", "1")  # publishes
 
-        def drop(self):
-            self.inner.drop()
+def test_the_native_path_refuses_bad_arguments_with_clear_errors() -> None:
+    router = make_router()
+    fast = router._fast_path
+    with pytest.raises(TypeError, match="take 5 arguments"):
+        fast.route(router.policy, router.feedback_store, INPUTS[0])
+    router.route_stages = "not stages"
+    with pytest.raises(TypeError, match="RouteStages"):
+        router.route(INPUTS[0])
+    router.route_stages = None
+    with pytest.raises(fastroute.InvalidInput, match="modality 0 routes to model 3"):
+        fastroute._core.RoutePlan.by_modality([3], 2)
+    with pytest.raises(fastroute.InvalidInput, match="covers 2 models"):
+        fastroute._core.RoutePlan(fitted_tree()._state.scorer, fastroute._core.ModelMask(np.ones((1, 2), np.uint8)))
+    plan = fastroute._core.RoutePlan.by_modality([0], 1)
+    with pytest.raises(fastroute.InvalidInput, match="one resolved version and one cost per model"):
+        fastroute._core.FastRoutePlan(None, None, False, None, None, plan, ["m0"], [], [], True, None,
+                                      router.feedback_store.plain_ring())
+    stand_in = fastroute._core.FastRoute(router.models, fastroute.Decision, lambda *args: None,
+                                         lambda x, hint: "not an analysis")
+    with pytest.raises(TypeError, match="FastRoutePlan"):
+        stand_in.route(router.policy, router.feedback_store, INPUTS[0], None, None)
 
-    object.__setattr__(resolved, "in_flight", PublishDuringHold(resolved.in_flight))
-    assert registry.hold_default("m0") is None
-    assert registry.in_flight(registry.get("m0")) == 0
-    assert registry.hold_default("m0") is not None  # the new catalog's
+
+def test_a_stand_in_analyzer_routes_plain_values_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    row = np.full(len(FEATURE_NAMES), np.nan, dtype=np.float32)
+    row[0] = fastroute.MODALITIES.index("text")
+    monkeypatch.setattr(fastroute.decision.fast_path, "analyze", lambda x, hint=None: fastroute.Analysis(row))
+    router = make_router()
+    assert router._fast_path.route(router.policy, router.feedback_store, 42, None, None).model == "reader"
+    bad = fastroute._core.FastRoute(router.models, fastroute.Decision, fastroute.decision.fast_path._plan,
+                                    lambda x, hint: "not an analysis")
+    with pytest.raises(TypeError, match="must return a fastroute.Analysis"):
+        bad.route(router.policy, router.feedback_store, 42, None, None)
+    assert native_path(router.models) is not router._fast_path

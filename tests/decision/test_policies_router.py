@@ -13,6 +13,7 @@ import pytest
 
 import fastroute.router as router_module
 from fastroute import FEATURE_NAMES, MODALITIES, InvalidInput, NoRoute, PolicyError, Router, Rule, Rules, Threshold
+from helpers import GeneralPathOnly
 
 
 @dataclass
@@ -48,9 +49,8 @@ def fake_analyze_batch(xs):
 def router(monkeypatch):
     monkeypatch.setattr(router_module, "analyze", fake_analyze)
     monkeypatch.setattr(router_module, "analyze_batch", fake_analyze_batch)
-    # The native fast path analyses in C++, where no fake reaches: these requests take the general path.
-    monkeypatch.setattr(router_module.FastPath, "decide", lambda *args, **kwargs: None)
     router = Router()
+    router._fast_path = GeneralPathOnly()  # the native path analyses in C++, where no fake reaches
     for name in ("small", "big", "fallback"):
         router.register(name, lambda x, name=name: name, modality="image")
     return router

@@ -209,8 +209,8 @@ def test_corrupt_tree_structure_is_rejected_on_load(tmp_path, corrupt):
         load(tmp_path / "corrupt.npz")
 
 
-def test_scorer_route_analyses_and_scores_in_one_call():
-    """Scorer.route(x) (the router's native step) is analyze(x) then score() of its features."""
+def test_a_route_plan_analyses_and_scores_in_one_call():
+    """RoutePlan(scorer, mask).choose(x) (the router's native step) is analyze(x) then score() of its features."""
     from fastroute import analyze
 
     rng = np.random.default_rng(0)
@@ -218,22 +218,15 @@ def test_scorer_route_analyses_and_scores_in_one_call():
     features[:, 0] = 0  # tabular
     labels = (features[:, FEATURE_NAMES.index("mean")] > 0).astype(int)
     scorer = Tree.from_sklearn(DecisionTreeClassifier(max_depth=3).fit(features, labels), MODELS)._state.scorer
+    plan = _core.RoutePlan(scorer)
     for x in (rng.normal(size=16).astype(np.float32), np.arange(12.0).reshape(3, 4), "some text", b"\x89PNG\r\n"):
-        analysis = analyze(x)
-        routed = scorer.route(x)
-        np.testing.assert_array_equal(routed[0].features, analysis.features)
-        assert routed[0].modality == analysis.modality
-        model, score, _, reason = scorer.score(analysis.features)
-        np.testing.assert_array_equal(routed[1:], (model, score, reason))
-    mask = _core.ModelMask(np.array([[0, 1, 0, 0]], dtype=np.uint8))
-    assert scorer.route(np.ones(4), mask=mask)[1] == 1
-    assert scorer.route(np.ones((8, 8)), "image")[0].modality == "image"
+        model, score, _, reason = scorer.score(analyze(x).features)
+        np.testing.assert_array_equal(plan.choose(x), (model, score, reason))
+    only_model_1 = _core.RoutePlan(scorer, _core.ModelMask(np.array([[0, 1, 0, 0]], dtype=np.uint8)))
+    assert only_model_1.choose(np.ones(4))[0] == 1
+    tabular_only = _core.RoutePlan(scorer, _core.ModelMask(np.array([[1, 1, 1, 1], [0, 0, 0, 0]], dtype=np.uint8)))
+    assert tabular_only.choose(np.ones((8, 8)), "image")[0] == _core.NO_MODEL  # modality 1: no model
     with pytest.raises(InvalidInput, match="the model mask covers 2 models"):
-        scorer.route(np.ones(4), mask=_core.ModelMask(np.ones((1, 2), dtype=np.uint8)))
-    stages = _core.RouteStages()  # a server's: the native call times its two steps
-    for _ in range(3):
-        scorer.route(np.ones(4), stages=stages)
-    for stage, (counts, total_ns) in stages.snapshot().items():
-        assert sum(counts) == 3 and total_ns > 0, stage
-    with pytest.raises(TypeError, match="stages must be a RouteStages or None"):
-        scorer.route(np.ones(4), stages="not stages")
+        _core.RoutePlan(scorer, _core.ModelMask(np.ones((1, 2), dtype=np.uint8)))
+    with pytest.raises(InvalidInput, match="hint"):
+        plan.choose(np.ones(4), "video")

@@ -135,6 +135,11 @@ class FeedbackStore:
         self._ring[number % self.capacity] = (number, model, propensity, cost, self._clock())
         return f"{self.token}-{number}"
 
+    def plain_ring(self) -> tuple[Any, dict[int, Any], int, str, Callable[[], float]]:
+        """What :meth:`record_plain` writes to, for the native request path to record the same
+        entries in C++ (decision/fast_path.py): ``(numbers, ring, capacity, token, clock)``."""
+        return self._numbers, self._ring, self.capacity, self.token, self._clock
+
     def observe(self, decision_id: str, error: BaseException | None, latency: float) -> None:
         """Attach what the executor saw; an error teaches the policy its ``error_reward``.
         Nothing for a decision no learning policy made (nothing reads it there)."""

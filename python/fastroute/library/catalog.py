@@ -59,7 +59,8 @@ class Resolved:
 
     def run_held(self, x: Any) -> Any:
         """The version's result for ``x`` (:meth:`ModelSpec.run_one`), for a request that
-        holds it (``Registry.hold_default``); the hold ends here, whatever happens."""
+        holds it (the native request path's hold, decision/fast_path.py); the hold ends here,
+        whatever happens."""
         try:
             return self.spec.run_one(x)
         finally:

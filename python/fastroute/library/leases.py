@@ -32,25 +32,26 @@ class InFlight:
     registry's lock). Neither allocates beyond a list slot; neither fails.
     """
 
-    __slots__ = ("spec", "retiring", "_tokens", "_on_drained")
+    __slots__ = ("spec", "retiring", "tokens", "_on_drained")
 
     def __init__(self, spec: ModelSpec, on_drained: Callable[[InFlight], None]) -> None:
         self.spec = spec
         self.retiring = False  # set under the registry's lock once the version is hidden
-        self._tokens: list[None] = []
+        #: One None per hold: the native request path (decision/fast_path.py) holds by appending here.
+        self.tokens: list[None] = []
         self._on_drained = on_drained
 
     @property
     def count(self) -> int:
         """Requests holding the version now (exact for a retiring version)."""
-        return len(self._tokens)
+        return len(self.tokens)
 
     def hold(self) -> None:
-        self._tokens.append(None)
+        self.tokens.append(None)
 
     def drop(self) -> None:
-        self._tokens.pop()
-        if self.retiring and not self._tokens:
+        self.tokens.pop()
+        if self.retiring and not self.tokens:
             self._on_drained(self)
 
 

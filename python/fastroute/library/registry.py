@@ -314,27 +314,6 @@ class Registry:
             shadow = entry.shadow
         return Lease(in_flight, reason, experiment, shadow)
 
-    def hold_default(self, name: str) -> Resolved | None:
-        """Hold the version ``name`` serves while no experiment or shadow is set, without
-        a lock: the fast path of :meth:`lease`. The caller drops ``in_flight`` once
-        the request ends (exactly once). None: the name needs :meth:`lease`.
-
-        Memory ordering: the hold is checked against the catalog it was read from.
-        A version is hidden by publishing a new catalog before its retirement waits
-        for its count to reach zero; so either the catalog is still the same after
-        the hold (the wait will see it) or the hold is dropped and None returned.
-        Thread-safe, never blocks, never raises.
-        """
-        catalog = self._catalog
-        resolved = catalog.resolved.get(name)
-        if resolved is None or resolved.shadowed:
-            return None
-        resolved.in_flight.hold()
-        if self._catalog is not catalog:  # published meanwhile: the version may be retiring
-            resolved.in_flight.drop()
-            return None
-        return resolved
-
     def settle(self, lease: Lease, x: Any, done: Any) -> None:
         """End the lease of request ``x`` with the outcome of ``done``, its finished
         ResultHandle or Future (None: it was never queued); a result is offered to the
