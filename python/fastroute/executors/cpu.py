@@ -110,6 +110,8 @@ def _run_requests(lane: int, ready: list[Request], expired: list[Request], abort
     the executor (no uncollectable cycle) nor to any model.
     """
     try:
+        if len(ready) == 1 and not expired and not aborted:  # the common batch (a caller's own request)
+            return _run_one(ready[0])
         return _resolve(ready, expired, aborted)
     except BaseException as error:  # noqa: BLE001 - no accepted request may be left pending
         _fail_unfinished(ready + expired + aborted, error)
@@ -209,17 +211,23 @@ def _run_each(spec: ModelSpec, requests: list[Request]) -> int:
     calls failed."""
     failures = 0
     for request in requests:
-        if not _start(request):
-            continue
-        future, x, _, _, _ = request
-        try:
-            output = spec.run_one(x)
-        except BaseException as error:  # noqa: BLE001 - delivered to this request
-            future.set_exception(_as_model_error(spec, error))
-            failures += 1
-        else:
-            future.set_result(output)
+        failures += _run_one(request)
     return failures
+
+
+def _run_one(request: Request) -> int:
+    """One request claimed and run alone (a batched model gets a batch of one):
+    1 if its model call failed, else 0."""
+    if not _start(request):
+        return 0
+    future, x, spec, _, _ = request
+    try:
+        output = spec.run_one(x)
+    except BaseException as error:  # noqa: BLE001 - delivered to this request
+        future.set_exception(_as_model_error(spec, error))
+        return 1
+    future.set_result(output)
+    return 0
 
 
 def _close_at_exit(core: Any, waiting: WaitingRequests) -> None:
