@@ -404,11 +404,11 @@ def test_breakdown(benchmark, quick, record, caller_runs):
     def run():
         for _ in range(n):
             started = time.perf_counter()
-            _, spec, end, hold = router._decide_held(X, None, None, None, (executor, "normal", None))
+            _, spec, end, args = router._decide_held(X, None, None, None, (executor, "normal", None))
             routed = time.perf_counter()
             handle = executor.submit(spec, X)
             queued = time.perf_counter()
-            handle.add_done_callback(end, hold, X)
+            handle.add_done_callback(end, *args)
             handle.result()
             ended = time.perf_counter()
             timings["route"] += routed - started

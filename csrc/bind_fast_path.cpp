@@ -35,6 +35,7 @@
 #include "binding.hpp"
 #include "errors.hpp"
 #include "features.hpp"
+#include "model_state.hpp"
 #include "parker.hpp"
 #include "scorer.hpp"
 #include "stage_histogram.hpp"
@@ -47,7 +48,6 @@ namespace {
 struct Names {
   PyObject* catalog;  // Registry._catalog
   PyObject* state;    // a compiled policy's _state
-  PyObject* drop;     // InFlight.drop
   PyObject* model;    // the Decision's fields...
   PyObject* version;
   PyObject* modality;
@@ -79,8 +79,7 @@ struct PlannedModel {
   py::object version;   // str
   py::object cost;      // float or None: the feedback entry's cost
   py::object resolved;  // the catalog's Resolved, or None: the name needs the general path
-  py::object holds;     // resolved.in_flight.tokens (a list: append = hold), or None
-  py::object in_flight; // resolved.in_flight (its drop() when a hold must be undone)
+  py::object holds;     // resolved.in_flight.holds (a HoldCount), or None
   bool shadowed = false;
 };
 
@@ -153,25 +152,30 @@ struct FastRouteState {
   py::object catalog_now() const { return steal_or_throw(PyObject_GetAttr(registry.ptr(), names.catalog)); }
 };
 
-// A hold taken for a request, undone unless the request takes it over.
+// A hold taken for a request, dropped unless the request takes it over.
 class HoldGuard {
  public:
-  explicit HoldGuard(const PlannedModel* model) : model_(model) {}
+  explicit HoldGuard(py::handle holds) : holds_(holds) {}
   ~HoldGuard() {
-    if (model_ == nullptr) return;
+    if (!holds_) return;
     PyObject *type, *value, *traceback;  // an error being raised survives the drop
     PyErr_Fetch(&type, &value, &traceback);
-    PyObject* dropped = PyObject_CallMethodNoArgs(model_->in_flight.ptr(), names.drop);
-    if (dropped == nullptr) PyErr_WriteUnraisable(model_->in_flight.ptr());
-    Py_XDECREF(dropped);
+    try {
+      drop_hold(holds_);
+    } catch (py::error_already_set& error) {
+      error.discard_as_unraisable(py::reinterpret_borrow<py::object>(holds_));
+    } catch (...) {
+      PyErr_SetString(PyExc_RuntimeError, "dropping a request's hold failed");
+      PyErr_WriteUnraisable(holds_.ptr());
+    }
     PyErr_Restore(type, value, traceback);
   }
   HoldGuard(const HoldGuard&) = delete;
   HoldGuard& operator=(const HoldGuard&) = delete;
-  void release() noexcept { model_ = nullptr; }
+  void release() noexcept { holds_ = py::handle(); }
 
  private:
-  const PlannedModel* model_;
+  py::handle holds_;
 };
 
 struct FastRouteObject {
@@ -215,8 +219,8 @@ py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, bool 
   if (model.resolved.is_none() || (hold && model.shadowed)) return py::none();
   std::optional<HoldGuard> held;
   if (hold) {
-    if (PyList_Append(model.holds.ptr(), Py_None) != 0) throw py::error_already_set();
-    held.emplace(&model);
+    hold_count_in(model.holds)->hold();
+    held.emplace(model.holds);
     // Memory ordering (with the GIL as the only lock): the hold is checked against the catalog
     // the plan was made from. A version is hidden by publishing a new catalog before its
     // retirement waits for its holds to reach zero, so either the catalog is still the same
@@ -300,14 +304,13 @@ PyType_Spec kFastRouteSpec = {"fastroute.FastRoute", sizeof(FastRouteObject), 0,
 
 PlannedModel planned_model(py::handle name, py::handle resolved, py::handle cost) {
   PlannedModel model{py::reinterpret_borrow<py::object>(name), py::none(), py::reinterpret_borrow<py::object>(cost),
-                     py::reinterpret_borrow<py::object>(resolved), py::none(), py::none(), false};
+                     py::reinterpret_borrow<py::object>(resolved), py::none(), false};
   if (!PyUnicode_Check(name.ptr())) throw InvalidInput("a planned model name must be a str");
   if (resolved.is_none()) return model;
   model.version = resolved.attr("spec").attr("version");
-  model.in_flight = resolved.attr("in_flight");
-  model.holds = model.in_flight.attr("tokens");
+  model.holds = resolved.attr("in_flight").attr("holds");
   model.shadowed = resolved.attr("shadowed").cast<bool>();
-  if (!PyList_Check(model.holds.ptr())) throw InvalidInput("InFlight.tokens must be a list");
+  if (hold_count_in(model.holds) == nullptr) throw InvalidInput("InFlight.holds must be a HoldCount");
   return model;
 }
 
@@ -345,7 +348,7 @@ std::shared_ptr<FastRoutePlan> make_plan(py::object policy, py::object state, bo
 }  // namespace
 
 void bind_fast_path(py::module_& m) {
-  names = {interned("_catalog"), interned("_state"),      interned("drop"),  interned("model"),
+  names = {interned("_catalog"), interned("_state"),                          interned("model"),
            interned("version"),  interned("modality"),    interned("_reason"), interned("score"),
            interned("id"),       interned("propensity"),  interned("features")};
   for (std::size_t code = 0; code < kModalityNames.size(); ++code) {

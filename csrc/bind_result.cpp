@@ -140,20 +140,20 @@ class ResultHandle {
 
   // An asyncio future on the running loop, set when this handle is (on that
   // loop); cancelling it (the awaiting task was cancelled) cancels the request.
-  py::object awaitable(py::handle self) {
+  py::object asyncio_future(py::handle self) {
     py::object loop = names().get_running_loop();
     py::object future = loop.attr("create_future")();
     if (done()) {
       copy_outcome_to(future);
     } else if (!awaiting_.is_none()) {  // a second awaiter: through the bridge (rare)
-      return names().wrap_future(as_future(self)).attr("__await__")();
+      return names().wrap_future(as_future(self));
     } else {
       loop_ = std::move(loop);
       awaiting_ = future;
       cancel_watch_ = self.attr("_cancel_if_cancelled");
       future.attr("add_done_callback")(cancel_watch_);
     }
-    return future.attr("__await__")();
+    return future;
   }
 
   void cancel_if_cancelled(py::handle self, const py::object& future) {
@@ -500,7 +500,13 @@ void bind_result(py::module_& m) {
              self.cast<ResultHandle&>().set_exception(self, std::move(error));
            },
            py::arg("exception"))
-      .def("__await__", [](py::handle self) { return self.cast<ResultHandle&>().awaitable(self); })
+      .def("__await__",
+           [](py::handle self) { return self.cast<ResultHandle&>().asyncio_future(self).attr("__await__")(); })
+      .def("asyncio_future", [](py::handle self) { return self.cast<ResultHandle&>().asyncio_future(self); },
+           "An asyncio future on the running loop that this handle sets (with every other request of its "
+           "batch awaited on that loop, in one hand-off); cancelling it cancels the request if it has not "
+           "started. What `await handle` awaits, for code that needs the future itself (asyncio.gather "
+           "takes it without wrapping it in a task).")
       .def("_cancel_if_cancelled",
            [](py::handle self, const py::object& future) { self.cast<ResultHandle&>().cancel_if_cancelled(self, future); })
       .def("as_future", [](py::handle self) { return self.cast<ResultHandle&>().as_future(self); })

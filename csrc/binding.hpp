@@ -19,6 +19,7 @@
 namespace fastroute {
 struct Analysis;  // analyzer.hpp
 struct HistogramSnapshot;  // stage_histogram.hpp
+class HoldCount;  // model_state.hpp
 }  // namespace fastroute
 
 namespace fastroute::binding {
@@ -35,6 +36,14 @@ py::object analysis_object(const Analysis& analysis);
 // The Analysis inside a Python Analysis object, or null for any other object.
 // Never throws; the pointer lives as long as the object.
 const Analysis* analysis_in(py::handle object) noexcept;
+
+// The HoldCount inside a Python HoldCount object (bind_model_state.cpp), or null
+// for any other object. Never throws; the pointer lives as long as the object.
+HoldCount* hold_count_in(py::handle object) noexcept;
+// Ends one hold of a Python HoldCount; the last of a retiring version calls its
+// on_drained. With the GIL held. Throws TypeError for another object,
+// InvalidInput when nothing is held, what on_drained raises.
+void drop_hold(py::handle holds);
 
 // Sets the Python error for a C++ exception: core errors (errors.hpp) become
 // their fastroute.errors class, pybind11's and the standard library's the

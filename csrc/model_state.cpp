@@ -267,4 +267,12 @@ LoadChoice choose_under_load(std::span<const CandidateLoad> candidates, std::siz
   return {best, ChoiceReason::kSpilled};
 }
 
+DropOutcome HoldCount::drop() noexcept {
+  std::int64_t seen = count_.load(std::memory_order_seq_cst);
+  do {
+    if (seen <= 0) return DropOutcome::kNotHeld;
+  } while (!count_.compare_exchange_weak(seen, seen - 1, std::memory_order_seq_cst));
+  return seen == 1 && retiring() ? DropOutcome::kDrained : DropOutcome::kHeld;
+}
+
 }  // namespace fastroute

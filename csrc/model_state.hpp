@@ -1,7 +1,8 @@
 // Live model state for decisions under load: each replica's service times
 // and error rate (ServiceStats, kept by the dispatcher in every lane), each
-// model version's circuit breaker, a retry budget, and the load-aware choice
-// among candidate models (choose_under_load).
+// model version's circuit breaker, a retry budget, the load-aware choice
+// among candidate models (choose_under_load), and how many requests hold each
+// model version (HoldCount, the lease count a hot swap waits on).
 //
 // Memory ordering: ServiceStats has one writer at a time (the worker or caller
 // owning its lane; ownership passes through the lane's acq_rel LaneSchedule) and
@@ -10,8 +11,11 @@
 // only grow. CircuitBreaker publishes its state with release stores and is read
 // with acquire loads, lock-free; recording an outcome and every transition
 // take mu_. RetryBudget is one atomic updated by compare-exchange loops, so
-// its balance never leaves [0, cap]. Nothing here waits or allocates after
-// construction.
+// its balance never leaves [0, cap]. HoldCount's count and retiring flag are
+// sequentially consistent: a drop decrements, then reads the flag; a retirement
+// sets the flag, then reads the count; so either the last drop sees the flag
+// or the retirement sees zero, and no drained version goes unnoticed. Nothing
+// here waits or allocates after construction.
 #pragma once
 
 #include <atomic>
@@ -207,5 +211,30 @@ struct LoadChoice {
 LoadChoice choose_under_load(std::span<const CandidateLoad> candidates, std::size_t preferred,
                              double preferred_idle_ns, const LoadWeights& weights, std::int64_t budget_ns,
                              LatePolicy late, std::uint64_t random);
+
+// ---- leases ---------------------------------------------------------------
+
+enum class DropOutcome : std::uint8_t {
+  kHeld = 0,     // other holds remain, or the version is not retiring
+  kDrained = 1,  // the last hold of a retiring version: tell whoever waits for it
+  kNotHeld = 2,  // nothing was held: a caller's mistake, the count is unchanged
+};
+
+// How many requests hold one model version, and whether it is retiring.
+// Thread-safe, lock-free, never blocks or allocates, never fails.
+class HoldCount {
+ public:
+  void hold() noexcept { count_.fetch_add(1, std::memory_order_seq_cst); }
+  DropOutcome drop() noexcept;
+  // Requests holding the version now.
+  std::int64_t count() const noexcept { return count_.load(std::memory_order_seq_cst); }
+  // From now on, the last drop reports kDrained.
+  void mark_retiring() noexcept { retiring_.store(true, std::memory_order_seq_cst); }
+  bool retiring() const noexcept { return retiring_.load(std::memory_order_seq_cst); }
+
+ private:
+  std::atomic<std::int64_t> count_{0};
+  std::atomic<bool> retiring_{false};
+};
 
 }  // namespace fastroute

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .analyzer import FEATURE_NAMES, analyze, analyze_batch
 from .analyzer.user_features import UserFeatures, given_rows
@@ -16,10 +16,10 @@ from .decision.compiled import CompiledPolicy, check_servable
 from .decision.fast_path import native_path
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, live_columns
-from .errors import FastrouteError, InvalidInput, RouterClosed
+from .errors import FastrouteError, InvalidInput, Overloaded, RouterClosed
 from .executors.handles import ResultHandle
 from .executors.resilience import Resilience
-from .library.catalog import Candidates, Resolved
+from .library.catalog import Candidates
 from .library import config as config_files
 from .library.leases import Lease, run_leased
 from .library.registry import Registry
@@ -320,6 +320,12 @@ class Router:
                 routes.append(error)
         return routes
 
+    def _running_executor(self) -> CPUExecutor:
+        """:attr:`executor`, read without its lock once it exists (a request racing
+        ``close`` is refused by the closed executor itself)."""
+        executor = self._executor
+        return self.executor if executor is None or self._closed else executor
+
     @property
     def executor(self) -> CPUExecutor:
         """The executor behind ``submit``/``ainfer``: a default CPUExecutor, created on first use."""
@@ -356,20 +362,20 @@ class Router:
         The request holds a lease on its model version until it completes, so
         a hot swap retires the old version only after this request ends.
         """
-        executor = self.executor
-        if self.resilience is not None:
+        executor = self._running_executor()
+        if self._resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
-        decision, spec, end, hold = self._decide_held(x, hint, key, features, (executor, priority, deadline))
+        decision, spec, end, args = self._decide_held(x, hint, key, features, (executor, priority, deadline))
         try:
             handle = executor.submit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:
-            end(hold, x, None)  # nothing was queued
+            end(*args, None)  # nothing was queued
             raise
         handle.decision = decision
-        handle.add_done_callback(end, hold, x)  # the hold ends with the request: one callable made once
+        handle.add_done_callback(end, *args)  # the hold ends with the request
         return handle
 
-    async def ainfer(
+    def ainfer(
         self,
         x: Any,
         *,
@@ -380,27 +386,81 @@ class Router:
         key: Any = None,
         features: Mapping[str, float] | None = None,
         return_decision: bool = False,
-    ) -> Any:
-        """:meth:`submit` for asyncio: waits for queue room (up to ``timeout``) without
-        blocking the event loop; the result is delivered on the caller's loop, no polling.
+    ) -> Awaitable[Any]:
+        """:meth:`submit` for asyncio: ``await router.ainfer(x)`` waits for queue room (up to
+        ``timeout``) without blocking the event loop; the result is delivered on the caller's
+        loop, with every other request of its batch awaited there, no polling.
         With ``return_decision=True``: ``(result, decision)``.
+
+        Returns an awaitable, not a coroutine: when the request is queued at once (no
+        resilience, no ``return_decision``), the asyncio future its handle sets, which
+        ``asyncio.gather`` and ``asyncio.wait_for`` take without wrapping it in a task;
+        otherwise a coroutine. Errors are raised when it is awaited. (``asyncio.create_task``
+        takes only coroutines: use ``asyncio.ensure_future``.) Call it on the event loop
+        that awaits it.
 
         With ``resilience``, a full queue is not waited for: the request goes to a
         fallback or fails with Overloaded."""
+        if return_decision or features or self._resilience is not None:
+            return self._ainfer(x, priority, deadline, timeout, hint, key, features, return_decision)
+        try:
+            executor = self._running_executor()
+            held = self._fast_path.hold(self._policy, self.feedback_store, x, hint, self.route_stages)
+        except Exception as error:  # noqa: BLE001 - raised where the caller awaits
+            return _raising(error)
+        if held is None:  # the general path decides
+            return self._ainfer(x, priority, deadline, timeout, hint, key, features, return_decision)
+        spec, holds = held[1].spec, held[1].in_flight.holds
+        try:
+            handle = executor.submit(spec, x, priority=priority, deadline=deadline)
+        except Overloaded:  # a full queue: wait for room, as long as timeout says
+            return self._queued_when_room(executor, spec, x, priority, deadline, timeout, holds, ())
+        except Exception as error:  # noqa: BLE001
+            holds()  # nothing was queued: the hold ends now
+            return _raising(error)
+        handle.add_done_callback(holds)  # the hold ends natively with the request
+        return handle.asyncio_future()
+
+    async def _ainfer(
+        self,
+        x: Any,
+        priority: str,
+        deadline: float | None,
+        timeout: float | None,
+        hint: str | None,
+        key: Any,
+        features: Mapping[str, float] | None,
+        return_decision: bool,
+    ) -> Any:
+        """ainfer's coroutine: with resilience, or when the decision is returned too."""
         executor = self.executor
         if self.resilience is not None:
             future = self._submit_resilient(executor, x, priority, deadline, None, hint, key, features)
             result = await future
             return (result, future.decision) if return_decision else result
-        decision, spec, end, hold = self._decide_held(x, hint, key, features, (executor, priority, deadline))
+        decision, spec, end, args = self._decide_held(x, hint, key, features, (executor, priority, deadline))
+        result = await self._queued_when_room(executor, spec, x, priority, deadline, timeout, end, args)
+        return (result, decision) if return_decision else result
+
+    @staticmethod
+    async def _queued_when_room(
+        executor: CPUExecutor,
+        spec: ModelSpec,
+        x: Any,
+        priority: str,
+        deadline: float | None,
+        timeout: float | None,
+        end: Callable[..., None],
+        args: tuple[Any, ...],
+    ) -> Any:
+        """Queue a decided request, waiting up to ``timeout`` for room; its result."""
         try:
             handle = await executor.asubmit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
         except BaseException:  # CancelledError while waiting for room too
-            end(hold, x, None)
+            end(*args, None)
             raise
-        handle.add_done_callback(end, hold, x)
-        result = await handle
-        return (result, decision) if return_decision else result
+        handle.add_done_callback(end, *args)
+        return await handle
 
     def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
         """Join an outcome to decision ``decision_id`` (from :attr:`Decision.id`), from any thread.
@@ -538,18 +598,19 @@ class Router:
         key: Any,
         features: Mapping[str, float] | None,
         under_load: tuple[CPUExecutor, str, float | None],
-    ) -> tuple[Decision, ModelSpec, Callable[[Any, Any, ResultHandle | None], None], Any]:
+    ) -> tuple[Decision, ModelSpec, Callable[..., None], tuple[Any, ...]]:
         """A request to queue: its decision, the spec to queue it on and how its hold on
-        that version ends: ``end(hold, x, handle)`` once the handle settles (``handle``
-        None: it was never queued). The native path's hold (no experiment, no shadow:
-        nothing to observe) is dropped; a lease is settled with the outcome."""
+        that version ends: ``end(*args, handle)`` once the handle settles (``handle`` None:
+        it was never queued). On the native path ``end`` is the version's native hold
+        count (no experiment, no shadow: nothing to observe), dropped without a Python
+        frame; a lease is settled with the outcome."""
         held = None if features else self._fast_path.hold(
             self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
         if held is not None:
             decision, resolved = held
-            return decision, resolved.spec, Resolved.settle, resolved
+            return decision, resolved.spec, resolved.in_flight.holds, ()
         decision, lease = self._decide_leased(x, hint, key, features, under_load)
-        return decision, lease.spec, self._settle, lease
+        return decision, lease.spec, self._settle, (lease, x)
 
     def _decide_leased(
         self,
@@ -632,3 +693,7 @@ class Router:
         open_now = spec is not None and self.resilience is not None and not self.resilience.available(spec)
         return {**live, "breaker_open": float(open_now)}
 
+
+async def _raising(error: Exception) -> Any:
+    """An awaitable that raises ``error`` where it is awaited."""
+    raise error

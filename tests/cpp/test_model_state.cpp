@@ -1,6 +1,6 @@
 // Live model state: service statistics kept by the dispatcher, the circuit
 // breaker's transitions (on a test clock), the retry budget's bound, and the
-// load-aware choice. Many-thread tests run under TSan.
+// load-aware choice, and the lease count. Many-thread tests run under TSan.
 #include <atomic>
 #include <chrono>
 #include <limits>
@@ -299,6 +299,41 @@ void dispatcher_keeps_live_state() {
 
 }  // namespace
 
+void hold_count_reports_the_last_drop_of_a_retiring_version() {
+  HoldCount holds;
+  CHECK(holds.drop() == DropOutcome::kNotHeld && holds.count() == 0);
+  holds.hold();
+  holds.hold();
+  CHECK(holds.drop() == DropOutcome::kHeld && holds.drop() == DropOutcome::kHeld);  // not retiring
+  holds.hold();
+  holds.hold();
+  holds.mark_retiring();
+  CHECK(holds.retiring() && holds.drop() == DropOutcome::kHeld && holds.count() == 1);
+  CHECK(holds.drop() == DropOutcome::kDrained && holds.count() == 0);
+  CHECK(holds.drop() == DropOutcome::kNotHeld && holds.count() == 0);
+}
+
+// Many threads hold and drop while another marks the version retiring: exactly
+// one drop (the last) reports kDrained, and the count ends at zero.
+void hold_count_many_threads() {
+  HoldCount holds;
+  holds.hold();  // the retirement's own hold, dropped last by the main thread
+  std::atomic<int> drained{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20000; ++i) {
+        holds.hold();
+        if (holds.drop() == DropOutcome::kDrained) ++drained;
+      }
+    });
+  }
+  holds.mark_retiring();
+  for (auto& thread : threads) thread.join();
+  CHECK(drained == 0);  // the main thread's hold was never dropped meanwhile
+  CHECK(holds.drop() == DropOutcome::kDrained && holds.count() == 0);
+}
+
 int main() {
   RUN(service_stats_average_and_count);
   RUN(breaker_opens_probes_and_closes);
@@ -312,5 +347,7 @@ int main() {
   RUN(choice_spills_under_load_and_respects_deadlines);
   RUN(choice_cost_weight_and_random_ties);
   RUN(dispatcher_keeps_live_state);
+  RUN(hold_count_reports_the_last_drop_of_a_retiring_version);
+  RUN(hold_count_many_threads);
   return TEST_MAIN_RESULT();
 }

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import native_thread_count, settled_native_thread_count
 
-from fastroute import CPUExecutor, ModelError, Overloaded, Router, RouterClosed
+from fastroute import CPUExecutor, ModelError, Overloaded, Router, RouterClosed, UnsupportedInput
 
 WAIT_S = 30
 
@@ -101,3 +101,48 @@ def test_close_without_drain_fails_pending_and_overload_is_reported():
     for future in pending:
         with pytest.raises(RouterClosed):
             future.result(0)
+
+
+def test_ainfer_on_the_native_path_is_the_handles_asyncio_future_and_raises_where_awaited():
+    """With queue room, ainfer hands back the asyncio future its handle sets (gather takes it
+    without a task); a bad input or a full queue raises where the awaitable is awaited; a
+    cancelled request ends its hold."""
+    started, release = threading.Event(), threading.Event()
+
+    def model(x):
+        if x[0] < 0:
+            started.set()
+            release.wait(30)
+        return x
+
+    with Router(executor=CPUExecutor(threads=1, queue_capacity=1)) as router:
+        spec = router.register("m", model, modality="tabular")
+
+        async def main():
+            quick = router.ainfer(np.ones(2, dtype=np.float32))
+            assert isinstance(quick, asyncio.Future)
+            assert (await quick).tolist() == [1.0, 1.0]
+            bad = router.ainfer({"not": "an input"})  # raises nothing yet
+            with pytest.raises(UnsupportedInput, match="dict"):
+                await bad
+            blocking = router.ainfer(np.full(2, -1.0, dtype=np.float32))
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+            queued = router.ainfer(np.ones(2, dtype=np.float32))
+            with pytest.raises(Overloaded):
+                await router.ainfer(np.ones(2, dtype=np.float32))  # no timeout: no waiting for room
+            waiting = asyncio.ensure_future(router.ainfer(np.full(2, 3.0, dtype=np.float32), timeout=30))
+            await asyncio.sleep(0.01)
+            assert router.models.in_flight(spec) == 3  # running, queued and the one waiting for room
+            assert queued.cancel()
+            await asyncio.sleep(0)
+            release.set()
+            assert (await blocking).tolist() == [-1.0, -1.0]
+            assert (await waiting).tolist() == [3.0, 3.0]
+            result, decision = await router.ainfer(np.ones(2, dtype=np.float32), return_decision=True)
+            assert decision.model == "m" and result.tolist() == [1.0, 1.0]
+
+        asyncio.run(main())
+        deadline = time.monotonic() + 30
+        while router.models.in_flight(spec) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert router.models.in_flight(spec) == 0

@@ -156,3 +156,39 @@ def test_submit_on_the_native_path_holds_its_version_until_the_request_ends() ->
         while router.models.in_flight(spec) and time.monotonic() < deadline:
             time.sleep(0.001)
         assert router.models.in_flight(spec) == 0
+
+
+def test_a_hot_swap_retires_the_old_version_only_after_its_queued_native_requests_end() -> None:
+    """Requests queued on the native path (their hold a native count, dropped by the handle
+    itself) keep the old version until each has ended; new requests go to the new one."""
+    import numpy as np
+
+    x = np.ones(3, dtype=np.float32)
+    started, release = threading.Event(), threading.Event()
+
+    def old_model(x):
+        started.set()
+        release.wait(30)
+        return "1"
+
+    retired: list = []
+    with Router(executor=CPUExecutor(threads=1)) as router:
+        old = router.register("m", old_model, modality="tabular")
+        router.models.add_retire_hook(retired.append)
+        running = router.submit(x)
+        assert started.wait(30)
+        queued = [router.submit(x) for _ in range(5)]
+        assert router.models.in_flight(old) == 6
+        swap = threading.Thread(target=router.models.swap, args=(ModelSpec("m", "2", lambda x: "2", "tabular"),),
+                                kwargs={"timeout": 60})
+        swap.start()
+        deadline = time.monotonic() + 30
+        while router.route(x).version != "2" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert router.route(x).version == "2" and swap.is_alive()  # the swap waits for the old holds
+        assert old not in retired and router.models.in_flight(old) == 6
+        release.set()
+        swap.join(60)
+        assert [handle.result(30) for handle in [running, *queued]] == ["1"] * 6
+        assert retired.count(old) == 1 and router.models.in_flight(old) == 0
+        assert router.submit(x).result(30) == "2"

@@ -51,12 +51,6 @@ class Resolved:
     in_flight: InFlight
     shadowed: bool
 
-    def settle(self, x: Any, done: Any) -> None:
-        """End the hold of a request queued on this version (``x`` and ``done``, its
-        handle or None if it was never queued, change nothing: no experiment or shadow
-        observes a resolved version). Exactly once per hold."""
-        self.in_flight.drop()
-
     def run_held(self, x: Any) -> Any:
         """The version's result for ``x`` (:meth:`ModelSpec.run_one`), for a request that
         holds it (the native request path's hold, decision/fast_path.py); the hold ends here,

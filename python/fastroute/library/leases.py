@@ -1,13 +1,15 @@
 """Leases: a request's claim on one model version, from decision to completion.
 
-Memory ordering: a version's :class:`InFlight` count is a list of tokens;
-``list.append``/``list.pop`` are atomic in CPython, so holding and dropping
-take no lock. The registry holds a version only under its lock, and only
-while the version is active; it marks a version ``retiring`` under that lock
-after hiding it and before waiting for the count to reach zero. A drop reads
-``retiring`` after its pop, so either the drop sees the mark (and tells the
-registry, which then takes its lock) or the registry's wait sees the count
-already at zero: no drain is missed.
+Memory ordering: a version's :class:`InFlight` count is a native
+``HoldCount`` (csrc/model_state.hpp): holding and dropping are lock-free
+atomic operations. The registry holds a version only under its lock, and
+only while the version is active (the native request path holds the version
+a catalog resolved and checks the catalog is still published afterwards); it
+marks a version retiring under that lock after hiding it and before waiting
+for the count to reach zero. A drop reads the mark after its decrement, so
+either the drop sees the mark (and tells the registry, which then takes its
+lock) or the registry's wait sees the count already at zero: no drain is
+missed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from .. import _core
 from .experiments import Experiment, Shadow
 from .spec import ModelSpec, group_by_spec
 
@@ -29,30 +32,36 @@ class InFlight:
     being hidden gets no new holders); ``drop()`` by a lease, from any thread,
     never blocking unless the version is ``retiring`` and this was its last
     request, when it calls ``on_drained(self)`` (which may take the
-    registry's lock). Neither allocates beyond a list slot; neither fails.
+    registry's lock). ``holds`` is the native count itself: calling it drops
+    one hold, so a queued request's handle ends its hold with
+    ``handle.add_done_callback(in_flight.holds)``, no Python frame run.
+    Neither allocates; neither fails.
     """
 
-    __slots__ = ("spec", "retiring", "tokens", "_on_drained")
+    __slots__ = ("spec", "holds")
 
     def __init__(self, spec: ModelSpec, on_drained: Callable[[InFlight], None]) -> None:
         self.spec = spec
-        self.retiring = False  # set under the registry's lock once the version is hidden
-        #: One None per hold: the native request path (decision/fast_path.py) holds by appending here.
-        self.tokens: list[None] = []
-        self._on_drained = on_drained
+        self.holds = _core.HoldCount(lambda: on_drained(self))
 
     @property
     def count(self) -> int:
         """Requests holding the version now (exact for a retiring version)."""
-        return len(self.tokens)
+        return self.holds.count
+
+    @property
+    def retiring(self) -> bool:
+        """Set (once, under the registry's lock) after the version is hidden."""
+        return self.holds.retiring
+
+    def mark_retiring(self) -> None:
+        self.holds.mark_retiring()
 
     def hold(self) -> None:
-        self.tokens.append(None)
+        self.holds.hold()
 
     def drop(self) -> None:
-        self.tokens.pop()
-        if self.retiring and not self.tokens:
-            self._on_drained(self)
+        self.holds.drop()
 
 
 class Lease:

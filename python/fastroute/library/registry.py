@@ -517,7 +517,7 @@ class Registry:
             for spec in specs:  # from now on, a last lease ending on one of them wakes this wait
                 in_flight = self._in_flight.get(id(spec))
                 if in_flight is not None:
-                    in_flight.retiring = True
+                    in_flight.mark_retiring()
             self._drained.wait_for(lambda: not any(self._count(spec) for spec in specs), timeout)
             held = {id(spec): spec for spec in specs if self._count(spec)}  # counts drop without _lock
             drained = not held
