@@ -32,8 +32,9 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
 - ``request path: submit->result by spin_us``: how long a waiting ``result()`` (and an idle
   worker) spins before parking, 0 to 100 us, beside ThreadPoolExecutor(2).
 - ``request path: breakdown`` (a record table): where one ``router.submit(x).result()``
-  round trip goes: routing (analyze, decide, version hold, decision: router.submit's own
-  call), enqueue (executor.submit),
+  round trip goes: routing (analyze, decide, version hold, feedback record, Decision: one
+  native call, FastRoute.hold), enqueue (executor.submit and the handle's native hold
+  count as its done-callback),
   queue wait, batch wait, execute (model call and settling the batch's handles, lease
   release included), and the rest: waking the waiting thread and handing it the GIL
   (with caller runs, only what a worker still ran), with ``caller_runs`` on and off.
@@ -41,7 +42,8 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
   the waiting thread amortised), ThreadPoolExecutor(2) (baseline) vs CPUExecutor.
 - ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
   timed per N: ``loop.run_in_executor(ThreadPoolExecutor(2), noop, x)`` (baseline),
-  ``await executor.asubmit(...)`` then awaiting the handle, and ``router.ainfer``.
+  ``await executor.asubmit(...)`` then awaiting the handle, and ``router.ainfer`` (on
+  the native path with queue room: the handle's asyncio future, no task per request).
 
 Run: python -m pytest benchmarks/bench_request_path.py --benchmark-only -p no:randomly
 """
@@ -99,7 +101,7 @@ class _Declines:
     def route(*args):
         return None
 
-    hold = route
+    hold = hold_only = route
 
 
 def general_path_only(router: Router) -> Router:

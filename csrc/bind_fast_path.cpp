@@ -192,13 +192,17 @@ Analysis stand_in_analysis(const py::object& analyze, PyObject* x, PyObject* hin
   return *found;
 }
 
-// route()/hold()'s shared work: the Decision, and with `hold` the Resolved
-// held for the request; None: take the general path.
-py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, bool hold) {
+// What a native call returns.
+enum class Returns { kDecision, kDecisionAndHeld, kHeld };
+
+// route()/hold()/hold_only()'s shared work: the Decision, the Resolved held for
+// the request, or both; None: take the general path.
+py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Returns returns) {
   if (nargs != 5) {
-    throw py::type_error("FastRoute.route() and hold() take 5 arguments (policy, store, x, hint, stages), got " +
-                         std::to_string(nargs));
+    throw py::type_error("FastRoute.route(), hold() and hold_only() take 5 arguments (policy, store, x, hint, "
+                         "stages), got " + std::to_string(nargs));
   }
+  const bool hold = returns != Returns::kDecision;
   PyObject *policy = args[0], *store = args[1], *x = args[2], *hint = args[3], *stages_arg = args[4];
   FastRouteState& route = state_of(self);
   RouteStages* stages = nullptr;
@@ -227,6 +231,10 @@ py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, bool 
     // after the hold (that wait sees it) or the hold is dropped and the general path decides.
     if (!route.catalog_now().is(plan->catalog)) return py::none();  // the guard drops the hold
   }
+  if (returns == Returns::kHeld) {  // no Decision made: nothing can read it or its feedback id
+    held->release();  // the caller ends the hold
+    return model.resolved;
+  }
   const py::object reason = plan->reason(choice.reason, choice.model);
   const py::object id = plan->record(model);
   const py::object analysis_obj = analysis_object(analysis);
@@ -248,11 +256,15 @@ py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, bool 
 }
 
 PyObject* route_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  return guarded([&] { return decide(self, args, nargs, false); });
+  return guarded([&] { return decide(self, args, nargs, Returns::kDecision); });
 }
 
 PyObject* hold_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  return guarded([&] { return decide(self, args, nargs, true); });
+  return guarded([&] { return decide(self, args, nargs, Returns::kDecisionAndHeld); });
+}
+
+PyObject* hold_only_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guarded([&] { return decide(self, args, nargs, Returns::kHeld); });
 }
 
 PyMethodDef kFastRouteMethods[] = {
@@ -263,7 +275,11 @@ PyMethodDef kFastRouteMethods[] = {
     {"hold", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(hold_fastcall)), METH_FASTCALL,
      "hold(policy, store, x, hint, stages)\n--\n\n"
      "route(), plus the chosen version held: (Decision, Resolved), or None. The caller ends the\n"
-     "hold exactly once (Resolved.run_held or Resolved.settle)."},
+     "hold exactly once (Resolved.run_held, or its in_flight.holds as the request's done-callback)."},
+    {"hold_only", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(hold_only_fastcall)), METH_FASTCALL,
+     "hold_only(policy, store, x, hint, stages)\n--\n\n"
+     "hold() for a request whose decision no one reads (ainfer without return_decision): the Resolved\n"
+     "held, or None; no Decision is made and nothing is recorded."},
     {nullptr, nullptr, 0, nullptr},
 };
 

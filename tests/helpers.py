@@ -49,7 +49,7 @@ class GeneralPathOnly:
     def route(*args: Any) -> None:
         return None
 
-    hold = route
+    hold = hold_only = route
 
 
 class FakeClock:

@@ -113,6 +113,7 @@ class FastRoute:
     def hold(
         self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None
     ) -> tuple[Any, Any] | None: ...
+    def hold_only(self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None) -> Any: ...
 
 class RuleScorer(Scorer):
     def __init__(

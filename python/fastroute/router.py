@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -403,14 +404,16 @@ class Router:
         fallback or fails with Overloaded."""
         if return_decision or features or self._resilience is not None:
             return self._ainfer(x, priority, deadline, timeout, hint, key, features, return_decision)
+        asyncio.get_running_loop()  # outside a loop: RuntimeError now, before anything is queued
         try:
             executor = self._running_executor()
-            held = self._fast_path.hold(self._policy, self.feedback_store, x, hint, self.route_stages)
+            # No Decision: the caller never sees it (nor its feedback id), so none is made or recorded.
+            resolved = self._fast_path.hold_only(self._policy, self.feedback_store, x, hint, self.route_stages)
         except Exception as error:  # noqa: BLE001 - raised where the caller awaits
             return _raising(error)
-        if held is None:  # the general path decides
+        if resolved is None:  # the general path decides
             return self._ainfer(x, priority, deadline, timeout, hint, key, features, return_decision)
-        spec, holds = held[1].spec, held[1].in_flight.holds
+        spec, holds = resolved.spec, resolved.in_flight.holds
         try:
             handle = executor.submit(spec, x, priority=priority, deadline=deadline)
         except Overloaded:  # a full queue: wait for room, as long as timeout says

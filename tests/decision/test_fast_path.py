@@ -229,6 +229,9 @@ def test_the_native_decision_joins_its_reason_only_when_read_and_follows_a_new_s
 def test_the_native_path_refuses_bad_arguments_with_clear_errors() -> None:
     router = make_router()
     fast = router._fast_path
+    resolved = fast.hold_only(router.policy, router.feedback_store, INPUTS[0], None, None)
+    assert resolved.spec.name == "m0" and resolved.run_held(INPUTS[0]) == "m0"
+    assert router.feedback_stats().get("open", 0) == 0  # nothing recorded: no one can read its id
     with pytest.raises(TypeError, match="take 5 arguments"):
         fast.route(router.policy, router.feedback_store, INPUTS[0])
     router.route_stages = "not stages"

@@ -142,6 +142,8 @@ def test_ainfer_on_the_native_path_is_the_handles_asyncio_future_and_raises_wher
             assert decision.model == "m" and result.tolist() == [1.0, 1.0]
 
         asyncio.run(main())
+        with pytest.raises(RuntimeError, match="no running event loop"):
+            router.ainfer(np.ones(2, dtype=np.float32))  # nothing queued outside a loop
         deadline = time.monotonic() + 30
         while router.models.in_flight(spec) and time.monotonic() < deadline:
             time.sleep(0.001)
