@@ -157,9 +157,10 @@ def test_a_batched_model_is_run_by_a_caller_only_once_a_full_batch_is_queued(mak
     waiter.join(0.05)  # 3 of 4: the batch may still fill, so the waiter leaves it to the worker
     assert not first[0].done()
     fourth = executor.submit(model, 3)
-    assert fourth.result() == 3  # a full batch: this thread runs it
-    assert batches == [([0, 1, 2, 3], threading.get_ident())]
+    assert fourth.result() == 3  # a full batch: a waiting thread runs it (the worker is held)
     waiter.join(WAIT_S)
+    assert batches == [([0, 1, 2, 3], batches[0][1])]
+    assert batches[0][1] in {threading.get_ident(), waiter.ident}  # this thread, unless the waiter came late
     blocker.release.set()
 
 
