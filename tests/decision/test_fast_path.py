@@ -4,6 +4,8 @@ only where nothing per request needs Python, and every fallback keeps its behavi
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -158,26 +160,66 @@ def test_a_refit_policy_and_a_swapped_version_are_seen_at_once() -> None:
 
 
 def test_hot_swaps_under_native_load_lose_no_request() -> None:
+    """Threads call router.infer (the native path) while m0 is swapped v1 -> v2 -> ... -> v7, each
+    swap once the version it replaces has served the load (no timing assumed): every request gets
+    its result, never from an older version than its thread's previous request, and no version
+    serves after its swap returned."""
     router = make_router()
-    x, errors, served = INPUTS[0], [], []
-    stop = threading.Event()
+    x, stop, progress = INPUTS[0], threading.Event(), threading.Condition()
+    seen: set[object] = set()  # every version that served a request, and every error
+    per_thread: list[list[object]] = []
+    retired: set[str] = set()
+    late: list[str] = []
+
+    def version(name: str) -> Callable[[object], str]:
+        def model(x: object) -> str:
+            time.sleep(0)  # lets a swap run meanwhile: it must wait for this request
+            if name in retired:
+                late.append(name)
+            return name
+
+        return model
 
     def load() -> None:
+        results: list[object] = []
+        per_thread.append(results)
         while not stop.is_set():
             try:
-                served.append(router.infer(x))
+                result = router.infer(x)
             except Exception as error:  # noqa: BLE001 - any failure fails the test below
-                errors.append(error)
+                result = error
+            results.append(result)
+            with progress:
+                seen.add(result)
+                progress.notify_all()
+
+    def served_or_failed(name: str) -> None:
+        with progress:
+            progress.wait_for(lambda: name in seen or any(isinstance(r, Exception) for r in seen))
 
     threads = [threading.Thread(target=load) for _ in range(3)]
     for thread in threads:
         thread.start()
-    for version in range(2, 8):
-        router.models.swap(fastroute.ModelSpec("m0", str(version), lambda x, v=version: f"v{v}", "tabular"), timeout=10)
+    current = "m0"  # what version "1" (registered by make_router) returns
+    for number in range(2, 8):
+        served_or_failed(current)
+        replaced = router.models.swap(fastroute.ModelSpec("m0", str(number), version(f"v{number}"), "tabular"),
+                                      timeout=10)
+        assert replaced is not None and replaced.version == str(number - 1)
+        retired.add(current)
+        current = f"v{number}"
+    served_or_failed(current)
     stop.set()
     for thread in threads:
         thread.join()
-    assert not errors and served[-1] == "v7"
+
+    def age(result: object) -> int:
+        return 1 if result == "m0" else int(str(result).removeprefix("v"))
+
+    assert [r for results in per_thread for r in results if isinstance(r, Exception)] == []
+    assert seen == {"m0", *(f"v{number}" for number in range(2, 8))}
+    assert all([age(r) for r in results] == sorted(age(r) for r in results) for results in per_thread)
+    assert late == []
     assert router.models.versions("m0") == ["7"] and router.models.in_flight(router.models.get("m0")) == 0
 
 
