@@ -117,6 +117,7 @@ struct Lane {
   std::atomic<bool> aborting{false};           // hand queued requests back as aborted
   std::atomic<bool> fill_batches{true};        // wait up to max_delay for a batch to fill; set by add_lane before any push
   std::atomic<std::int64_t> in_flight{0};      // popped, not yet returned by the sink
+  std::atomic<std::int64_t> last_push_ns{0};   // when a request was last accepted (a hint: relaxed)
   Parker arrivals;                             // a worker filling a batch waits here
   Parker progress;                             // producers wanting room, retire() waiting for drain
   ServiceStats service;                        // written by the lane's owner (see BatchStream)

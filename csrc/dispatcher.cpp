@@ -44,7 +44,10 @@ struct Dispatcher::Core {
     if (!closed.load(std::memory_order_seq_cst) && !target.closed.load(std::memory_order_seq_cst)) {
       status = target.queues[static_cast<std::size_t>(priority)].try_push(request) ? PushStatus::kAccepted
                                                                                   : PushStatus::kFull;
-      if (status == PushStatus::kAccepted) schedule(id, target);
+      if (status == PushStatus::kAccepted) {
+        target.last_push_ns.store(request.enqueued_ns, std::memory_order_relaxed);
+        schedule(id, target);
+      }
     }
     pushers.fetch_sub(1, std::memory_order_seq_cst);
     return status;
@@ -102,6 +105,7 @@ struct Dispatcher::Core {
     for (;;) {
       std::size_t id;
       if (ready.try_pop(id)) {
+        leave_to_caller(*lanes[id]);
         if (lanes[id]->schedule.claim_from_ring()) serve(id, *lanes[id], batch, /*by_caller=*/false);
       } else if (may_exit()) {
         if (ready.empty()) break;  // a caller's reschedule came before its leaving: serve it first
@@ -131,6 +135,19 @@ struct Dispatcher::Core {
       if (by_caller) idle.notify_one();  // a worker pops it next anyway
     }
     lane.progress.notify_all();
+  }
+
+  // A request pushed moments ago is most likely about to be waited for by
+  // its submitter, who then serves it with no thread or GIL hand-off (caller
+  // runs). A worker that races it there wins on an idle machine (it spins
+  // while the submitter is still returning to Python) and costs the hand-offs
+  // caller runs avoids (measured: 38 us instead of 11 us per router round
+  // trip). So a worker gives a lane callers may serve kCallerGraceNs after
+  // its latest push, or until someone owns it, before claiming it itself.
+  void leave_to_caller(const Lane& lane) const {
+    if (!caller_runs || lane.fill_batches.load(std::memory_order_relaxed)) return;
+    const std::int64_t until = lane.last_push_ns.load(std::memory_order_relaxed) + kCallerGraceNs;
+    spin_until([&] { return lane.schedule.owned() || stopping.load(std::memory_order_relaxed); }, until);
   }
 
   bool run_as_caller(std::size_t id) {

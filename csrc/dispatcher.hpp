@@ -10,7 +10,10 @@
 // priority class) and a sink that hangs on one lane stalls only the thread
 // serving it. A worker that pops the id of a lane a caller owns drops the
 // entry; the caller, when it gives the lane up, reschedules it if requests
-// remain. Idle workers spin for spin_us, then park: an idle worker burns no core.
+// remain. A worker that pops a lane callers may serve leaves it to them until
+// kCallerGraceNs after its latest push (its submitter is likely on its way to
+// result()), or until someone owns it: a bounded wait, then it claims the lane
+// as usual. Idle workers spin for spin_us, then park: an idle worker burns no core.
 //
 // Memory ordering: every change of a lane's LaneSchedule word is a
 // read-modify-write (acq_rel), also a producer's mark after its push when the
@@ -67,6 +70,11 @@ namespace fastroute {
   X(max_lanes, std::size_t, 1024, 1, 1 << 16)           \
   X(spin_us, std::int64_t, 20, 0, 1'000'000)            \
   X(caller_runs, std::int64_t, 1, 0, 1)
+
+// How long after a lane's latest push a worker leaves the lane to a caller
+// about to serve it (see Dispatcher's leave_to_caller): about the time a
+// submitter takes from its push to result() on the router's native path.
+inline constexpr std::int64_t kCallerGraceNs = 5'000;
 
 struct DispatchConfig {
 #define FASTROUTE_SETTING_FIELD(name, type, fallback, lowest, highest) type name = fallback;
