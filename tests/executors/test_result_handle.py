@@ -286,3 +286,57 @@ def test_cancelling_the_awaiting_task_cancels_the_queued_request(executor):
 
 async def _await(handle):
     return await handle
+
+
+def test_the_awaited_future_cancels_the_request_itself_without_a_done_callback():
+    """No per-request watch (bound method + copied Context) on the asyncio future: its own
+    cancel() cancels the handle, whoever calls it (a task, gather, wait_for, the user)."""
+
+    async def main():
+        handle = ResultHandle()
+        future = handle.asyncio_future()
+        assert isinstance(future, asyncio.Future) and future.get_loop() is asyncio.get_running_loop()
+        assert not future._callbacks  # nothing added per request
+        assert future.cancel("stop") and future.cancelled()
+        assert handle.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            await future
+
+        gathered = ResultHandle()
+        outer = asyncio.gather(gathered.asyncio_future())
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        assert gathered.cancelled()
+
+        timed_out = ResultHandle()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(timed_out.asyncio_future(), 0.01)
+        assert timed_out.cancelled()
+
+    asyncio.run(main())
+
+
+def test_a_delivered_future_no_longer_reaches_its_handle():
+    async def main():
+        handle = ResultHandle()
+        future = handle.asyncio_future()
+        settle_later(handle, "kept", delay_s=0.0)
+        assert await future == "kept"
+        assert not future.cancel()  # done: nothing to cancel, the handle keeps its result
+        return handle
+
+    handle = asyncio.run(main())
+    assert handle.result(0) == "kept" and not handle.cancelled()
+
+
+def test_a_handle_awaited_once_is_collected_with_its_future():
+    async def main() -> weakref.ref:
+        handle = ResultHandle()
+        future = handle.asyncio_future()  # handle -> future -> handle until delivered
+        del future
+        return weakref.ref(handle)
+
+    ref = asyncio.run(main())
+    gc.collect()
+    assert ref() is None

@@ -62,7 +62,8 @@ _EXIT_JOIN_TIMEOUT_S = 2.0
 
 #: One queued request: (handle, input, spec, deadline_ns, waiting), read by unpacking into
 #: named locals. A plain tuple, not a NamedTuple: building one costs ~0.5 us more per
-#: request (measured), about as much as creating the request's handle.
+#: request (measured), about as much as creating the request's handle. The same tuple is
+#: WaitingRequests' entry for the request (waiting.py reads its handle and spec).
 Request = tuple[ResultHandle, Any, ModelSpec, int, WaitingRequests]
 
 
@@ -470,8 +471,8 @@ class CPUExecutor:
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
         future = ResultHandle(self._wait_spin_ns, self._callers_run_on, lane)
         waiting = self._waiting
-        waiting.add(future, spec.name, None if deadline_ns == _NO_DEADLINE else deadline_ns)
         request: Request = (future, x, spec, deadline_ns, waiting)
+        waiting.add(request, None if deadline_ns == _NO_DEADLINE else deadline_ns)
         status = self._core.push(lane, request, high, deadline_ns, timeout_s)
         if status != _PUSH_ACCEPTED:
             waiting.claim(future)  # never queued: nothing else may end it

@@ -19,13 +19,15 @@ import itertools
 import threading
 import time
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 from .handles import ResultHandle
 
 __all__ = ["WaitingRequests", "fail_unstarted"]
 
 _MIN_COMPACT = 1024  # deadline entries kept before ended requests are swept out of the heap
+# Where a request (the executor's queued tuple, cpu.Request) holds its handle and its model spec.
+_HANDLE, _SPEC = 0, 2
 
 
 def fail_unstarted(future: ResultHandle, error: BaseException) -> None:
@@ -49,9 +51,10 @@ class WaitingRequests:
     ) -> None:
         self._deadline_error = deadline_error
         self._clock = clock
-        # id(future) -> (future, model name): requests no one has claimed. Holding
-        # the future keeps its id unique until it is claimed.
-        self._unclaimed: dict[int, tuple[ResultHandle, str]] = {}
+        # id(future) -> the request (the queued tuple itself, so no entry is built per
+        # request): requests no one has claimed. Holding the future keeps its id unique
+        # until it is claimed.
+        self._unclaimed: dict[int, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # (deadline_ns, tie-breaker, weak reference to the future, model): a heap, guarded by _lock
@@ -60,13 +63,15 @@ class WaitingRequests:
         self._compact_at = _MIN_COMPACT  # guarded by _lock
         self._watching = False  # a watch thread runs; guarded by _lock
 
-    def add(self, future: ResultHandle, model: str, deadline_ns: int | None) -> None:
-        """Register a request about to be queued; ``deadline_ns`` (absolute, or None) is watched."""
-        self._unclaimed[id(future)] = (future, model)
+    def add(self, request: tuple[Any, ...], deadline_ns: int | None) -> None:
+        """Register a request about to be queued (the executor's tuple: its handle first, its
+        model spec third); ``deadline_ns`` (absolute, or None) is watched."""
+        future = request[_HANDLE]
+        self._unclaimed[id(future)] = request
         if deadline_ns is None:
             return
         with self._lock:
-            entry = (deadline_ns, next(self._order), weakref.ref(future), model)
+            entry = (deadline_ns, next(self._order), weakref.ref(future), request[_SPEC].name)
             heapq.heappush(self._deadlines, entry)
             if len(self._deadlines) > self._compact_at:
                 self._drop_ended()
@@ -82,9 +87,10 @@ class WaitingRequests:
 
     def fail_all(self, error: Callable[[str], BaseException]) -> None:
         """Claim and fail every waiting request with ``error(model)``; stop watching deadlines."""
-        for future, model in list(self._unclaimed.values()):
+        for request in list(self._unclaimed.values()):
+            future = request[_HANDLE]
             if self.claim(future):
-                fail_unstarted(future, error(model))
+                fail_unstarted(future, error(request[_SPEC].name))
         self.close()
 
     def close(self) -> None:
