@@ -66,10 +66,6 @@ std::int64_t deadline_after(const py::object& timeout) {
 
 class ResultHandle;
 void settle_awaiting(const py::list& handles);
-const py::object& awaiting_future_type();
-
-// The AwaitingFuture slot naming the handle that sets it (None once delivered).
-constexpr const char* kAwaitedHandle = "_handle";
 
 // The handles settled on this thread while an AwaitingCompletions is alive, by loop.
 thread_local GroupsByKey<PyObject*, py::object>* awaiting_batch = nullptr;
@@ -144,20 +140,19 @@ class ResultHandle {
 
   // An asyncio future on the running loop, set when this handle is (on that
   // loop); cancelling it (the awaiting task was cancelled) cancels the request.
-  // An AwaitingFuture: its own cancel() cancels the request, so no done-callback
-  // (a bound method and a copied Context per request) watches for it.
   py::object asyncio_future(py::handle self) {
     py::object loop = names().get_running_loop();
+    py::object future = loop.attr("create_future")();
     if (done()) {
-      py::object future = loop.attr("create_future")();
       copy_outcome_to(future);
-      return future;
+    } else if (!awaiting_.is_none()) {  // a second awaiter: through the bridge (rare)
+      return names().wrap_future(as_future(self));
+    } else {
+      loop_ = std::move(loop);
+      awaiting_ = future;
+      cancel_watch_ = self.attr("_cancel_if_cancelled");
+      future.attr("add_done_callback")(cancel_watch_);
     }
-    if (!awaiting_.is_none()) return names().wrap_future(as_future(self));  // a second awaiter: through the bridge (rare)
-    py::object future = awaiting_future_type()();  // on the running loop
-    future.attr(kAwaitedHandle) = self;
-    loop_ = std::move(loop);
-    awaiting_ = future;
     return future;
   }
 
@@ -169,9 +164,9 @@ class ResultHandle {
   void deliver_to_awaiting() {
     py::object future = std::exchange(awaiting_, py::none());
     loop_ = py::none();
-    if (future.is_none()) return;
-    future.attr(kAwaitedHandle) = py::none();  // ends the cycle; a cancel from here on is the future's alone
-    if (!future.attr("done")().cast<bool>()) copy_outcome_to(future);
+    if (future.is_none() || future.attr("done")().cast<bool>()) return;
+    future.attr("remove_done_callback")(std::exchange(cancel_watch_, py::none()));
+    copy_outcome_to(future);
   }
 
   // A concurrent.futures.Future mirroring this handle (made on first call):
@@ -199,7 +194,7 @@ class ResultHandle {
   }
 
   int traverse(visitproc visit, void* arg) const {
-    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &bridge_, &condition_, &waiters_,
+    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
                                    &dispatcher_owner_}) {
       Py_VISIT(held->ptr());
     }
@@ -213,7 +208,7 @@ class ResultHandle {
   void clear() {
     callbacks_.clear();
     dispatcher_ = nullptr;
-    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &bridge_, &condition_, &waiters_,
+    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
                              &dispatcher_owner_}) {
       *held = py::none();
     }
@@ -403,6 +398,7 @@ class ResultHandle {
   std::vector<Callback> callbacks_;  // guarded by the GIL
   py::object loop_ = py::none();       // the loop awaiting this handle; guarded by the GIL
   py::object awaiting_ = py::none();   // its asyncio future; guarded by the GIL
+  py::object cancel_watch_ = py::none();  // the done-callback on awaiting_; guarded by the GIL
   py::object bridge_ = py::none();     // as_future()'s Future; guarded by the GIL
   py::object condition_ = py::none();  // made for concurrent.futures.wait; guarded by the GIL
   py::object waiters_ = py::none();    // its waiters (installed under condition_)
@@ -418,33 +414,6 @@ class ResultHandle {
 ResultHandle* constructed(PyObject* self) noexcept {
   if (!py::detail::is_holder_constructed(self)) return nullptr;
   return &py::cast<ResultHandle&>(py::handle(self));
-}
-
-// asyncio.Future subclass (made once): what `await handle` awaits. Its cancel()
-// (a task awaiting it cancelled, asyncio.gather or wait_for cancelling it)
-// also cancels the request while the future still names its handle.
-py::object make_awaiting_future_type() {
-  const py::object base = py::module_::import("asyncio").attr("Future");
-  py::dict body;
-  body["__slots__"] = py::make_tuple(kAwaitedHandle);
-  body["__module__"] = "fastroute._core";
-  body["__doc__"] = "An asyncio future set by a ResultHandle; cancelling it cancels the request if not started.";
-  py::object type = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(&PyType_Type))(
-      "AwaitingFuture", py::make_tuple(base), body);
-  type.attr("cancel") = py::cpp_function(
-      [base_cancel = base.attr("cancel")](const py::object& self, const py::object& msg) {
-        if (!base_cancel(self, msg).cast<bool>()) return false;
-        const py::object handle = self.attr(kAwaitedHandle);
-        if (!handle.is_none()) handle.cast<ResultHandle&>().cancel(handle);
-        return true;
-      },
-      py::is_method(type), py::name("cancel"), py::arg("msg") = py::none());
-  return type;
-}
-
-const py::object& awaiting_future_type() {
-  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> stored;
-  return stored.call_once_and_store_result(make_awaiting_future_type).get_stored();
 }
 
 void settle_awaiting(const py::list& handles) {
