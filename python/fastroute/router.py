@@ -20,7 +20,7 @@ from .decision.load_aware import LoadAware, live_columns
 from .errors import FastrouteError, InvalidInput, Overloaded, RouterClosed
 from .executors.handles import ResultHandle
 from .executors.resilience import Resilience
-from .library.catalog import Candidates
+from .library.catalog import Candidates, Resolved
 from .library import config as config_files
 from .library.leases import Lease, run_leased
 from .library.registry import Registry
@@ -233,8 +233,7 @@ class Router:
         With ``return_decision=True``: ``(result, decision)``, the decision's
         ``id`` ready for :meth:`feedback`.
         """
-        held = None if features else self._fast_path.hold(
-            self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+        held = self._native_hold(x, hint, features)
         if held is not None:
             result = held[1].run_held(x)
             return (result, held[0]) if return_decision else result
@@ -408,7 +407,7 @@ class Router:
         try:
             executor = self._running_executor()
             # No Decision: the caller never sees it (nor its feedback id), so none is made or recorded.
-            resolved = self._fast_path.hold_only(self._policy, self.feedback_store, x, hint, self.route_stages)
+            resolved = self._fast_path.hold_only(self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
         except Exception as error:  # noqa: BLE001 - raised where the caller awaits
             return _raising(error)
         if resolved is None:  # the general path decides
@@ -607,13 +606,21 @@ class Router:
         it was never queued). On the native path ``end`` is the version's native hold
         count (no experiment, no shadow: nothing to observe), dropped without a Python
         frame; a lease is settled with the outcome."""
-        held = None if features else self._fast_path.hold(
-            self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+        held = self._native_hold(x, hint, features)
         if held is not None:
             decision, resolved = held
             return decision, resolved.spec, resolved.in_flight.holds, ()
         decision, lease = self._decide_leased(x, hint, key, features, under_load)
         return decision, lease.spec, self._settle, (lease, x)
+
+    def _native_hold(
+        self, x: Any, hint: str | None, features: Mapping[str, float] | None
+    ) -> tuple[Decision, Resolved] | None:
+        """The native path's decision and held version for ``x``, or None when the
+        general path decides (features given per request, or the native path declines)."""
+        if features:
+            return None
+        return self._fast_path.hold(self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
 
     def _decide_leased(
         self,
