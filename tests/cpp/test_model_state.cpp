@@ -262,9 +262,11 @@ void dispatcher_keeps_live_state() {
   config.max_batch = 4;
   config.max_delay_us = 0;
   std::atomic<bool> release{false};
+  std::atomic<bool> holding{false};  // the worker holds a whole batch in the sink, waiting for release
   std::atomic<int> batches{0};
   Dispatcher dispatcher(config, [&](BatchStream& stream) {
     do {
+      holding = true;
       while (!release.load()) std::this_thread::yield();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
       std::size_t even = 0;  // the even payloads "fail", however the requests were batched
@@ -282,8 +284,11 @@ void dispatcher_keeps_live_state() {
   CHECK(s.service.failed == 2 && s.service.error_rate > 0 && s.service.error_rate < 1);
   CHECK(s.service.request_ns > 0 && s.service.batch_ns >= s.service.request_ns);
   release = false;
+  holding = false;
   for (Payload p = 0; p < 9; ++p) CHECK(dispatcher.try_push(lane, p, Priority::kNormal) == PushStatus::kAccepted);
-  while (dispatcher.stats(lane).in_flight == 0) std::this_thread::yield();  // the worker holds a batch
+  // Waiting for the sink, not for in_flight > 0: a worker still collecting its batch
+  // (slow under ASan) could take the high-priority request pushed next into it.
+  while (!holding.load()) std::this_thread::yield();
   CHECK(dispatcher.try_push(lane, 9, Priority::kHigh) == PushStatus::kAccepted);
   s = dispatcher.stats(lane);
   const double per_request = s.service.request_ns;
