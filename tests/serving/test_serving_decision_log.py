@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from fastroute import FEATURE_NAMES
 from fastroute.errors import ConfigError, InvalidInput
 from fastroute.serving.decision_log import DecisionLog, read_log, rotated_path
+from helpers import settled_native_thread_count
 
 
 def decision(i: int) -> dict:
@@ -58,8 +60,18 @@ def test_files_rotate_by_size_keeping_the_newest(tmp_path: Path) -> None:
     assert ids[-1] == "d1999" and ids == sorted(ids, key=lambda s: int(s[1:]))  # the newest, in order
 
 
-def test_parquet(tmp_path: Path) -> None:
+@pytest.fixture
+def parquet() -> Iterator[None]:
+    """pyarrow, imported before counting (its import starts jemalloc's background thread once
+    per process); at teardown, writing and reading a log must have left no native thread:
+    pyarrow's process-wide CPU and I/O pools would keep theirs for the rest of the process."""
     pytest.importorskip("pyarrow", reason="Parquet decision logs need pyarrow")
+    threads_before = settled_native_thread_count()
+    yield
+    assert settled_native_thread_count(threads_before, timeout=1.0) == threads_before, "pyarrow left native threads"
+
+
+def test_parquet(tmp_path: Path, parquet: None) -> None:
     path = tmp_path / "decisions.parquet"
     log = DecisionLog(path)
     for i in range(3):

@@ -241,11 +241,7 @@ def read_log(paths: list[Path], progress: Any = None) -> LoggedDecisions:
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for row in pq.read_table(path).to_pylist():
-            extra = row.pop("extra")
-            yield {**{k: v for k, v in row.items() if v is not None}, **(json.loads(extra) if extra else {})}
+        yield from _parquet_records(path)
         return
     try:
         with open(path, encoding="utf-8") as lines:
@@ -257,3 +253,16 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
                         raise InvalidInput(f"{path}:{number}: not a JSON record: {error}") from None
     except OSError as error:
         raise InvalidInput(f"cannot read decision log {path}: {error.strerror}") from None
+
+
+def _parquet_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet log, one row group at a time, decoded on this thread: with its default
+    ``use_threads``/``pre_buffer``, pyarrow would start its process-wide CPU and I/O thread
+    pools, whose threads then stay for the rest of the caller's process."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, pre_buffer=False) as parquet:
+        for batch in parquet.iter_batches(use_threads=False):
+            for row in batch.to_pylist():
+                extra = row.pop("extra")
+                yield {**{k: v for k, v in row.items() if v is not None}, **(json.loads(extra) if extra else {})}
