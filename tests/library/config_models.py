@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 
@@ -42,3 +44,30 @@ def make_recorder(**kwargs: Any):
 
 def broken(x: Any) -> Any:
     raise RuntimeError("always fails")
+
+
+class Gate:
+    """A model that answers its name after ``seconds``, and blocks while its gate is closed
+    (a test holds a queue with it: requests pile up behind the one running)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds = name, seconds
+        self.open = threading.Event()
+        self.open.set()
+
+    def __call__(self, x: Any) -> str:
+        self.open.wait(30)
+        time.sleep(self.seconds)
+        return self.name
+
+
+BIG = Gate("big", 0.002)
+SMALL = Gate("small", 0.0001)
+
+
+def make_net(inputs: int, outputs: int, seed: int = 0) -> Any:
+    """A torch Linear layer with seeded weights (the CUDA executor moves it to its device)."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Linear(inputs, outputs)

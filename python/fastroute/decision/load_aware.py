@@ -46,7 +46,10 @@ from .. import _core
 from ..errors import DeadlineExceeded, Overloaded, PolicyError
 from .base import Choice, Policy
 
-__all__ = ["ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "live_columns", "load_feature", "parse_load_feature"]
+__all__ = [
+    "ClassWeights", "LoadAware", "LOAD_FEATURES", "LOAD_REASONS", "check_quality", "live_columns", "load_feature",
+    "parse_load_feature",
+]
 
 #: Why a load-aware decision went where it did (the ``reason`` prefix of its Choice).
 LOAD_REASONS: tuple[str, ...] = _core.CHOICE_REASONS
@@ -91,6 +94,16 @@ def live_columns(columns: Sequence[str], state_of: Callable[[str], Mapping[str, 
                 states[model] = state_of(model)
             values[column] = states[model].get(feature, math.nan)
     return values
+
+
+def check_quality(quality: Mapping[str, float]) -> dict[str, float]:
+    """``quality`` (model name -> predicted quality) as a dict, or PolicyError naming a value
+    that is not a finite number."""
+    checked = dict(quality)
+    for name, value in checked.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PolicyError(f"quality[{name!r}] must be a finite number, got {value!r}")
+    return checked
 
 
 @dataclass(frozen=True)
@@ -150,10 +163,7 @@ class LoadAware(Policy):
         if not isinstance(policy, Policy):
             raise PolicyError(f"LoadAware wraps a fastroute Policy, got {type(policy).__name__}")
         self.policy = policy
-        self.quality = dict(quality)
-        for name, value in self.quality.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PolicyError(f"quality[{name!r}] must be a finite number, got {value!r}")
+        self.quality = check_quality(quality)
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         for name, value in self.weights.items():
             if name not in DEFAULT_WEIGHTS:

@@ -37,7 +37,10 @@ Example (YAML)::
         modality: text
         versions:
           "1": {model: "mymodels:keyword_sentiment"}
-    policy: {use: ByModality}
+    policy:
+      use: ByModality
+      load_aware: {quality: {sentiment: 0.9, keywords: 0.7}}   # optional: LoadAware around it
+    executor: {threads: 4, max_batch: 32}   # optional; with ray: {...} or cuda: {...}
 
 pydantic and PyYAML come with the ``config`` extra and are imported only here.
 """
@@ -57,8 +60,10 @@ import numpy as np
 from .. import decision as policies
 from ..analyzer import MODALITIES
 from ..decision.compiled import check_servable
+from ..decision.load_aware import DEFAULT_WEIGHTS, LATE_POLICIES, ClassWeights, LoadAware, check_quality
 from ..errors import ConfigError, FastrouteError, PolicyError
 from ..executors.config import ExecutorConfig
+from ..executors.cuda import cuda_index
 from ..executors.remote import RAY_DEVICE, RemoteModel
 from ..executors.resilience import check_fallbacks
 from .config_text import check_value_size, read_config_file
@@ -115,13 +120,17 @@ def _fallbacks(config: Any, path: Path) -> dict[str, tuple[str, ...]]:
         raise ConfigError(f"{path}: models: {error}") from None
 
 
+#: pydantic's error types for a key the schema does not have (a model's; a dataclass's, such as ClassWeights).
+_UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
+
+
 def _first_problem(problems: list[Any], top: Any) -> str:
     """The problem to report, unknown keys first: a misspelt key also makes the right one look missing."""
-    problems = sorted(problems, key=lambda problem: problem["type"] != "extra_forbidden")
+    problems = sorted(problems, key=lambda problem: problem["type"] not in _UNKNOWN_KEY)
     first = problems[0]
     where = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"]
-    if first["type"] == "extra_forbidden":
+    if first["type"] in _UNKNOWN_KEY:
         message = "unknown key"
         if len(first["loc"]) == 1:
             message += f"; expected one of {', '.join(top.model_fields)}"
@@ -311,6 +320,7 @@ def _build_shadow(shadow: Any, resolved: dict[str, Any]) -> Shadow | None:
 
 
 def _build_policy(policy: Any, resolved: dict[str, Any], path: Path) -> policies.Policy:
+    """``policy.use`` built with ``policy.args``, wrapped in LoadAware when the file has ``policy.load_aware``."""
     cls = resolved[policy.use] if ":" in policy.use else getattr(policies, policy.use)
     built = _call(path, "policy", cls, **policy.args)
     if not isinstance(built, policies.Policy):
@@ -319,28 +329,45 @@ def _build_policy(policy: Any, resolved: dict[str, Any], path: Path) -> policies
         check_servable(built)
     except PolicyError as error:
         raise ConfigError(f"{path}: policy: {error}") from None
-    return built
+    if policy.load_aware is None:
+        return built
+    return _call(path, "policy.load_aware", LoadAware, built, **_given(policy.load_aware))
+
+
+def _given(section: Any) -> dict[str, Any]:
+    """The keys a file gave in ``section``, as keyword arguments: a key left out takes the
+    default of the class it configures (defined there, never restated here)."""
+    return {name: getattr(section, name) for name in section.model_fields_set}
 
 
 def _check_policy_models(policy: policies.Policy, model_names: Iterable[str], path: Path) -> None:
-    """A compiled policy may only route to models the file declares."""
-    unknown = sorted(set(getattr(policy, "models", ())) - set(model_names))
+    """A compiled policy may only route to models the file declares (LoadAware: its wrapped policy)."""
+    routing = policy.policy if isinstance(policy, LoadAware) else policy
+    unknown = sorted(set(getattr(routing, "models", ())) - set(model_names))
     if unknown:
         raise ConfigError(f"{path}: policy: routes to models not under 'models': {unknown}")
 
 
 def _build_executor(executor: Any, path: Path) -> Any:
-    """A CPUExecutor, or a RayExecutor when the file has an ``executor.ray`` section."""
+    """A CPUExecutor; a RayExecutor with an ``executor.ray`` section, a CUDAExecutor with ``executor.cuda``."""
     try:
         from ..executors import CPUExecutor
     except ImportError as error:
         raise ConfigError(f"{path}: executor: this build has no dispatch runtime: {error}") from None
-    settings = executor.model_dump(exclude={"ray"})
-    if executor.ray is None:
-        return _call(path, "executor", CPUExecutor, **settings)
-    from ..executors.ray_actors import RayExecutor
+    settings = executor.model_dump(exclude=_ELSEWHERE_SECTIONS)
+    if executor.ray is not None:
+        from ..executors.ray_actors import RayExecutor
 
-    return _call(path, "executor.ray", RayExecutor, **settings, **executor.ray.model_dump())
+        return _call(path, "executor.ray", RayExecutor, **settings, **executor.ray.model_dump())
+    if executor.cuda is not None:
+        from ..executors.cuda import CUDAExecutor
+
+        return _call(path, "executor.cuda", CUDAExecutor, **settings, **_given(executor.cuda))
+    return _call(path, "executor", CPUExecutor, **settings)
+
+
+#: The executor section's subsections naming where some models run; the rest are queue settings.
+_ELSEWHERE_SECTIONS = {"ray", "cuda"}
 
 
 def _start_elsewhere(executor: Any, plans: dict[str, ModelPlan], path: Path) -> None:
@@ -426,6 +453,35 @@ def _check_references(config: Any, path: Path) -> None:
             must_exist("canary.candidate", model.canary.candidate)
         if model.shadow is not None:
             must_exist("shadow.version", model.shadow.version)
+        for version, definition in model.versions.items():
+            _check_device(path, f"{where}.versions.{version}.device", definition.device, config.executor)
+    _check_executor_and_load_aware(config, path)
+
+
+def _check_executor_and_load_aware(config: Any, path: Path) -> None:
+    """One place to run models elsewhere; LoadAware's quality only for the file's models."""
+    executor = config.executor
+    if executor is not None and executor.ray is not None and executor.cuda is not None:
+        raise ConfigError(f"{path}: executor: give 'ray' or 'cuda', not both (one executor runs a router's models)")
+    load_aware = config.policy.load_aware
+    unknown = sorted(set(load_aware.quality) - set(config.models)) if load_aware is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{path}: policy.load_aware.quality: names models not under 'models': {unknown}; models: {list(config.models)}"
+        )
+
+
+def _check_device(path: Path, where: str, device: str, executor: Any) -> None:
+    """A version on a GPU needs the CUDA executor: on a CPUExecutor it would run in process, on the CPU."""
+    try:
+        on_gpu = cuda_index(device) is not None
+    except FastrouteError as error:
+        raise ConfigError(f"{path}: {where}: {error}") from None
+    if on_gpu and (executor is None or executor.cuda is None):
+        raise ConfigError(
+            f"{path}: {where}: {device!r} models run on the CUDA executor; add 'executor: {{cuda: {{}}}}' "
+            "(the 'cuda' extra: PyTorch)"
+        )
 
 
 def _check_values(config: Any, path: Path) -> None:
@@ -437,6 +493,16 @@ def _check_values(config: Any, path: Path) -> None:
             "(or load, with args {path: ...}, for a saved policy), or an import path 'package.module:Class'"
         )
     check_value_size(config.policy.args, f"{path}: policy.args")
+    if use == LoadAware.__name__:
+        raise ConfigError(
+            f"{path}: policy.use: LoadAware wraps another policy: name that policy in 'use' and give LoadAware's "
+            "settings under 'load_aware', e.g. policy: {use: ByModality, load_aware: {quality: {big: 0.9, small: 0.7}}}"
+        )
+    if config.policy.load_aware is not None:
+        try:
+            check_quality(config.policy.load_aware.quality)
+        except PolicyError as error:
+            raise ConfigError(f"{path}: policy.load_aware.quality: {error}") from None
     for name, model in config.models.items():
         for version, definition in model.versions.items():
             where = f"{path}: models.{name}.versions.{version}"
@@ -445,7 +511,7 @@ def _check_values(config: Any, path: Path) -> None:
             check_value_size(definition.warmup, f"{where}.warmup")
     if config.executor is not None:
         try:
-            ExecutorConfig(**config.executor.model_dump(exclude={"ray"}))
+            ExecutorConfig(**config.executor.model_dump(exclude=_ELSEWHERE_SECTIONS))
         except ConfigError as error:
             raise ConfigError(f"{path}: executor: {error}") from None
 
@@ -474,7 +540,7 @@ def _schema() -> Any:
 
 def _define_schema() -> Any:
     from types import SimpleNamespace
-    from typing import Annotated
+    from typing import Annotated, Literal
 
     from pydantic import (
         BaseModel,
@@ -565,18 +631,36 @@ def _define_schema() -> Any:
         actor_options: dict[str, Any] = {}
         retry_dead: bool = True
 
+    class CudaConfig(Strict):
+        """Keyword arguments of ``fastroute.executors.cuda.CUDAExecutor`` beyond the queue settings
+        (only those given are passed: its defaults apply); its ``device: cuda[:N]`` versions run on GPUs."""
+
+        graphs: bool | None = None
+
     # Keyword arguments of ``fastroute.executors.CPUExecutor``: the settings, defaults and
-    # bounds of its ExecutorConfig (defined once, in C++); with ``ray``, a RayExecutor's.
+    # bounds of its ExecutorConfig (defined once, in C++); with ``ray``, a RayExecutor's;
+    # with ``cuda``, a CUDAExecutor's.
     ExecutorConfig = create_model(  # noqa: N806 - a class
         "ExecutorConfig",
         __base__=Strict,
         ray=(RayConfig | None, None),
+        cuda=(CudaConfig | None, None),
         **{name: (int, Field(default, ge=low, le=high)) for name, default, low, high in executor_settings()},
     )
+
+    class LoadAwareConfig(Strict):
+        """Keyword arguments of ``fastroute.LoadAware`` around the policy ``use`` names (only those
+        given are passed: its defaults apply). ``weights`` entries are ClassWeights, validated by it."""
+
+        quality: dict[Name, float] = Field(min_length=1)
+        weights: dict[Literal[tuple(DEFAULT_WEIGHTS)], ClassWeights] | None = None  # type: ignore[valid-type]
+        on_late: Literal[LATE_POLICIES] | None = None  # type: ignore[valid-type]
+        seed: int | None = None
 
     class PolicyConfig(Strict):
         use: Name = "ByModality"
         args: dict[str, Any] = {}
+        load_aware: LoadAwareConfig | None = None
 
     class RouterConfig(Strict):
         models: dict[Name, ModelConfig] = Field(min_length=1)
