@@ -171,14 +171,16 @@ def test_canary_rolls_back_at_once_when_errors_rise(monkeypatch: pytest.MonkeyPa
         router.models.conclude_canary("m")
 
 
-def test_canary_rolls_back_before_min_samples_once_errors_are_conclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_canary_rolls_back_before_min_samples_once_errors_are_significant(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     candidate = Degrading(clock, 0.010, failing_after=0)  # every 4th call fails from the start
     router, canary = canary_router(monkeypatch, Degrading(clock, 0.010), candidate, clock)
     drive(router, 1000)
     assert [e.action for e in canary.history] == ["start", "rollback"]
     assert candidate.calls < canary.thresholds.min_samples, "rolled back without waiting for a full step"
-    assert re.fullmatch(r"error rate 0\.0\d+ after \d+ requests > stable 0\.0000 \+ 0\.02", canary.history[-1].reason)
+    assert re.fullmatch(
+        r"error rate 0\.\d+ after \d+ requests > stable 0\.0000 \+ 0\.02 \(p=\S+ < 0\.00021\)", canary.history[-1].reason
+    )  # 0.05 / 3 steps / (2 x 40 early tests)
 
 
 def test_canary_rolls_back_when_latency_rises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,7 +192,7 @@ def test_canary_rolls_back_when_latency_rises(monkeypatch: pytest.MonkeyPatch) -
     assert canary.state == "rolled_back"
     last = canary.history[-1]
     assert last.action == "rollback"
-    assert re.fullmatch(r"latency q0.5 0\.0[23]s > stable 0.01s x 1.2", last.reason), last.reason
+    assert re.fullmatch(r"latency q0.5 0\.0[23]s > stable 0.01s x 1.2 \(p=\S+ < 0\.0042\)", last.reason), last.reason
 
 
 def test_decision_says_which_split_version_served(monkeypatch: pytest.MonkeyPatch) -> None:

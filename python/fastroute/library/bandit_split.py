@@ -10,8 +10,10 @@ the traffic. A version earns reward 1 for a request that succeeded (and, with
 ``latency_target``, finished within it), 0 otherwise; :meth:`record` adds
 rewards in [0, 1] from elsewhere (answer quality).
 
-Guarantees, as Canary's: a version whose error rate is conclusively worse
-than ``stable``'s by more than ``max_error_increase`` is rolled back at once
+Guarantees: a version whose error rate is conclusively worse than
+``stable``'s by more than ``max_error_increase`` (its rate over ``min_samples``
+can no longer end below the limit; a fixed margin, without the significance
+test :class:`~fastroute.library.experiments.Canary` applies) is rolled back at once
 (it gets no more traffic); when the best version's probability of being best
 reaches ``promote_at`` (every active version having ``min_samples``
 requests) it is promoted and takes all traffic. Every transition is in

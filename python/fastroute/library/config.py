@@ -300,6 +300,7 @@ def _build_experiment(where: str, model: Any, path: Path) -> Experiment | None:
             max_error_increase=canary.max_error_increase,
             max_latency_ratio=canary.max_latency_ratio,
             latency_quantile=canary.latency_quantile,
+            significance=canary.significance,
         )
         return Canary(canary.stable, canary.candidate, thresholds=thresholds, name=f"{where}.canary", rng=_rng(canary.seed))
     return None
@@ -601,6 +602,7 @@ def _define_schema() -> Any:
         max_error_increase: float = CanaryThresholds.max_error_increase
         max_latency_ratio: float = CanaryThresholds.max_latency_ratio
         latency_quantile: float = CanaryThresholds.latency_quantile
+        significance: float = CanaryThresholds.significance
         seed: int | None = None
 
     class ShadowConfig(Strict):

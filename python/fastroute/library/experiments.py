@@ -2,7 +2,8 @@
 
 - :class:`Split` spreads traffic over versions by weight, sticky per request key.
 - :class:`Canary` steps a candidate's share up while it measures no worse than
-  the stable version, and rolls it back at once when it measures worse.
+  the stable version, and rolls it back at once when it measures significantly
+  worse (one-sided exact tests on errors and on a latency quantile).
 - :class:`Shadow` mirrors a share of requests to a candidate off the request
   path, records and compares its results, and never returns them.
 
@@ -37,8 +38,12 @@ __all__ = [
     "CanaryThresholds",
     "Experiment",
     "Shadow",
+    "MIN_ABOVE_QUANTILE",
     "ShadowRecord",
     "Split",
+    "hypergeometric_tail",
+    "more_often",
+    "slower_at_quantile",
 ]
 
 
@@ -126,16 +131,40 @@ class Split(Experiment):
             return self._verdicts[index][key is not None]
 
 
+#: Fewest requests per version expected above the latency quantile at a judgement
+#: (``min_samples * (1 - latency_quantile)``): below it the quantile test has no power.
+MIN_ABOVE_QUANTILE = 5
+
+
 @dataclass(frozen=True)
 class CanaryThresholds:
     """How a canary steps and what counts as worse than stable.
 
     At each step in ``steps`` (increasing shares in (0, 1)) the candidate is
     judged once both versions have ``min_samples`` finished requests in the
-    step. It is worse when its error rate exceeds stable's by more than
-    ``max_error_increase`` (absolute), or its ``latency_quantile`` latency
-    exceeds stable's times ``max_latency_ratio``. Passing the last step
-    promotes it to all traffic.
+    step; passing the last step promotes it to all traffic. It is worse, and
+    rolled back, when it is worse both by more than a margin and significantly
+    (so a small window does not roll back on noise):
+
+    - errors: its error rate exceeds stable's by more than ``max_error_increase``
+      (absolute) and a one-sided Fisher exact test says it errs more often
+      than stable. Errors are also tested before the step's end, on each
+      candidate outcome once stable has ``min_samples``, so a failing
+      candidate is rolled back as soon as the evidence is in.
+    - latency (at the step's end): its ``latency_quantile`` latency exceeds
+      stable's times ``max_latency_ratio`` and a one-sided quantile test says
+      so: Mood's median test generalised to that quantile, comparing how many
+      of its latencies and of stable's (times ``max_latency_ratio``) lie above
+      their pooled quantile, by a Fisher exact test.
+
+    ``significance`` bounds the chance that a candidate no worse than stable
+    (no more errors; latencies within ``max_latency_ratio``) is ever rolled
+    back, over the whole canary (a union bound, so the true rate is lower):
+    each step has ``significance / len(steps)``, half for its end (a quarter
+    each for errors and latency) and half shared by the at most
+    ``min_samples`` early error tests. The latency test needs requests above
+    the quantile: ``min_samples * (1 - latency_quantile)`` must be at least
+    :data:`MIN_ABOVE_QUANTILE`.
     """
 
     steps: tuple[float, ...] = (0.05, 0.25, 0.5)
@@ -143,6 +172,7 @@ class CanaryThresholds:
     max_error_increase: float = 0.01
     max_latency_ratio: float = 1.2
     latency_quantile: float = 0.5
+    significance: float = 0.05
 
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
@@ -154,9 +184,27 @@ class CanaryThresholds:
             raise ExperimentError(f"canary max_error_increase must be in [0, 1], got {self.max_error_increase!r}")
         if not self.max_latency_ratio >= 1:
             raise ExperimentError(f"canary max_latency_ratio must be >= 1, got {self.max_latency_ratio!r}")
-        if not 0 < self.latency_quantile <= 1:
-            raise ExperimentError(f"canary latency_quantile must be in (0, 1], got {self.latency_quantile!r}")
+        if not 0 < self.latency_quantile < 1:
+            raise ExperimentError(f"canary latency_quantile must be in (0, 1), got {self.latency_quantile!r}")
+        if not 0 < self.significance < 1:
+            raise ExperimentError(f"canary significance must be in (0, 1), got {self.significance!r}")
+        if self.min_samples * (1 - self.latency_quantile) < MIN_ABOVE_QUANTILE:
+            needed = math.ceil(MIN_ABOVE_QUANTILE / (1 - self.latency_quantile))
+            raise ExperimentError(
+                f"canary min_samples {self.min_samples} leaves fewer than {MIN_ABOVE_QUANTILE} requests per version "
+                f"above latency_quantile {self.latency_quantile:g}, too few to test latency: raise min_samples to "
+                f">= {needed} or lower latency_quantile"
+            )
         object.__setattr__(self, "steps", steps)
+
+    def step_level(self) -> float:
+        """The significance level of each test at a step's end (errors, latency)."""
+        return self.significance / len(self.steps) / 4
+
+    def early_level(self) -> float:
+        """The significance level of each error test before a step's end."""
+        return self.significance / len(self.steps) / (2 * self.min_samples)
+
 
 
 @dataclass(frozen=True)
@@ -187,7 +235,10 @@ class _Arm:
         return self.errors / self.requests
 
     def latency(self, q: float) -> float:
-        return float(np.quantile(np.fromiter(self.latencies, float), q))
+        return float(np.quantile(self.latency_array(), q))
+
+    def latency_array(self) -> np.ndarray:
+        return np.fromiter(self.latencies, float, len(self.latencies))
 
 
 class Canary(Experiment):
@@ -256,22 +307,25 @@ class Canary(Experiment):
             if self._state != "running" or version not in self._arms:
                 return
             self._arms[version].add(ok, latency)
-            event = self._judge()
+            event = self._judge(candidate_outcome=version == self.candidate)
         if event is not None and self._on_event is not None:
             self._on_event(event)
 
     # -- internals (callers hold _lock) ---------------------------------------------
 
-    def _judge(self) -> CanaryEvent | None:
+    def _judge(self, candidate_outcome: bool) -> CanaryEvent | None:
         stable, candidate = self._arms[self.stable], self._arms[self.candidate]
-        needed = self.thresholds.min_samples
-        if stable.requests < needed or candidate.requests == 0:
+        limits = self.thresholds
+        if stable.requests < limits.min_samples or candidate.requests == 0:
             return None
-        worse = self._worse(stable, candidate)
+        if candidate.requests < limits.min_samples:  # early: errors only, one test per candidate outcome
+            worse = self._more_errors(stable, candidate, limits.early_level()) if candidate_outcome else None
+        else:
+            worse = self._more_errors(stable, candidate, limits.step_level()) or self._slower(stable, candidate)
         if worse:
             self._state = "rolled_back"
             return self._move("rollback", 0.0, worse)
-        if candidate.requests < needed:
+        if candidate.requests < limits.min_samples:
             return None
         measured = self._measured(stable, candidate)
         if self._step + 1 == len(self.thresholds.steps):
@@ -280,26 +334,33 @@ class Canary(Experiment):
         self._step += 1
         return self._move("step", self.thresholds.steps[self._step], f"no worse than stable: {measured}")
 
-    def _worse(self, stable: _Arm, candidate: _Arm) -> str | None:
-        """Why the candidate is worse, or None. Errors are judged as soon as they are
-        conclusive: the candidate's rate over ``min_samples`` can only end up at least
-        ``errors / max(requests, min_samples)``; latency waits for ``min_samples``."""
-        limits = self.thresholds
-        error_floor = candidate.errors / max(candidate.requests, limits.min_samples)
-        if error_floor > stable.error_rate + limits.max_error_increase:
-            return (
-                f"error rate {error_floor:.4f} after {candidate.requests} requests > "
-                f"stable {stable.error_rate:.4f} + {limits.max_error_increase:g}"
-            )
-        if candidate.requests < limits.min_samples:
+    def _more_errors(self, stable: _Arm, candidate: _Arm, level: float) -> str | None:
+        """Why the candidate errs more than stable (by over the margin, significantly at ``level``), or None."""
+        margin = self.thresholds.max_error_increase
+        if candidate.error_rate <= stable.error_rate + margin:
             return None
-        q = limits.latency_quantile
-        if candidate.latency(q) > stable.latency(q) * limits.max_latency_ratio:
-            return (
-                f"latency q{q:g} {candidate.latency(q):.6g}s > stable {stable.latency(q):.6g}s "
-                f"x {limits.max_latency_ratio:g}"
-            )
-        return None
+        p = more_often(candidate.errors, candidate.requests, stable.errors, stable.requests)
+        if p >= level:
+            return None
+        return (
+            f"error rate {candidate.error_rate:.4f} after {candidate.requests} requests > "
+            f"stable {stable.error_rate:.4f} + {margin:g} (p={p:.2g} < {level:.2g})"
+        )
+
+    def _slower(self, stable: _Arm, candidate: _Arm) -> str | None:
+        """Why the candidate's latency quantile is over stable's x the ratio (significantly), or None."""
+        limits = self.thresholds
+        q, ratio = limits.latency_quantile, limits.max_latency_ratio
+        candidate_latency, stable_latency = candidate.latency(q), stable.latency(q)
+        if candidate_latency <= stable_latency * ratio:
+            return None
+        p = slower_at_quantile(candidate.latency_array(), stable.latency_array() * ratio, q)
+        if p >= limits.step_level():
+            return None
+        return (
+            f"latency q{q:g} {candidate_latency:.6g}s > stable {stable_latency:.6g}s x {ratio:g} "
+            f"(p={p:.2g} < {limits.step_level():.2g})"
+        )
 
     def _measured(self, stable: _Arm, candidate: _Arm) -> str:
         q = self.thresholds.latency_quantile
@@ -336,6 +397,65 @@ class Canary(Experiment):
     def _fresh_arms(self) -> dict[str, _Arm]:
         window = max(1000, 10 * self.thresholds.min_samples)
         return {self.stable: _Arm(window), self.candidate: _Arm(window)}
+
+
+# -- significance tests -----------------------------------------------------------------------
+
+
+def more_often(hits: int, trials: int, other_hits: int, other_trials: int) -> float:
+    """One-sided Fisher exact test: the p-value of "the first sample's rate (``hits`` of
+    ``trials``) is higher than the second's". Exact for any sample size (no normal
+    approximation), conditional on the total number of hits."""
+    return hypergeometric_tail(hits, trials + other_trials, hits + other_hits, trials)
+
+
+def slower_at_quantile(latencies: np.ndarray, baseline: np.ndarray, q: float) -> float:
+    """One-sided quantile test (Mood's median test at quantile ``q``): the p-value of "the
+    ``q`` quantile of ``latencies`` is above that of ``baseline``". Counts each sample's
+    values above the pooled ``q`` quantile and compares the counts with :func:`more_often`;
+    rank-based, so a few extreme latencies weigh no more than any other above the quantile."""
+    pooled = np.quantile(np.concatenate([latencies, baseline]), q)
+    above, baseline_above = int(np.count_nonzero(latencies > pooled)), int(np.count_nonzero(baseline > pooled))
+    return more_often(above, len(latencies), baseline_above, len(baseline))
+
+
+def hypergeometric_tail(at_least: int, population: int, marked: int, draws: int) -> float:
+    """P(X >= ``at_least``) for X the marked items among ``draws`` taken without replacement
+    from ``population`` items of which ``marked`` are marked. Sums whichever tail is the
+    shorter from its largest term outwards, stopping once the terms no longer count."""
+    low, high = max(0, draws - (population - marked)), min(marked, draws)
+    if at_least <= low:
+        return 1.0
+    if at_least > high:
+        return 0.0
+    unmarked = population - marked
+
+    def up(k: int) -> float:  # P(X = k + 1) / P(X = k)
+        return (marked - k) * (draws - k) / ((k + 1) * (unmarked - draws + k + 1))
+
+    if at_least > draws * marked / population:  # the upper tail, from at_least up
+        k, term = at_least, math.exp(_log_hypergeometric(at_least, marked, unmarked, draws))
+        total = term
+        while k < high and term > total * 1e-17:
+            term *= up(k)
+            k += 1
+            total += term
+        return min(1.0, total)
+    k, term = at_least - 1, math.exp(_log_hypergeometric(at_least - 1, marked, unmarked, draws))
+    below = term  # the lower tail, from at_least - 1 down
+    while k > low and term > below * 1e-17:
+        k -= 1
+        term /= up(k)
+        below += term
+    return max(0.0, 1.0 - below)
+
+
+def _log_hypergeometric(k: int, marked: int, unmarked: int, draws: int) -> float:
+    return _log_choose(marked, k) + _log_choose(unmarked, draws - k) - _log_choose(marked + unmarked, draws)
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
 @dataclass(frozen=True)
