@@ -4,8 +4,8 @@ Rooms: ``config`` (ExecutorConfig, the one definition of the tuning knobs),
 ``cpu`` (CPUExecutor over the C++ dispatcher), ``resilience``
 (fallbacks, retries within a budget, circuit breakers), ``offload`` (the
 stand-in mechanism of executors that run some models elsewhere),
-``ray_actors`` (RayExecutor: ``device="ray"`` models on Ray actors; extra
-``ray``), ``remote`` (RemoteModel: a model built from its import path where
+``ray_actors`` (RayExecutor: ``device="ray"`` models on Ray actors, its own
+settings in RaySettings; extra ``ray``), ``remote`` (RemoteModel: a model built from its import path where
 it runs).
 """
 
@@ -14,13 +14,14 @@ from __future__ import annotations
 from .config import ExecutorConfig
 from .cpu import PRIORITIES, CPUExecutor, QueueStats, ReplicaStats
 from .handles import ResultHandle
-from .ray_actors import ActorStats, RayExecutor
+from .ray_actors import ActorStats, RayExecutor, RaySettings
 from .remote import RemoteModel
 from .resilience import BreakerSettings, Resilience, RetryPolicy
 
 __all__ = [
     "ActorStats",
     "RayExecutor",
+    "RaySettings",
     "RemoteModel",
     "ResultHandle",
     "BreakerSettings",

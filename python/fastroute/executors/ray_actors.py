@@ -27,10 +27,12 @@ is imported on construction only.
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,7 +42,49 @@ from .config import ExecutorConfig
 from .offload import OffloadingExecutor
 from .remote import RAY_DEVICE, build_model
 
-__all__ = ["RAY_DEVICE", "ActorStats", "RayExecutor"]
+__all__ = ["RAY_DEVICE", "ActorStats", "RayExecutor", "RaySettings"]
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """A :class:`RayExecutor`'s own settings (beyond the queue settings of
+    :class:`~fastroute.executors.ExecutorConfig`), validated once: the one definition of their
+    defaults and bounds. RayExecutor's keyword arguments default to these, and a config file's
+    ``executor.ray`` section is this class (its keys, defaults and bounds).
+
+    - ``address``: a Ray cluster (``"host:port"``, ``"ray://host:port"`` or ``"auto"``);
+      None starts (or reuses) a local instance.
+    - ``connect_timeout_s``: longest wait for the cluster at ``address`` to answer.
+    - ``start_timeout_s``: longest wait for a model's actors to be ready.
+    - ``call_timeout_s``: longest wait for one batch call (None: no limit).
+    - ``actor_options``: passed to ``ray.remote`` (``num_cpus``, ``num_gpus``, ``resources``...).
+    - ``retry_dead``: retry a dead actor's batch once on its replacement.
+
+    Timeouts are finite numbers of seconds > 0; anything else is a :class:`~fastroute.ConfigError`.
+    """
+
+    address: str | None = None
+    connect_timeout_s: float = 10.0
+    start_timeout_s: float = 60.0
+    call_timeout_s: float | None = 300.0
+    actor_options: Mapping[str, Any] | None = None
+    retry_dead: bool = True
+
+    def __post_init__(self) -> None:
+        if self.address is not None and not (isinstance(self.address, str) and self.address):
+            raise ConfigError(f"RaySettings.address must be a non-empty string or None, got {self.address!r}")
+        for name in ("connect_timeout_s", "start_timeout_s", "call_timeout_s"):
+            value = getattr(self, name)
+            if name == "call_timeout_s" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ConfigError(f"RaySettings.{name} must be a finite number of seconds > 0, got {value!r}")
+        if self.actor_options is not None:
+            if not isinstance(self.actor_options, Mapping):
+                raise ConfigError(f"RaySettings.actor_options must be a mapping or None, got {self.actor_options!r}")
+            object.__setattr__(self, "actor_options", dict(self.actor_options))  # the caller's dict may change later
+        if not isinstance(self.retry_dead, bool):
+            raise ConfigError(f"RaySettings.retry_dead must be a bool, got {self.retry_dead!r}")
 
 
 @dataclass(frozen=True)
@@ -190,29 +234,32 @@ class RayExecutor(OffloadingExecutor):
     >>> executor = RayExecutor(threads=8, max_batch=32)     # ray.init() here unless already connected
     >>> future = executor.submit(ModelSpec("m", "1", model, "tabular", device="ray", replicas=2), x)
 
-    ``address``: a Ray cluster (``"host:port"``, ``"ray://host:port"`` or ``"auto"``);
-    None starts (or reuses) a local instance. ``actor_options``: passed to
-    ``ray.remote`` (``num_cpus``, ``num_gpus``, ``resources``...). :meth:`start`
-    creates a model's actors ahead of its first request. Closing the executor
-    kills its actors and leaves Ray itself running.
+    ``address``, the timeouts, ``actor_options`` and ``retry_dead``: see
+    :class:`RaySettings` (their defaults and bounds; checked before Ray is touched).
+    :meth:`start` creates a model's actors ahead of its first request. Closing the
+    executor kills its actors and leaves Ray itself running.
     """
 
     def __init__(
         self,
         config: ExecutorConfig | None = None,
         *,
-        address: str | None = None,
-        connect_timeout_s: float = 10.0,
-        start_timeout_s: float = 60.0,
-        call_timeout_s: float | None = 300.0,
-        actor_options: dict[str, Any] | None = None,
-        retry_dead: bool = True,
+        address: str | None = RaySettings.address,
+        connect_timeout_s: float = RaySettings.connect_timeout_s,
+        start_timeout_s: float = RaySettings.start_timeout_s,
+        call_timeout_s: float | None = RaySettings.call_timeout_s,
+        actor_options: Mapping[str, Any] | None = RaySettings.actor_options,
+        retry_dead: bool = RaySettings.retry_dead,
         rng: random.Random | None = None,
         **settings: int,
     ) -> None:
+        ray_settings = RaySettings(
+            address=address, connect_timeout_s=connect_timeout_s, start_timeout_s=start_timeout_s,
+            call_timeout_s=call_timeout_s, actor_options=actor_options, retry_dead=retry_dead,
+        )
         self._ray = _connect(address, connect_timeout_s)
         super().__init__(config, rng=rng, **settings)
-        self._actor_settings = (dict(actor_options or {}), (start_timeout_s, call_timeout_s), retry_dead)
+        self._ray_settings = ray_settings
 
     def actor_stats(self, spec: ModelSpec) -> list[ActorStats]:
         """Each of ``spec``'s actors: id, in-flight calls, calls answered, replacements (empty if none)."""
@@ -226,8 +273,10 @@ class RayExecutor(OffloadingExecutor):
         return spec.device == RAY_DEVICE
 
     def _make_runner(self, spec: ModelSpec) -> _ActorPool:
-        options, timeouts, retry_dead = self._actor_settings
-        return _ActorPool(self._ray, spec, options, timeouts, retry_dead, self._rng)
+        ray_settings = self._ray_settings
+        timeouts = (ray_settings.start_timeout_s, ray_settings.call_timeout_s)
+        options = ray_settings.actor_options or {}
+        return _ActorPool(self._ray, spec, options, timeouts, ray_settings.retry_dead, self._rng)
 
 
 def _connect(address: str | None, timeout_s: float) -> Any:

@@ -51,7 +51,7 @@ import importlib
 import random
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +359,7 @@ def _build_executor(executor: Any, path: Path) -> Any:
     if executor.ray is not None:
         from ..executors.ray_actors import RayExecutor
 
-        return _call(path, "executor.ray", RayExecutor, **settings, **executor.ray.model_dump())
+        return _call(path, "executor.ray", RayExecutor, **settings, **asdict(executor.ray))
     if executor.cuda is not None:
         from ..executors.cuda import CUDAExecutor
 
@@ -555,6 +555,7 @@ def _define_schema() -> Any:
     )
 
     from ..executors.config import settings as executor_settings
+    from ..executors.ray_actors import RaySettings
 
     def int_to_str(value: Any) -> Any:
         """YAML reads ``1:`` as an int; version names are strings."""
@@ -622,17 +623,6 @@ def _define_schema() -> Any:
         shadow: ShadowConfig | None = None
         fallbacks: list[Name] = Field([], max_length=MAX_FALLBACKS)
 
-    class RayConfig(Strict):
-        """Keyword arguments of ``fastroute.executors.RayExecutor`` beyond the queue settings:
-        its ``device: ray`` versions run on Ray actors."""
-
-        address: Name | None = None
-        connect_timeout_s: float = Field(10.0, gt=0)
-        start_timeout_s: float = Field(60.0, gt=0)
-        call_timeout_s: float | None = Field(300.0, gt=0)
-        actor_options: dict[str, Any] = {}
-        retry_dead: bool = True
-
     class CudaConfig(Strict):
         """Keyword arguments of ``fastroute.executors.cuda.CUDAExecutor`` beyond the queue settings
         (only those given are passed: its defaults apply); its ``device: cuda[:N]`` versions run on GPUs."""
@@ -640,12 +630,12 @@ def _define_schema() -> Any:
         graphs: bool | None = None
 
     # Keyword arguments of ``fastroute.executors.CPUExecutor``: the settings, defaults and
-    # bounds of its ExecutorConfig (defined once, in C++); with ``ray``, a RayExecutor's;
-    # with ``cuda``, a CUDAExecutor's.
+    # bounds of its ExecutorConfig (defined once, in C++); with ``ray``, a RayExecutor's own
+    # (RaySettings: its keys, defaults and bounds, validated by it); with ``cuda``, a CUDAExecutor's.
     ExecutorConfig = create_model(  # noqa: N806 - a class
         "ExecutorConfig",
         __base__=Strict,
-        ray=(RayConfig | None, None),
+        ray=(RaySettings | None, None),
         cuda=(CudaConfig | None, None),
         **{name: (int, Field(default, ge=low, le=high)) for name, default, low, high in executor_settings()},
     )
