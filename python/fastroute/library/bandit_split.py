@@ -10,14 +10,22 @@ the traffic. A version earns reward 1 for a request that succeeded (and, with
 ``latency_target``, finished within it), 0 otherwise; :meth:`record` adds
 rewards in [0, 1] from elsewhere (answer quality).
 
-Guarantees: a version whose error rate is conclusively worse than
-``stable``'s by more than ``max_error_increase`` (its rate over ``min_samples``
-can no longer end below the limit; a fixed margin, without the significance
-test :class:`~fastroute.library.experiments.Canary` applies) is rolled back at once
-(it gets no more traffic); when the best version's probability of being best
-reaches ``promote_at`` (every active version having ``min_samples``
-requests) it is promoted and takes all traffic. Every transition is in
-:attr:`history`; ``on_event`` is called with each outside the lock.
+Guarantees: a version that errs more than ``stable`` both by more than
+``max_error_increase`` and significantly (the one-sided Fisher exact test
+:class:`~fastroute.library.experiments.Canary` uses, :func:`~fastroute.library.experiments.errs_more`)
+is rolled back at once (it gets no more traffic), so a version no worse than
+stable is not rolled back on noise. A version is tested on some of its own
+outcomes once stable has ``min_samples`` (see :meth:`BanditSplit.look_level`):
+each before its own ``min_samples``, so a failing version goes early, then at
+``min_samples`` x 1, 2, 4, 8...; ``significance`` bounds the chance that a
+version no worse than stable is ever rolled back, over the whole experiment
+however long it runs (a union bound over versions and tests, the levels
+shrinking geometrically; Thompson sampling makes sample sizes depend on past
+outcomes, so the bound is approximate: the seeded simulation in
+tests/library/test_bandit_significance.py measures it). When the best version's
+probability of being best reaches ``promote_at`` (every active version having
+``min_samples`` requests) it is promoted and takes all traffic. Every
+transition is in :attr:`history`; ``on_event`` is called with each outside the lock.
 Sticky: keyed requests map to versions through a Split over the current
 shares (refreshed every ``refresh`` outcomes), so a key keeps its version
 unless the shares move across its point.
@@ -36,7 +44,7 @@ import numpy as np
 
 from .. import _core
 from ..errors import ExperimentError
-from .experiments import Assignment, Experiment, RandomSource, Split
+from .experiments import Assignment, Experiment, RandomSource, Split, errs_more
 
 __all__ = ["BanditEvent", "BanditSplit"]
 
@@ -63,6 +71,7 @@ class BanditSplit(Experiment):
         floor: float = 0.05,
         min_samples: int = 100,
         max_error_increase: float = 0.01,
+        significance: float = 0.05,
         promote_at: float | None = 0.95,
         latency_target: float | None = None,
         refresh: int = 50,
@@ -82,10 +91,13 @@ class BanditSplit(Experiment):
             raise ExperimentError(f"bandit {name!r}: floor must be in [0, 1/{len(versions)}], got {floor!r}")
         if min_samples < 1 or refresh < 1:
             raise ExperimentError(f"bandit {name!r}: min_samples and refresh must be >= 1")
+        if not 0 < significance < 1:
+            raise ExperimentError(f"bandit {name!r}: significance must be in (0, 1), got {significance!r}")
         if promote_at is not None and not 0.5 < promote_at <= 1:
             raise ExperimentError(f"bandit {name!r}: promote_at must be in (0.5, 1] or None, got {promote_at!r}")
         self.name, self.floor, self.min_samples = name, floor, min_samples
-        self.max_error_increase, self.promote_at, self.latency_target = max_error_increase, promote_at, latency_target
+        self.max_error_increase, self.significance = max_error_increase, significance
+        self.promote_at, self.latency_target = promote_at, latency_target
         self.refresh, self.clock = refresh, clock
         self._versions = tuple(versions)
         self._on_event = on_event
@@ -129,6 +141,21 @@ class BanditSplit(Experiment):
     def versions(self) -> set[str]:
         return set(self._versions)
 
+    def look_level(self, requests: int) -> float | None:
+        """The significance level of the error test on a version's ``requests``-th outcome,
+        or None when that outcome is not tested. Each version other than stable has
+        ``significance / (len(versions) - 1)``: half shared by its outcomes before
+        ``min_samples`` (each tested), half spent at ``min_samples`` x 2^k (k = 0, 1, 2...),
+        the k-th test getting a 2^-(k+1) part of it, so the levels over any number of tests
+        sum to at most ``significance``."""
+        budget = self.significance / (len(self._versions) - 1)
+        if requests < self.min_samples:
+            return budget / 2 / self.min_samples
+        multiple, rest = divmod(requests, self.min_samples)
+        if rest or multiple & (multiple - 1):  # not min_samples x a power of two
+            return None
+        return budget / 2 / (2 * multiple)
+
     def choose(self, key: Any = None) -> Assignment:
         with self._lock:
             winner, active = self._winner, self._active.copy()
@@ -164,7 +191,7 @@ class BanditSplit(Experiment):
             if counted:
                 self._requests[arm] += 1
                 self._errors[arm] += error
-            events += self._judge_errors()
+                events += self._judge_errors(arm)
             self._since_refresh += 1
             if self._since_refresh >= self.refresh and self._state == "running":
                 self._since_refresh = 0
@@ -173,25 +200,27 @@ class BanditSplit(Experiment):
             if self._on_event is not None:
                 self._on_event(event)
 
-    def _judge_errors(self) -> list[BanditEvent]:
-        """Roll back every version conclusively worse than stable (caller holds _lock)."""
+    def _judge_errors(self, arm: int) -> list[BanditEvent]:
+        """Roll ``arm`` back when this outcome is a look and it errs significantly more than
+        stable (caller holds _lock)."""
         stable = self._versions.index(self.stable)
-        if self._requests[stable] < self.min_samples:
+        if self._state != "running" or not self._active[arm]:  # another thread ended it since _learn looked
             return []
-        stable_rate = self._errors[stable] / self._requests[stable]
-        events = []
-        for arm, version in enumerate(self._versions):
-            if arm == stable or not self._active[arm] or self._requests[arm] == 0:
-                continue
-            floor_rate = self._errors[arm] / max(self._requests[arm], self.min_samples)  # can only end up higher
-            if floor_rate > stable_rate + self.max_error_increase:
-                self._active[arm] = 0
-                reason = (f"error rate {floor_rate:.4f} after {self._requests[arm]} requests > stable "
-                          f"{stable_rate:.4f} + {self.max_error_increase:g}")
-                events.append(self._move("rollback", version, reason))
+        if arm == stable or self._requests[stable] < self.min_samples:
+            return []
+        level = self.look_level(int(self._requests[arm]))
+        if level is None:
+            return []
+        worse = errs_more(
+            int(self._errors[arm]), int(self._requests[arm]), int(self._errors[stable]), int(self._requests[stable]),
+            self.max_error_increase, level,
+        )
+        if worse is None:
+            return []
+        self._active[arm] = 0
         if self._active.sum() == 1:
             self._state, self._winner = "rolled_back", self.stable
-        return events
+        return [self._move("rollback", self._versions[arm], worse)]
 
     def _judge_shares(self) -> list[BanditEvent]:
         """Refresh the sticky shares; promote a version that is best with probability promote_at."""

@@ -41,6 +41,7 @@ __all__ = [
     "MIN_ABOVE_QUANTILE",
     "ShadowRecord",
     "Split",
+    "errs_more",
     "hypergeometric_tail",
     "more_often",
     "slower_at_quantile",
@@ -336,15 +337,8 @@ class Canary(Experiment):
 
     def _more_errors(self, stable: _Arm, candidate: _Arm, level: float) -> str | None:
         """Why the candidate errs more than stable (by over the margin, significantly at ``level``), or None."""
-        margin = self.thresholds.max_error_increase
-        if candidate.error_rate <= stable.error_rate + margin:
-            return None
-        p = more_often(candidate.errors, candidate.requests, stable.errors, stable.requests)
-        if p >= level:
-            return None
-        return (
-            f"error rate {candidate.error_rate:.4f} after {candidate.requests} requests > "
-            f"stable {stable.error_rate:.4f} + {margin:g} (p={p:.2g} < {level:.2g})"
+        return errs_more(
+            candidate.errors, candidate.requests, stable.errors, stable.requests, self.thresholds.max_error_increase, level
         )
 
     def _slower(self, stable: _Arm, candidate: _Arm) -> str | None:
@@ -407,6 +401,23 @@ def more_often(hits: int, trials: int, other_hits: int, other_trials: int) -> fl
     ``trials``) is higher than the second's". Exact for any sample size (no normal
     approximation), conditional on the total number of hits."""
     return hypergeometric_tail(hits, trials + other_trials, hits + other_hits, trials)
+
+
+def errs_more(errors: int, requests: int, stable_errors: int, stable_requests: int, margin: float,
+              level: float) -> str | None:
+    """Why a version errs more than stable, or None: its error rate (``errors`` of ``requests``)
+    exceeds stable's by more than ``margin`` (absolute) and :func:`more_often` rejects "no more
+    errors than stable" at ``level``. Both must hold: the margin alone rolls back on noise."""
+    rate, stable_rate = errors / requests, stable_errors / stable_requests
+    if rate <= stable_rate + margin:
+        return None
+    p = more_often(errors, requests, stable_errors, stable_requests)
+    if p >= level:
+        return None
+    return (
+        f"error rate {rate:.4f} after {requests} requests > stable {stable_rate:.4f} + {margin:g} "
+        f"(p={p:.2g} < {level:.2g})"
+    )
 
 
 def slower_at_quantile(latencies: np.ndarray, baseline: np.ndarray, q: float) -> float:
