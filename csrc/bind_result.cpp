@@ -4,7 +4,8 @@
 // the GIL and spin before parking; the outcome, callbacks and asyncio waiter
 // are Python objects touched only with the GIL held. An awaiting coroutine's
 // asyncio future is set on its own loop, in one call_soon_threadsafe per loop
-// for every handle a worker settles in one batch (AwaitingCompletions).
+// for every handle a worker settles in one batch (AwaitingCompletions); a
+// cancel of that future is read lazily (follow_awaiter_cancel), not watched.
 // A handle made with its dispatcher and lane lets result() run the request
 // on the waiting thread when no worker has started on it ("caller runs",
 // Dispatcher::run_as_caller): no thread hand-off, no GIL hand-off.
@@ -35,7 +36,15 @@ struct PythonNames {
   py::object wrap_future;          // asyncio.wrap_future
   py::object condition;            // threading.Condition
   py::object logger;               // logging.getLogger("fastroute")
+  // Method names of an asyncio future and loop, interned, for call_method.
+  py::str create_future, cancelled, done, set_result, set_exception;
 };
+
+py::str interned(const char* name) {
+  PyObject* text = PyUnicode_InternFromString(name);
+  if (text == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(text);
+}
 
 const PythonNames& names() {
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<PythonNames> stored;
@@ -46,9 +55,27 @@ const PythonNames& names() {
                            py::module_::import("asyncio").attr("get_running_loop"),
                            py::module_::import("asyncio").attr("wrap_future"),
                            py::module_::import("threading").attr("Condition"),
-                           py::module_::import("logging").attr("getLogger")("fastroute")};
+                           py::module_::import("logging").attr("getLogger")("fastroute"),
+                           interned("create_future"), interned("cancelled"), interned("done"),
+                           interned("set_result"), interned("set_exception")};
       })
       .get_stored();
+}
+
+// object.name() or object.name(arg) without making a bound method (the
+// per-request calls on asyncio futures: CPython's method-call fast path).
+py::object call_method(py::handle object, const py::str& name, py::handle arg = {}) {
+  PyObject* args[] = {object.ptr(), arg.ptr()};
+  const std::size_t count = arg ? 2 : 1;
+  PyObject* returned = PyObject_VectorcallMethod(name.ptr(), args, count | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  if (returned == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(returned);
+}
+
+bool is_true(const py::object& value) {
+  const int truth = PyObject_IsTrue(value.ptr());
+  if (truth < 0) throw py::error_already_set();
+  return truth != 0;
 }
 
 std::int64_t deadline_after(const py::object& timeout) {
@@ -112,6 +139,7 @@ class ResultHandle {
   }
 
   bool set_running_or_notify_cancel(py::handle self) {
+    follow_awaiter_cancel(self);
     switch (slot_.start()) {
       case StartOutcome::kStarted:
         return true;
@@ -139,21 +167,41 @@ class ResultHandle {
   }
 
   // An asyncio future on the running loop, set when this handle is (on that
-  // loop); cancelling it (the awaiting task was cancelled) cancels the request.
+  // loop). The future is made before this handle's state is read: making it
+  // runs Python code (the loop's create_future, Future.__init__ calling
+  // loop.get_debug()), where the interpreter may hand the GIL to a worker that
+  // settles this handle; read before it, the state could be stale and the
+  // future be registered on a handle already settled, never to be set (the
+  // hang of commit 4eec18a). From the read to the registration no Python runs.
+  // No done-callback watches the future for a cancel (that cost a bound method
+  // and a copied Context per request): follow_awaiter_cancel reads it.
   py::object asyncio_future(py::handle self) {
     py::object loop = names().get_running_loop();
-    py::object future = loop.attr("create_future")();
+    py::object future = call_method(loop, names().create_future);
+    follow_awaiter_cancel(self);
     if (done()) {
       copy_outcome_to(future);
     } else if (!awaiting_.is_none()) {  // a second awaiter: through the bridge (rare)
       return names().wrap_future(as_future(self));
     } else {
       loop_ = std::move(loop);
-      awaiting_ = future;
-      cancel_watch_ = self.attr("_cancel_if_cancelled");
-      future.attr("add_done_callback")(cancel_watch_);
+      awaiting_ = std::move(future);
+      return awaiting_;
     }
     return future;
+  }
+
+  // A cancelled awaiting future (its task cancelled, asyncio.wait_for timed
+  // out) cancels the request if it has not started. Read lazily, wherever the
+  // handle's state matters: when a worker starts the request, and whenever
+  // its state is read or waited for from Python. GIL held, any thread (a
+  // worker reads a future of the awaiting loop: one field, under the GIL).
+  void follow_awaiter_cancel(py::handle self) {
+    if (awaiting_.is_none() || slot_.state() != ResultState::kPending) return;
+    if (!is_true(call_method(awaiting_, names().cancelled))) return;
+    awaiting_ = py::none();  // cancelled: nothing to deliver to it
+    loop_ = py::none();
+    cancel(self);
   }
 
   void cancel_if_cancelled(py::handle self, const py::object& future) {
@@ -164,8 +212,7 @@ class ResultHandle {
   void deliver_to_awaiting() {
     py::object future = std::exchange(awaiting_, py::none());
     loop_ = py::none();
-    if (future.is_none() || future.attr("done")().cast<bool>()) return;
-    future.attr("remove_done_callback")(std::exchange(cancel_watch_, py::none()));
+    if (future.is_none() || is_true(call_method(future, names().done))) return;
     copy_outcome_to(future);
   }
 
@@ -194,7 +241,7 @@ class ResultHandle {
   }
 
   int traverse(visitproc visit, void* arg) const {
-    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
+    for (const py::object* held : {&value_, &decision, &loop_, &awaiting_, &bridge_, &condition_, &waiters_,
                                    &dispatcher_owner_}) {
       Py_VISIT(held->ptr());
     }
@@ -208,7 +255,7 @@ class ResultHandle {
   void clear() {
     callbacks_.clear();
     dispatcher_ = nullptr;
-    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &cancel_watch_, &bridge_, &condition_, &waiters_,
+    for (py::object* held : {&value_, &decision, &loop_, &awaiting_, &bridge_, &condition_, &waiters_,
                              &dispatcher_owner_}) {
       *held = py::none();
     }
@@ -357,10 +404,10 @@ class ResultHandle {
   void copy_outcome_to(const py::object& future) const {
     switch (slot_.state()) {
       case ResultState::kSucceeded:
-        future.attr("set_result")(value_);
+        call_method(future, names().set_result, value_);
         break;
       case ResultState::kFailed:
-        future.attr("set_exception")(value_);
+        call_method(future, names().set_exception, value_);
         break;
       default:
         future.attr("cancel")();
@@ -398,7 +445,6 @@ class ResultHandle {
   std::vector<Callback> callbacks_;  // guarded by the GIL
   py::object loop_ = py::none();       // the loop awaiting this handle; guarded by the GIL
   py::object awaiting_ = py::none();   // its asyncio future; guarded by the GIL
-  py::object cancel_watch_ = py::none();  // the done-callback on awaiting_; guarded by the GIL
   py::object bridge_ = py::none();     // as_future()'s Future; guarded by the GIL
   py::object condition_ = py::none();  // made for concurrent.futures.wait; guarded by the GIL
   py::object waiters_ = py::none();    // its waiters (installed under condition_)
@@ -414,6 +460,15 @@ class ResultHandle {
 ResultHandle* constructed(PyObject* self) noexcept {
   if (!py::detail::is_holder_constructed(self)) return nullptr;
   return &py::cast<ResultHandle&>(py::handle(self));
+}
+
+// The handle inside `self`, its state first brought up to date with its
+// awaiting asyncio future (a cancelled one cancels the request): what every
+// read or wait from Python goes through.
+ResultHandle& observed(py::handle self) {
+  ResultHandle& handle = self.cast<ResultHandle&>();
+  handle.follow_awaiter_cancel(self);
+  return handle;
 }
 
 void settle_awaiting(const py::list& handles) {
@@ -473,16 +528,12 @@ void bind_result(py::module_& m) {
            py::arg("dispatcher") = py::none(), py::arg("lane") = 0,
            "spin_ns: how long result() spins before parking; dispatcher and lane: where the request "
            "is queued, for result() to run it on the waiting thread when no worker has it yet.")
-      .def("done", &ResultHandle::done)
-      .def("cancelled", &ResultHandle::cancelled)
+      .def("done", [](py::handle self) { return observed(self).done(); })
+      .def("cancelled", [](py::handle self) { return observed(self).cancelled(); })
       .def("running", &ResultHandle::running)
-      .def("result",
-           [](py::handle self, const py::object& timeout) { return self.cast<ResultHandle&>().result(timeout); },
+      .def("result", [](py::handle self, const py::object& timeout) { return observed(self).result(timeout); },
            py::arg("timeout") = py::none())
-      .def("exception",
-           [](py::handle self, const py::object& timeout) {
-             return self.cast<ResultHandle&>().exception(timeout);
-           },
+      .def("exception", [](py::handle self, const py::object& timeout) { return observed(self).exception(timeout); },
            py::arg("timeout") = py::none())
       .def("cancel", [](py::handle self) { return self.cast<ResultHandle&>().cancel(self); })
       .def("add_done_callback",
@@ -505,14 +556,14 @@ void bind_result(py::module_& m) {
       .def("asyncio_future", [](py::handle self) { return self.cast<ResultHandle&>().asyncio_future(self); },
            "An asyncio future on the running loop that this handle sets (with every other request of its "
            "batch awaited on that loop, in one hand-off); cancelling it cancels the request if it has not "
-           "started. What `await handle` awaits, for code that needs the future itself (asyncio.gather "
+           "started (read when a worker starts it, or when the handle's state is read). What `await handle` awaits, for code that needs the future itself (asyncio.gather "
            "takes it without wrapping it in a task).")
       .def("_cancel_if_cancelled",
            [](py::handle self, const py::object& future) { self.cast<ResultHandle&>().cancel_if_cancelled(self, future); })
-      .def("as_future", [](py::handle self) { return self.cast<ResultHandle&>().as_future(self); })
+      .def("as_future", [](py::handle self) { return observed(self).as_future(self); })
       .def_property_readonly("_condition", [](ResultHandle& h) { return h.futures_condition(); })
       .def_property_readonly("_waiters", [](ResultHandle& h) { return h.futures_waiters(); })
-      .def_property_readonly("_state", [](const ResultHandle& h) { return h.futures_state(); })
+      .def_property_readonly("_state", [](py::handle self) { return observed(self).futures_state(); })
       .def("__repr__", [](py::handle self) { return self.cast<const ResultHandle&>().repr(self); })
       .def_readwrite("decision", &ResultHandle::decision);
 }

@@ -438,7 +438,11 @@ class Router:
         executor = self.executor
         if self.resilience is not None:
             future = self._submit_resilient(executor, x, priority, deadline, None, hint, key, features)
-            result = await future
+            try:
+                result = await future
+            except asyncio.CancelledError:
+                future.cancel()  # now: its queued attempt is dropped before it runs (a handle learns it lazily)
+                raise
             return (result, future.decision) if return_decision else result
         decision, spec, end, args = self._decide_held(x, hint, key, features, (executor, priority, deadline))
         result = await self._queued_when_room(executor, spec, x, priority, deadline, timeout, end, args)

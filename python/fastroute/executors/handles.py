@@ -15,7 +15,11 @@ see executors/cpu.py): then nothing is handed between threads at all.
 
 ``await handle`` works on any event loop. A worker settling a batch sets the asyncio
 future of each awaited request in one ``loop.call_soon_threadsafe`` per loop for the
-whole batch; cancelling the awaiting task cancels the request if it has not started.
+whole batch; cancelling the awaited future (the awaiting task cancelled, ``asyncio.wait_for``
+timing out) drops the request if it has not started. No callback watches that future (it
+would cost two objects per request): the cancel is read when a worker starts the request
+and whenever the handle's state is read, so until then ``cancelled()`` is what tells, and a
+cancelled request keeps its model version's hold until a worker reaches it.
 
 ``concurrent.futures.wait`` and ``as_completed`` accept handles directly (a handle
 makes the condition and waiter list they read only when they ask for them).
