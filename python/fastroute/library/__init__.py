@@ -1,8 +1,11 @@
 """Model library: registered model versions, leases on them, experiments and config files.
 
 Rooms: ``spec`` (ModelSpec), ``registry`` (Registry, aliases, swaps),
+``catalog`` (the immutable snapshot of the models a policy chooses from),
 ``leases`` (a request's claim on a version, drain on retire), ``experiments``
-(Split, Canary, Shadow), ``bandit_split`` (BanditSplit: a split that learns), ``config`` (read, validate and apply a YAML/TOML file).
+(Split, Canary, Shadow, and their significance tests), ``bandit_split``
+(BanditSplit: a split that learns), ``config`` (read, validate and apply a
+YAML/TOML file) and ``config_text`` (the file's bytes into plain data, safely).
 """
 
 from __future__ import annotations

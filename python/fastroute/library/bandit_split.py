@@ -119,6 +119,7 @@ class BanditSplit(Experiment):
 
     @property
     def state(self) -> str:
+        """running, promoted or rolled_back."""
         with self._lock:
             return self._state
 
@@ -135,6 +136,7 @@ class BanditSplit(Experiment):
 
     @property
     def history(self) -> list[BanditEvent]:
+        """Every transition so far (start, rollbacks, promote), oldest first."""
         with self._lock:
             return list(self._history)
 

@@ -62,8 +62,9 @@ from ..analyzer import MODALITIES
 from ..decision.compiled import check_servable
 from ..decision.load_aware import DEFAULT_WEIGHTS, LATE_POLICIES, ClassWeights, LoadAware, check_quality
 from ..errors import ConfigError, FastrouteError, PolicyError
-from ..executors.config import ExecutorConfig
-from ..executors.cuda import cuda_index
+from ..executors.cpu import CPUExecutor
+from ..executors.cuda import CUDAExecutor, cuda_index
+from ..executors.ray_actors import RayExecutor, RaySettings
 from ..executors.remote import RAY_DEVICE, RemoteModel
 from ..executors.resilience import check_fallbacks
 from .config_text import check_value_size, read_config_file
@@ -351,18 +352,10 @@ def _check_policy_models(policy: policies.Policy, model_names: Iterable[str], pa
 
 def _build_executor(executor: Any, path: Path) -> Any:
     """A CPUExecutor; a RayExecutor with an ``executor.ray`` section, a CUDAExecutor with ``executor.cuda``."""
-    try:
-        from ..executors import CPUExecutor
-    except ImportError as error:
-        raise ConfigError(f"{path}: executor: this build has no dispatch runtime: {error}") from None
     settings = executor.model_dump(exclude=_ELSEWHERE_SECTIONS)
     if executor.ray is not None:
-        from ..executors.ray_actors import RayExecutor
-
         return _call(path, "executor.ray", RayExecutor, **settings, **asdict(executor.ray))
     if executor.cuda is not None:
-        from ..executors.cuda import CUDAExecutor
-
         return _call(path, "executor.cuda", CUDAExecutor, **settings, **_given(executor.cuda))
     return _call(path, "executor", CPUExecutor, **settings)
 
@@ -456,14 +449,18 @@ def _check_references(config: Any, path: Path) -> None:
             must_exist("shadow.version", model.shadow.version)
         for version, definition in model.versions.items():
             _check_device(path, f"{where}.versions.{version}.device", definition.device, config.executor)
-    _check_executor_and_load_aware(config, path)
+    _check_one_place_elsewhere(config.executor, path)
+    _check_load_aware_models(config, path)
 
 
-def _check_executor_and_load_aware(config: Any, path: Path) -> None:
-    """One place to run models elsewhere; LoadAware's quality only for the file's models."""
-    executor = config.executor
+def _check_one_place_elsewhere(executor: Any, path: Path) -> None:
+    """One executor runs a router's models: Ray or CUDA, not both."""
     if executor is not None and executor.ray is not None and executor.cuda is not None:
         raise ConfigError(f"{path}: executor: give 'ray' or 'cuda', not both (one executor runs a router's models)")
+
+
+def _check_load_aware_models(config: Any, path: Path) -> None:
+    """LoadAware's quality names only the file's models."""
     load_aware = config.policy.load_aware
     unknown = sorted(set(load_aware.quality) - set(config.models)) if load_aware is not None else []
     if unknown:
@@ -486,7 +483,7 @@ def _check_device(path: Path, where: str, device: str, executor: Any) -> None:
 
 
 def _check_values(config: Any, path: Path) -> None:
-    """Bounds the schema does not state: free-form values, the executor's limits, the policy's name."""
+    """Bounds the schema does not state: free-form values, the policy's name, LoadAware's quality."""
     use = config.policy.use
     if ":" not in use and use not in BUILT_IN_POLICIES + ("load",):
         raise ConfigError(
@@ -510,11 +507,6 @@ def _check_values(config: Any, path: Path) -> None:
             check_value_size(definition.args, f"{where}.args")
             check_value_size(definition.kwargs, f"{where}.kwargs")
             check_value_size(definition.warmup, f"{where}.warmup")
-    if config.executor is not None:
-        try:
-            ExecutorConfig(**config.executor.model_dump(exclude=_ELSEWHERE_SECTIONS))
-        except ConfigError as error:
-            raise ConfigError(f"{path}: executor: {error}") from None
 
 
 def _check_modality(path: Path, where: str, modality: str) -> None:
@@ -555,7 +547,6 @@ def _define_schema() -> Any:
     )
 
     from ..executors.config import settings as executor_settings
-    from ..executors.ray_actors import RaySettings
 
     def int_to_str(value: Any) -> Any:
         """YAML reads ``1:`` as an int; version names are strings."""

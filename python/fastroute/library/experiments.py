@@ -101,6 +101,7 @@ class Split(Experiment):
 
     @property
     def weights(self) -> dict[str, float]:
+        """A copy of the current weights (version -> share)."""
         with self._lock:
             return dict(self._weights)
 
@@ -207,7 +208,6 @@ class CanaryThresholds:
         return self.significance / len(self.steps) / (2 * self.min_samples)
 
 
-
 @dataclass(frozen=True)
 class CanaryEvent:
     """One canary transition: ``action`` is start, step, promote or rollback."""
@@ -282,6 +282,7 @@ class Canary(Experiment):
 
     @property
     def state(self) -> str:
+        """running, promoted or rolled_back."""
         with self._lock:
             return self._state
 
@@ -292,6 +293,7 @@ class Canary(Experiment):
 
     @property
     def history(self) -> list[CanaryEvent]:
+        """Every transition so far (start, steps, then promote or rollback), oldest first."""
         with self._lock:
             return list(self._history)
 

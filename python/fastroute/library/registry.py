@@ -224,6 +224,7 @@ class Registry:
             self._publish()
 
     def remove_alias(self, name: str, alias: str) -> None:
+        """Drop ``name``'s ``alias`` (NoRoute naming the aliases when it has none such)."""
         with self._lock:
             entry = self._entry(name)
             if entry.aliases.pop(alias, None) is None:
@@ -274,6 +275,7 @@ class Registry:
         return winner
 
     def experiment(self, name: str) -> Experiment | None:
+        """The experiment deciding ``name``'s version per request, or None."""
         with self._lock:
             return self._entry(name).experiment
 
@@ -287,6 +289,7 @@ class Registry:
             self._publish()
 
     def shadow(self, name: str) -> Shadow | None:
+        """The shadow mirroring ``name``'s requests, or None."""
         with self._lock:
             return self._entry(name).shadow
 
@@ -353,6 +356,7 @@ class Registry:
             return self._pinned(entry, name, version)[0] if version is not None else _default_spec(entry)
 
     def names(self) -> list[str]:
+        """Every registered model name, in registration order."""
         with self._lock:
             return list(self._entries)
 
