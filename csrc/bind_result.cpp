@@ -198,7 +198,8 @@ class ResultHandle {
   // worker reads a future of the awaiting loop: one field, under the GIL).
   void follow_awaiter_cancel(py::handle self) {
     if (awaiting_.is_none() || slot_.state() != ResultState::kPending) return;
-    if (!is_true(call_method(awaiting_, names().cancelled))) return;
+    const py::object future = awaiting_;  // held through the call, which may run Python
+    if (!is_true(call_method(future, names().cancelled))) return;
     awaiting_ = py::none();  // cancelled: nothing to deliver to it
     loop_ = py::none();
     cancel(self);
