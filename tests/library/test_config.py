@@ -90,7 +90,7 @@ MISTAKES = {
         r"models\.m\.versions\.1\.colour: unknown key",
     ),
     "unknown top-level key": (GOOD + "\nrouting: {}\n", r": routing: unknown key; expected one of models, executor, policy"),
-    "wrong type": (GOOD.replace("cost: 2.5", "cost: expensive"), r"models\.m\.versions\.2\.cost: Input should be a valid number"),
+    "wrong type": (GOOD.replace("cost: 2.5", "cost: expensive"), r"models\.m\.versions\.2\.cost: expected a number, got 'expensive' \(a string\)"),
     "out of range": (GOOD.replace("share: 0.5", "share: 1.5"), r"models\.m\.shadow\.share: Input should be less than or equal to 1"),
     "missing field": (GOOD.replace("    modality: tabular\n", ""), r"models\.m\.modality: Field required"),
     "missing model version": (GOOD.replace('candidate: "2"', 'candidate: "3"'), r"models\.m\.canary\.candidate: unknown version '3'; versions: \['1', '2'\]"),

@@ -8,7 +8,8 @@ fastroute guarantees on top of that:
 1. The file is parsed safely (:mod:`fastroute.library.config_text`: YAML
    through the safe loader only, no duplicate keys, alias expansion bounded;
    TOML through ``tomllib``; no pickle) and validated as a whole: pydantic
-   models with unknown keys forbidden and every size bounded (warm-up inputs
+   models with unknown keys forbidden, strict types (nothing coerced: ``true`` is
+   no integer, ``"10"`` no number; only an int is taken for a float) and every size bounded (warm-up inputs
    and factory or policy arguments by ``MAX_VALUE_ITEMS`` scalars and
    ``MAX_VALUE_CHARS`` characters, replicas, shadow workers and queue, the
    executor's limits), then cross-references (aliases, splits, canaries and
@@ -48,6 +49,7 @@ pydantic and PyYAML come with the ``config`` extra and are imported only here.
 from __future__ import annotations
 
 import importlib
+import math
 import random
 import re
 from collections.abc import Callable, Iterable
@@ -135,8 +137,56 @@ def _first_problem(problems: list[Any], top: Any) -> str:
         message = "unknown key"
         if len(first["loc"]) == 1:
             message += f"; expected one of {', '.join(top.model_fields)}"
+    elif first["type"] in _EXPECTED:
+        message = _wrong_type(_EXPECTED[first["type"]], first["input"])
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return f"{where}: {message}{more}"
+
+
+#: pydantic's error type for a value of the wrong type -> what the key takes. The schema
+#: is strict: nothing is coerced (no ``true`` for 1, no ``"10"`` for 10.0, no 2.5 or 2.0 for 2).
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "dataclass_type": "a mapping",
+}
+#: How a file's value is named in a message (YAML's and TOML's words).
+_KINDS = {int: "an integer", float: "a float", str: "a string", list: "a list", dict: "a mapping"}
+_NUMBERS = ("an integer", "a number")
+
+
+def _wrong_type(expected: str, value: Any) -> str:
+    """``expected X, got V (its kind)``, and how to write it when the mistake is a common one."""
+    if value is None or isinstance(value, bool):
+        got = "null" if value is None else f"{str(value).lower()} (a boolean)"
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        got = f"{shown} ({_KINDS.get(type(value), type(value).__name__)})"
+    return f"expected {expected}, got {got}{_fix(expected, value)}"
+
+
+def _fix(expected: str, value: Any) -> str:
+    if isinstance(value, bool) and expected in _NUMBERS:
+        return "; YAML reads true/false/yes/no/on/off as booleans: give a number"
+    if isinstance(value, float) and expected == "an integer":
+        return f"; write {int(value)}" if value.is_integer() else "; give a whole number"
+    if isinstance(value, str) and (
+        (expected in _NUMBERS and _is_finite_number(value)) or (expected == "true or false" and value.lower() in ("true", "false"))
+    ):
+        return "; remove the quotes"
+    return ""
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def build(path: str | Path) -> LoadedConfig:
@@ -557,7 +607,22 @@ def _define_schema() -> Any:
     Name = Annotated[str, StringConstraints(min_length=1)]
 
     class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
+        """No unknown keys and no coercion: a value of the wrong type (``threads: true``,
+        ``connect_timeout_s: "10"``, ``replicas: 2.5``) is refused; only an int is taken for a float."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    class FromMapping:
+        """Marks a dataclass section (RaySettings, ClassWeights) to be built from the file's mapping.
+
+        Strict mode would demand an instance of the dataclass itself; this relaxes only that
+        outer check, so its fields stay strict (they take the schema's config) and its own
+        ``__post_init__`` still checks their bounds."""
+
+        def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+            schema = handler(source)
+            handler.resolve_ref_schema(schema)["strict"] = False
+            return schema
 
     class VersionConfig(Strict):
         """One model version: ``model`` (an object) or ``factory`` (called with args/kwargs)."""
@@ -626,7 +691,7 @@ def _define_schema() -> Any:
     ExecutorConfig = create_model(  # noqa: N806 - a class
         "ExecutorConfig",
         __base__=Strict,
-        ray=(RaySettings | None, None),
+        ray=(Annotated[RaySettings, FromMapping()] | None, None),
         cuda=(CudaConfig | None, None),
         **{name: (int, Field(default, ge=low, le=high)) for name, default, low, high in executor_settings()},
     )
@@ -636,7 +701,7 @@ def _define_schema() -> Any:
         given are passed: its defaults apply). ``weights`` entries are ClassWeights, validated by it."""
 
         quality: dict[Name, float] = Field(min_length=1)
-        weights: dict[Literal[tuple(DEFAULT_WEIGHTS)], ClassWeights] | None = None  # type: ignore[valid-type]
+        weights: dict[Literal[tuple(DEFAULT_WEIGHTS)], Annotated[ClassWeights, FromMapping()]] | None = None  # type: ignore[valid-type]
         on_late: Literal[LATE_POLICIES] | None = None  # type: ignore[valid-type]
         seed: int | None = None
 
