@@ -704,9 +704,10 @@ def test_interpreter_exit_with_open_executor_does_not_hang(hang):
     script = f"""
 import threading
 from fastroute import ModelSpec
-from fastroute.executors import CPUExecutor
+from fastroute.executors import CPUExecutor, cpu
 never = threading.Event()
 slow = ModelSpec("slow", "1", lambda x: never.wait(60) if {hang} else x, "tabular")
+cpu._EXIT_JOIN_TIMEOUT_S = 0.05  # a hung worker is detached after it (2 s by default)
 executor = CPUExecutor(threads=1)
 futures = [executor.submit(slow, i) for i in range(1000)]
 print("submitted", flush=True)

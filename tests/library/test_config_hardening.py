@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fastroute import ConfigError, Router, Rule, Rules
+from fastroute.library.config_text import MAX_VALUE_CHARS, MAX_VALUE_ITEMS
 
 TABULAR = """
 models:
@@ -222,17 +223,17 @@ models:
 
 
 def test_warmup_values_are_bounded(tmp_path: Path) -> None:
-    big_string = tabular('model: "config_models:double", warmup: "%s"' % ("x" * (1 << 21)))
+    big_string = tabular('model: "config_models:double", warmup: "%s"' % ("x" * (MAX_VALUE_CHARS + 1)))
     with pytest.raises(ConfigError, match="warmup.*too large"):
         Router.from_config(write(tmp_path, big_string))
-    many = "[" + ", ".join(["1"] * 200_001) + "]"
+    many = "[" + ", ".join(["1"] * (MAX_VALUE_ITEMS + 1)) + "]"
     big_list = f'[models.m]\nmodality = "tabular"\n[models.m.versions."1"]\nmodel = "config_models:double"\nwarmup = {many}\n'
     with pytest.raises(ConfigError, match="warmup.*too large"):
         Router.from_config(write(tmp_path, big_list, "router.toml"))
 
 
 def test_factory_arguments_are_bounded(tmp_path: Path) -> None:
-    text = tabular('factory: "config_models:make_recorder", kwargs: {blob: "%s"}' % ("x" * (1 << 21)))
+    text = tabular('factory: "config_models:make_recorder", kwargs: {blob: "%s"}' % ("x" * (MAX_VALUE_CHARS + 1)))
     with pytest.raises(ConfigError, match="kwargs.*too large"):
         Router.from_config(write(tmp_path, text))
     assert config_models.CALLS == []

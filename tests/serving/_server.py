@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,16 @@ class ServerProcess:
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
+
+    def wait_for_metrics(self, done: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+        """The metrics once ``done(metrics)`` holds (polled every 20 ms): a wait for what a test
+        needs, not a guessed sleep."""
+        give_up = time.monotonic() + timeout
+        while not done(metrics := self.metrics()):
+            if time.monotonic() > give_up:
+                raise AssertionError(f"the server's metrics did not reach the expected state within {timeout}s")
+            time.sleep(0.02)
+        return metrics
 
     def signal(self, number: int) -> None:
         self.process.send_signal(number)

@@ -1,7 +1,12 @@
-"""The `fastroute` command line: version, help, argument errors, check and route."""
+"""The `fastroute` command line: version, help, argument errors, check and route.
+
+The commands run in process through ``main`` (what ``python -m fastroute`` calls, tested
+once as a real process): the exit status, stdout and stderr are the command's, and an
+exception escaping ``main`` (a traceback for a user) fails the test."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -31,6 +36,21 @@ models:
 def run(*arguments: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fastroute", *arguments], input=stdin.decode(),
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Runs ``fastroute ARGUMENTS`` in process: (exit status, stdout, stderr); ``--app-dir``'s
+    change to the import path is undone after the test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    def run_command(*arguments: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        status = main(list(arguments))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run_command
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,30 +84,28 @@ def test_bad_arguments_are_usage_errors_not_tracebacks(
     assert done.value.code == 2 and message in error and "Traceback" not in error
 
 
-def test_check_reports_a_valid_config_and_names_the_problem_in_a_bad_one(tmp_path: Path) -> None:
+def test_check_reports_a_valid_config_and_names_the_problem_in_a_bad_one(tmp_path: Path, command) -> None:
     pytest.importorskip("yaml", reason="needs the 'config' extra")
     good = tmp_path / "router.yaml"
     good.write_text(CONFIG)
-    completed = run("check", str(good), "--app-dir", str(HERE))
-    assert completed.returncode == 0, completed.stderr
-    assert "valid" in completed.stdout and "words/2  text  aliases: stable" in completed.stdout
+    status, out, err = command("check", str(good), "--app-dir", str(HERE))
+    assert status == 0, err
+    assert "valid" in out and "words/2  text  aliases: stable" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text(CONFIG.replace("serving_models:shout", "serving_models:no_such_model"))
-    completed = run("check", str(bad), "--app-dir", str(HERE))
-    assert completed.returncode == 1 and "Traceback" not in completed.stderr
-    assert "no_such_model" in completed.stderr and str(bad) in completed.stderr
+    status, out, err = command("check", str(bad), "--app-dir", str(HERE))
+    assert status == 1 and "no_such_model" in err and str(bad) in err
 
 
-def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path, command) -> None:
     pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: {m: {modality: tabular, versions: {}}}")
-    completed = run("serve", str(bad), "--port", "0")
-    assert completed.returncode == 1 and "Traceback" not in completed.stderr
-    assert str(bad) in completed.stderr and "models.m.versions" in completed.stderr
+    status, out, err = command("serve", str(bad), "--port", "0")
+    assert status == 1 and str(bad) in err and "models.m.versions" in err
 
 
-def test_route_prints_one_decision_per_file_and_for_stdin(tmp_path: Path) -> None:
+def test_route_prints_one_decision_per_file_and_for_stdin(tmp_path: Path, command) -> None:
     pytest.importorskip("yaml", reason="needs the 'config' extra")
     config = tmp_path / "router.yaml"
     config.write_text(CONFIG)
@@ -95,11 +113,12 @@ def test_route_prints_one_decision_per_file_and_for_stdin(tmp_path: Path) -> Non
     note.write_text("a short note")
     archive = tmp_path / "data.gz"
     archive.write_bytes(b"\x1f\x8b\x08\x00" + bytes(20))
-    completed = run("route", "-c", str(config), "--app-dir", str(HERE), str(note), str(archive), "-", stdin=b"from stdin")
-    lines = [json.loads(line) for line in completed.stdout.splitlines()]
-    assert completed.returncode == 1  # the archive has no model
+    status, out, err = command("route", "-c", str(config), "--app-dir", str(HERE), str(note), str(archive), "-",
+                               stdin=b"from stdin")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert status == 1  # the archive has no model
     assert lines[0]["input"] == str(note) and (lines[0]["model"], lines[0]["version"]) == ("words", "2")
     assert lines[1]["input"] == str(archive) and lines[1]["error"].startswith("NoRoute")
     assert lines[2]["input"] == "<stdin>" and lines[2]["model"] == "words"
-    missing = run("route", "-c", str(config), "--app-dir", str(HERE), str(tmp_path / "absent"))
-    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    status, out, err = command("route", "-c", str(config), "--app-dir", str(HERE), str(tmp_path / "absent"))
+    assert status == 1 and "cannot read" in err

@@ -67,6 +67,12 @@ def tensor(data, datatype="FP32", shape=None, name="x", **parameters) -> dict:
     return {"inputs": [entry]}
 
 
+def idle(metrics: dict) -> bool:
+    """No request in a model's hands (queued, leased or running)."""
+    return all(total(metrics, name) == 0 for name in (
+        "fastroute_model_queued_requests", "fastroute_model_leased_requests", "fastroute_model_running_requests"))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     config = tmp_path_factory.mktemp("serve") / "router.yaml"
@@ -297,7 +303,7 @@ def test_deadlines_from_the_header_and_from_tritons_timeout(server: ServerProces
     assert in_time.status_code == 200
     bad = server.client.post("/v2/models/slow/infer", json=tensor([0.01]), headers={"Fastroute-Deadline-Ms": "soon"})
     assert bad.status_code == 400 and "milliseconds" in bad.json()["error"]
-    time.sleep(0.6)  # the late requests' model calls finish; teardown checks nothing stays leased
+    server.wait_for_metrics(idle)  # the late requests' model calls finish; teardown checks nothing stays leased
 
 
 def test_slow_clients_and_dropped_connections_leave_nothing_pending(server: ServerProcess) -> None:
@@ -317,11 +323,13 @@ def test_slow_clients_and_dropped_connections_leave_nothing_pending(server: Serv
         dropped.sendall(head + body[:10])
     with socket.create_connection((host, int(port))) as dropped:
         dropped.sendall(head + body)
-        time.sleep(0.05)
-    time.sleep(0.6)  # the abandoned model call (0.3 s) finishes
-    after = server.metrics()
-    answered = total(after, "fastroute_http_responses_total") - total(before, "fastroute_http_responses_total")
-    assert answered == 3  # every request ended once: 408, client gone mid-body, served to a closed socket
+        server.wait_for_metrics(lambda metrics: total(metrics, "fastroute_model_running_requests") == 1)  # its model runs
+
+    def answered(metrics: dict) -> float:
+        return total(metrics, "fastroute_http_responses_total") - total(before, "fastroute_http_responses_total")
+
+    after = server.wait_for_metrics(lambda metrics: answered(metrics) >= 3 and idle(metrics))  # the abandoned call (0.3 s) too
+    assert answered(after) == 3  # every request ended once: 408, client gone mid-body, served to a closed socket
     assert total(after, "fastroute_errors_total", error="ClientDisconnect") - total(before, "fastroute_errors_total", error="ClientDisconnect") == 1
     assert server.client.post("/v2/models/sum/infer", json=tensor([1.0])).status_code == 200
 

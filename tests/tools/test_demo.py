@@ -1,12 +1,16 @@
-"""The main job: `fastroute demo` trains, routes a mixed stream and reports."""
+"""The main job: `fastroute demo` trains, routes a mixed stream and reports.
+
+Run in process through the command line's ``main`` (argument parsing included): a
+subprocess would add only a second interpreter and scikit-learn import, and
+``python -m fastroute`` itself is tested in tests/serving/test_serving_cli.py."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
+
+from fastroute.cli import main
 
 pytest.importorskip("sklearn", reason="the demo needs the 'demo' extra (scikit-learn)")
 pytest.importorskip("PIL", reason="the demo needs the 'demo' extra (Pillow)")
@@ -23,15 +27,9 @@ KIND_MODALITY = {
 }
 
 
-def test_demo_makes_the_case_for_a_router() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "fastroute", "demo", "--repeat", "1"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-    )
-    out = completed.stdout
+def test_demo_makes_the_case_for_a_router(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
     rows = [
         match.groupdict()
         for match in re.finditer(
