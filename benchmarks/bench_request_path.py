@@ -101,7 +101,7 @@ class _Declines:
     def route(*args):
         return None
 
-    hold = hold_only = route
+    hold = hold_only = submit = ainfer = route
 
 
 def general_path_only(router: Router) -> Router:

@@ -1,8 +1,9 @@
 // Binding of the dispatcher (dispatcher.hpp): the Python batch callback its
 // workers call (the one place a worker takes the GIL, safe while the
 // interpreter finalizes), pushes that release the GIL only when a full queue
-// makes them wait, load-aware choices over lanes read lock-free, and
-// destruction without the GIL.
+// makes them wait, load-aware choices over lanes read lock-free,
+// destruction without the GIL, and each executor's RequestQueue (binding.hpp):
+// a request's handle, waiting entry and push in one native step.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -159,6 +160,97 @@ int dispatch_push(Dispatcher& dispatcher, std::size_t lane, py::object payload, 
   return static_cast<int>(status);
 }
 
+py::object object_or_throw(PyObject* object) {
+  if (object == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(object);
+}
+
+}  // namespace
+
+RequestQueue::RequestQueue(py::object dispatcher, py::dict lanes, py::object waiting, std::int64_t spin_ns,
+                           bool callers_run, py::object deadline_of, py::tuple priorities, py::object refusal)
+    : dispatcher_object_(std::move(dispatcher)),
+      dispatcher_(py::isinstance<Dispatcher>(dispatcher_object_) ? &dispatcher_object_.cast<Dispatcher&>() : nullptr),
+      callers_run_on_(callers_run ? dispatcher_object_ : py::none()),
+      lanes_(std::move(lanes)),
+      waiting_(std::move(waiting)),
+      spin_ns_(spin_ns),
+      deadline_of_(std::move(deadline_of)),
+      priorities_(std::move(priorities)),
+      refusal_(std::move(refusal)) {
+  if (dispatcher_ == nullptr) throw InvalidInput("RequestQueue: dispatcher must be a fastroute._core.Dispatcher");
+  if (!PyCallable_Check(deadline_of_.ptr()) || !PyCallable_Check(refusal_.ptr()))
+    throw InvalidInput("RequestQueue: deadline_of and refusal must be callables");
+  const py::object unclaimed = waiting_.attr("unclaimed");
+  if (!PyDict_Check(unclaimed.ptr())) throw InvalidInput("RequestQueue: waiting.unclaimed must be a dict");
+  unclaimed_ = py::reinterpret_borrow<py::dict>(unclaimed);
+  if (priorities_.size() != 2 || !PyUnicode_Check(priorities_[0].ptr()) || !PyUnicode_Check(priorities_[1].ptr()))
+    throw InvalidInput("RequestQueue: priorities must be the names (high, normal)");
+  if (spin_ns_ < 0) throw InvalidInput("RequestQueue: spin_ns must not be negative");
+}
+
+std::optional<std::size_t> RequestQueue::only_lane(py::handle spec) const {
+  const py::object key = object_or_throw(PyLong_FromVoidPtr(spec.ptr()));  // id(spec)
+  PyObject* known = PyDict_GetItemWithError(lanes_.ptr(), key.ptr());      // (spec, lanes), borrowed
+  if (known == nullptr) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return std::nullopt;  // not started here yet
+  }
+  if (!PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 2 || PyTuple_GET_ITEM(known, 0) != spec.ptr()) {
+    return std::nullopt;  // not this spec's entry: the executor decides
+  }
+  PyObject* lanes = PyTuple_GET_ITEM(known, 1);
+  if (!PyTuple_Check(lanes) || PyTuple_GET_SIZE(lanes) != 1) return std::nullopt;  // replicas: the executor picks
+  const std::size_t lane = PyLong_AsSize_t(PyTuple_GET_ITEM(lanes, 0));
+  if (lane == static_cast<std::size_t>(-1) && PyErr_Occurred()) throw py::error_already_set();
+  return lane;
+}
+
+std::optional<bool> RequestQueue::is_high(py::handle priority) const {
+  for (std::size_t index = 0; index < 2; ++index) {
+    PyObject* name = priorities_[index].ptr();
+    if (priority.ptr() == name) return index == 0;
+    if (PyUnicode_Check(priority.ptr()) && PyUnicode_Compare(priority.ptr(), name) == 0) return index == 0;
+  }
+  return std::nullopt;
+}
+
+std::int64_t RequestQueue::deadline_ns(py::handle deadline) const {
+  if (deadline.is_none()) return kNoDeadline;
+  return deadline_of_(deadline).cast<std::int64_t>();
+}
+
+std::pair<PushStatus, py::object> RequestQueue::push(py::handle spec, py::handle x, std::size_t lane, bool high,
+                                                     std::int64_t deadline_ns, double timeout_s) {
+  py::object handle = new_result_handle(spin_ns_, callers_run_on_, lane);
+  const py::object deadline = object_or_throw(PyLong_FromLongLong(deadline_ns));
+  // The executor's Request tuple (executors/cpu.py): (handle, x, spec, deadline_ns, waiting).
+  py::object request = object_or_throw(PyTuple_Pack(5, handle.ptr(), x.ptr(), spec.ptr(), deadline.ptr(), waiting_.ptr()));
+  if (deadline_ns == kNoDeadline) {
+    // WaitingRequests.add without a deadline to watch: the entry alone, keyed by id(handle).
+    const py::object key = object_or_throw(PyLong_FromVoidPtr(handle.ptr()));
+    if (PyDict_SetItem(unclaimed_.ptr(), key.ptr(), request.ptr()) != 0) throw py::error_already_set();
+  } else {
+    waiting_.attr("add")(request, deadline);
+  }
+  const auto claim_back = [&] { return waiting_.attr("claim")(handle).cast<bool>(); };
+  PushStatus status;
+  try {
+    status = static_cast<PushStatus>(dispatch_push(*dispatcher_, lane, request, high, deadline_ns, timeout_s));
+  } catch (...) {
+    claim_back();  // never queued (an unknown lane): no entry left behind
+    throw;
+  }
+  if (status != PushStatus::kAccepted) claim_back();  // never queued: nothing else may end it
+  return {status, std::move(handle)};
+}
+
+py::object RequestQueue::refusal(py::handle spec, PushStatus status, py::handle priority, py::handle timeout) const {
+  return refusal_(spec, static_cast<int>(status), priority, timeout);
+}
+
+namespace {
+
 // One load-aware decision: each candidate's load is read from its lanes
 // (lock-free), then choose_under_load scores them.
 py::tuple choose_among_models(const Dispatcher& dispatcher, const std::vector<std::vector<std::size_t>>& lanes,
@@ -206,6 +298,23 @@ void bind_dispatch(py::module_& m) {
   m.attr("PUSH_CLOSED") = static_cast<int>(PushStatus::kClosed);
   m.attr("DISPATCH_SETTINGS") = dispatch_settings();
   m.def("monotonic_ns", &now_ns, "The clock of every deadline (std::chrono::steady_clock), in nanoseconds.");
+  py::class_<RequestQueue>(m, "RequestQueue",
+                           "One executor's enqueue: a request's ResultHandle, its WaitingRequests entry and its "
+                           "push, in one native step (see binding.hpp).")
+      .def(py::init<py::object, py::dict, py::object, std::int64_t, bool, py::object, py::tuple, py::object>(),
+           py::arg("dispatcher"), py::arg("lanes"), py::arg("waiting"), py::arg("spin_ns"), py::arg("callers_run"),
+           py::arg("deadline_of"), py::arg("priorities"), py::arg("refusal"))
+      .def(
+          "push",
+          [](RequestQueue& queue, std::size_t lane, py::handle spec, py::handle x, bool high, std::int64_t deadline_ns,
+             double timeout_s) {
+            auto [status, handle] = queue.push(spec, x, lane, high, deadline_ns, timeout_s);
+            return py::make_tuple(static_cast<int>(status), std::move(handle));
+          },
+          py::arg("lane"), py::arg("spec"), py::arg("x"), py::arg("high"), py::arg("deadline_ns"),
+          py::arg("timeout_s"),
+          "(push status, handle): x queued for spec on lane (deadline_ns absolute, NO_DEADLINE: none), "
+          "waiting up to timeout_s for room. A refused request's waiting entry is claimed back.");
   py::class_<Dispatcher, std::unique_ptr<Dispatcher, DeleteWithoutGil>>(m, "Dispatcher")
       .def(py::init([](std::size_t threads, std::size_t max_batch, std::int64_t max_delay_us,
                        std::size_t queue_capacity, std::size_t max_lanes, std::int64_t spin_us,

@@ -2,7 +2,9 @@
 // one call analyses an input, lets the planned policy choose (RoutePlan,
 // scorer.hpp), resolves the version the catalog precomputed, holds it when
 // asked (infer, submit), records the decision in the feedback store's ring and
-// builds the Decision, its reason left as a pair joined only when read.
+// builds the Decision, its reason left as a pair joined only when read; submit
+// and ainfer also queue the request on the executor's RequestQueue
+// (binding.hpp) in the same call.
 //
 // Two types:
 // - FastRoutePlan (pybind11, made once per policy, policy state, catalog and
@@ -33,6 +35,7 @@
 
 #include "analyzer.hpp"
 #include "binding.hpp"
+#include "dispatcher.hpp"
 #include "errors.hpp"
 #include "features.hpp"
 #include "model_state.hpp"
@@ -79,6 +82,7 @@ struct PlannedModel {
   py::object version;   // str
   py::object cost;      // float or None: the feedback entry's cost
   py::object resolved;  // the catalog's Resolved, or None: the name needs the general path
+  py::object spec;      // resolved.spec, or None
   py::object holds;     // resolved.in_flight.holds (a HoldCount), or None
   bool shadowed = false;
 };
@@ -170,6 +174,7 @@ class HoldGuard {
     }
     PyErr_Restore(type, value, traceback);
   }
+  HoldGuard(HoldGuard&& other) noexcept : holds_(std::exchange(other.holds_, py::handle())) {}
   HoldGuard(const HoldGuard&) = delete;
   HoldGuard& operator=(const HoldGuard&) = delete;
   void release() noexcept { holds_ = py::handle(); }
@@ -192,6 +197,72 @@ Analysis stand_in_analysis(const py::object& analyze, PyObject* x, PyObject* hin
   return *found;
 }
 
+// What one plain request chose: the plan, the model, why, and what was analysed.
+struct Chosen {
+  std::shared_ptr<FastRoutePlan> plan;
+  const PlannedModel* model;
+  PlanChoice choice;
+  Analysis analysis;
+};
+
+RouteStages* stages_in(PyObject* stages_arg) {
+  if (stages_arg == Py_None) return nullptr;
+  if (!py::isinstance<RouteStages>(stages_arg)) throw py::type_error("stages must be a RouteStages or None");
+  return py::cast<RouteStages*>(stages_arg);
+}
+
+// The plan's choice for x, or none: take the general path (a Python policy, no model for
+// the input, a name the catalog does not resolve plainly, a shadowed version when `hold`).
+std::optional<Chosen> choose(FastRouteState& route, PyObject* policy, PyObject* store, PyObject* x, PyObject* hint,
+                             PyObject* stages_arg, bool hold) {
+  RouteStages* stages = stages_in(stages_arg);
+  std::shared_ptr<FastRoutePlan> plan = route.current(policy, store, route.catalog_now());
+  if (!plan->plan || (stages != nullptr && !plan->plain)) return std::nullopt;  // timed: never timed twice
+  const std::int64_t started = stages != nullptr ? now_ns() : 0;
+  const Analysis analysis = route.analyze.is_none() ? analyze_object(x, hint) : stand_in_analysis(route.analyze, x, hint);
+  const std::int64_t analyzed = stages != nullptr ? now_ns() : 0;
+  const PlanChoice choice = plan->plan->choose(analysis.features.data(), static_cast<std::size_t>(analysis.modality));
+  if (stages != nullptr) stages->record(started, analyzed, now_ns());
+  if (choice.model == kNoModel) return std::nullopt;
+  const PlannedModel& model = plan->models[static_cast<std::size_t>(choice.model)];
+  if (model.resolved.is_none() || (hold && model.shadowed)) return std::nullopt;
+  return Chosen{std::move(plan), &model, choice, analysis};
+}
+
+// Holds the chosen version: the guard, or none when the catalog changed meanwhile (the
+// hold is dropped again and the general path decides).
+std::optional<HoldGuard> hold_chosen(FastRouteState& route, const Chosen& chosen) {
+  hold_count_in(chosen.model->holds)->hold();
+  std::optional<HoldGuard> held(std::in_place, chosen.model->holds);
+  // Memory ordering (with the GIL as the only lock): the hold is checked against the catalog
+  // the plan was made from. A version is hidden by publishing a new catalog before its
+  // retirement waits for its holds to reach zero, so either the catalog is still the same
+  // after the hold (that wait sees it) or the hold is dropped and the general path decides.
+  if (!route.catalog_now().is(chosen.plan->catalog)) return std::nullopt;  // the guard drops the hold
+  return held;
+}
+
+// The Decision for a chosen request, recorded in the feedback store's ring.
+py::object decision_of(const FastRouteState& route, const Chosen& chosen) {
+  const PlannedModel& model = *chosen.model;
+  const py::object reason = chosen.plan->reason(chosen.choice.reason, chosen.choice.model);
+  const py::object id = chosen.plan->record(model);
+  const py::object analysis_obj = analysis_object(chosen.analysis);
+  const double score = chosen.choice.score;
+  const py::object score_obj = std::isnan(score) ? py::object(py::none()) : py::object(py::float_(score));
+  auto* type = reinterpret_cast<PyTypeObject*>(route.decision_type.ptr());
+  const py::object decision = steal_or_throw(PyBaseObject_Type.tp_new(type, empty_tuple, nullptr));
+  set_field(decision.ptr(), names.model, model.name.ptr());
+  set_field(decision.ptr(), names.version, model.version.ptr());
+  set_field(decision.ptr(), names.modality, modality_names[static_cast<std::size_t>(chosen.analysis.modality)]);
+  set_field(decision.ptr(), names.reason, reason.ptr());
+  set_field(decision.ptr(), names.score, score_obj.ptr());
+  set_field(decision.ptr(), names.id, id.ptr());
+  set_field(decision.ptr(), names.propensity, propensity_one);
+  set_field(decision.ptr(), names.features, analysis_obj.ptr());
+  return decision;
+}
+
 // What a native call returns.
 enum class Returns { kDecision, kDecisionAndHeld, kHeld };
 
@@ -203,56 +274,67 @@ py::object decide(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Retur
                          "stages), got " + std::to_string(nargs));
   }
   const bool hold = returns != Returns::kDecision;
-  PyObject *policy = args[0], *store = args[1], *x = args[2], *hint = args[3], *stages_arg = args[4];
   FastRouteState& route = state_of(self);
-  RouteStages* stages = nullptr;
-  if (stages_arg != Py_None) {
-    if (!py::isinstance<RouteStages>(stages_arg)) throw py::type_error("stages must be a RouteStages or None");
-    stages = py::cast<RouteStages*>(stages_arg);
-  }
-  const std::shared_ptr<FastRoutePlan> plan = route.current(policy, store, route.catalog_now());
-  if (!plan->plan || (stages != nullptr && !plan->plain)) return py::none();  // timed: never timed twice
-  const std::int64_t started = stages != nullptr ? now_ns() : 0;
-  const Analysis analysis = route.analyze.is_none() ? analyze_object(x, hint) : stand_in_analysis(route.analyze, x, hint);
-  const std::int64_t analyzed = stages != nullptr ? now_ns() : 0;
-  const auto modality = static_cast<std::size_t>(analysis.modality);
-  const PlanChoice choice = plan->plan->choose(analysis.features.data(), modality);
-  if (stages != nullptr) stages->record(started, analyzed, now_ns());
-  if (choice.model == kNoModel) return py::none();
-  const PlannedModel& model = plan->models[static_cast<std::size_t>(choice.model)];
-  if (model.resolved.is_none() || (hold && model.shadowed)) return py::none();
-  std::optional<HoldGuard> held;
-  if (hold) {
-    hold_count_in(model.holds)->hold();
-    held.emplace(model.holds);
-    // Memory ordering (with the GIL as the only lock): the hold is checked against the catalog
-    // the plan was made from. A version is hidden by publishing a new catalog before its
-    // retirement waits for its holds to reach zero, so either the catalog is still the same
-    // after the hold (that wait sees it) or the hold is dropped and the general path decides.
-    if (!route.catalog_now().is(plan->catalog)) return py::none();  // the guard drops the hold
-  }
+  const std::optional<Chosen> chosen = choose(route, args[0], args[1], args[2], args[3], args[4], hold);
+  if (!chosen) return py::none();
+  if (!hold) return decision_of(route, *chosen);
+  std::optional<HoldGuard> held = hold_chosen(route, *chosen);
+  if (!held) return py::none();
   if (returns == Returns::kHeld) {  // no Decision made: nothing can read it or its feedback id
     held->release();  // the caller ends the hold
-    return model.resolved;
+    return chosen->model->resolved;
   }
-  const py::object reason = plan->reason(choice.reason, choice.model);
-  const py::object id = plan->record(model);
-  const py::object analysis_obj = analysis_object(analysis);
-  const py::object score = std::isnan(choice.score) ? py::object(py::none()) : py::object(py::float_(choice.score));
-  auto* type = reinterpret_cast<PyTypeObject*>(route.decision_type.ptr());
-  const py::object decision = steal_or_throw(PyBaseObject_Type.tp_new(type, empty_tuple, nullptr));
-  set_field(decision.ptr(), names.model, model.name.ptr());
-  set_field(decision.ptr(), names.version, model.version.ptr());
-  set_field(decision.ptr(), names.modality, modality_names[modality]);
-  set_field(decision.ptr(), names.reason, reason.ptr());
-  set_field(decision.ptr(), names.score, score.ptr());
-  set_field(decision.ptr(), names.id, id.ptr());
-  set_field(decision.ptr(), names.propensity, propensity_one);
-  set_field(decision.ptr(), names.features, analysis_obj.ptr());
-  if (!hold) return decision;
-  py::object pair = steal_or_throw(PyTuple_Pack(2, decision.ptr(), model.resolved.ptr()));
+  const py::object decision = decision_of(route, *chosen);
+  py::object pair = steal_or_throw(PyTuple_Pack(2, decision.ptr(), chosen->model->resolved.ptr()));
   held->release();  // the caller ends the hold (Resolved.run_held, Resolved.settle)
   return pair;
+}
+
+// What the one-call enqueue returns.
+enum class Enqueued { kHandle, kAsyncioFuture };
+
+// submit()/ainfer(): route, hold, then queue on the executor's RequestQueue in the same call;
+// the handle (with its Decision) or its asyncio future; None: the general path (the native
+// path declines, the spec's lanes are not started or has several replicas, an unknown
+// priority, or for ainfer a full or closed queue: the general path waits for room or says
+// why). A refused submit raises the executor's refusal (Overloaded, RouterClosed) with the
+// hold released and no waiting entry left.
+py::object enqueue(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Enqueued returns) {
+  if (nargs != 8) {
+    throw py::type_error("FastRoute.submit() and ainfer() take 8 arguments (policy, store, x, hint, stages, queue, "
+                         "priority, deadline), got " + std::to_string(nargs));
+  }
+  PyObject *x = args[2], *queue_arg = args[5], *priority = args[6], *deadline = args[7];
+  if (queue_arg == Py_None) return py::none();
+  if (!py::isinstance<RequestQueue>(queue_arg)) throw py::type_error("queue must be a RequestQueue or None");
+  RequestQueue& queue = py::cast<RequestQueue&>(queue_arg);
+  const std::optional<bool> high = queue.is_high(priority);
+  if (!high) return py::none();  // the general path names what is wrong
+  const std::int64_t deadline_ns = queue.deadline_ns(deadline);
+  FastRouteState& route = state_of(self);
+  const std::optional<Chosen> chosen = choose(route, args[0], args[1], x, args[3], args[4], true);
+  if (!chosen) return py::none();
+  const PlannedModel& model = *chosen->model;
+  const std::optional<std::size_t> lane = queue.only_lane(model.spec);
+  if (!lane) return py::none();
+  std::optional<HoldGuard> held = hold_chosen(route, *chosen);
+  if (!held) return py::none();
+  // Made before the push, as the general path records a refused request's decision too.
+  const py::object decision = returns == Enqueued::kHandle ? decision_of(route, *chosen) : py::none();
+  auto [status, handle] = queue.push(model.spec, x, *lane, *high, deadline_ns, 0.0);
+  if (status != PushStatus::kAccepted) {  // the guard drops the hold
+    if (returns == Enqueued::kAsyncioFuture) return py::none();
+    const py::object error = queue.refusal(model.spec, status, priority, Py_None);
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+    throw py::error_already_set();
+  }
+  // Queued: the hold now ends with the request (the count itself is the done-callback).
+  // Until this returns the GIL is held, so no worker can have settled it; if one did
+  // (a collection running Python code), add_done_callback calls the count at once.
+  link_result_handle(handle, decision, model.holds);
+  held->release();
+  if (returns == Enqueued::kAsyncioFuture) return result_handle_asyncio_future(handle);
+  return std::move(handle);
 }
 
 PyObject* route_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -265,6 +347,14 @@ PyObject* hold_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs)
 
 PyObject* hold_only_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return guarded([&] { return decide(self, args, nargs, Returns::kHeld); });
+}
+
+PyObject* submit_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guarded([&] { return enqueue(self, args, nargs, Enqueued::kHandle); });
+}
+
+PyObject* ainfer_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  return guarded([&] { return enqueue(self, args, nargs, Enqueued::kAsyncioFuture); });
 }
 
 PyMethodDef kFastRouteMethods[] = {
@@ -280,6 +370,16 @@ PyMethodDef kFastRouteMethods[] = {
      "hold_only(policy, store, x, hint, stages)\n--\n\n"
      "hold() for a request whose decision no one reads (ainfer without return_decision): the Resolved\n"
      "held, or None; no Decision is made and nothing is recorded."},
+    {"submit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(submit_fastcall)), METH_FASTCALL,
+     "submit(policy, store, x, hint, stages, queue, priority, deadline)\n--\n\n"
+     "hold(), then x queued on queue (the executor's RequestQueue) in the same call: its ResultHandle,\n"
+     "its decision set and the hold ending with it; or None: take the general path (also for a spec\n"
+     "not started yet or with several replicas). A full or closed queue raises the executor's\n"
+     "refusal (Overloaded, RouterClosed), the hold released."},
+    {"ainfer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(ainfer_fastcall)), METH_FASTCALL,
+     "ainfer(policy, store, x, hint, stages, queue, priority, deadline)\n--\n\n"
+     "submit() for a request whose decision no one reads: the handle's asyncio future on the running\n"
+     "loop; or None: the general path (also when the queue is full or closed: it waits for room)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -320,10 +420,11 @@ PyType_Spec kFastRouteSpec = {"fastroute.FastRoute", sizeof(FastRouteObject), 0,
 
 PlannedModel planned_model(py::handle name, py::handle resolved, py::handle cost) {
   PlannedModel model{py::reinterpret_borrow<py::object>(name), py::none(), py::reinterpret_borrow<py::object>(cost),
-                     py::reinterpret_borrow<py::object>(resolved), py::none(), false};
+                     py::reinterpret_borrow<py::object>(resolved), py::none(), py::none(), false};
   if (!PyUnicode_Check(name.ptr())) throw InvalidInput("a planned model name must be a str");
   if (resolved.is_none()) return model;
-  model.version = resolved.attr("spec").attr("version");
+  model.spec = resolved.attr("spec");
+  model.version = model.spec.attr("version");
   model.holds = resolved.attr("in_flight").attr("holds");
   model.shadowed = resolved.attr("shadowed").cast<bool>();
   if (hold_count_in(model.holds) == nullptr) throw InvalidInput("InFlight.holds must be a HoldCount");

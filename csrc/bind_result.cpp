@@ -508,6 +508,18 @@ AwaitingCompletions::~AwaitingCompletions() {
   }
 }
 
+py::object new_result_handle(std::int64_t spin_ns, const py::object& dispatcher, std::size_t lane) {
+  return py::cast(std::make_unique<ResultHandle>(spin_ns, dispatcher, lane));
+}
+
+void link_result_handle(py::handle handle, const py::object& decision, py::object on_done) {
+  ResultHandle& linked = handle.cast<ResultHandle&>();
+  if (!decision.is_none()) linked.decision = decision;
+  linked.add_done_callback(handle, std::move(on_done), py::tuple());
+}
+
+py::object result_handle_asyncio_future(py::handle handle) { return handle.cast<ResultHandle&>().asyncio_future(handle); }
+
 void bind_result(py::module_& m) {
   m.attr("DEFAULT_RESULT_SPIN_NS") = kDefaultResultSpinNs;
   const auto setup = py::custom_type_setup([](PyHeapTypeObject* heap_type) {

@@ -11,12 +11,17 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 #include "result.hpp"
 
 namespace fastroute {
+class Dispatcher;  // dispatcher.hpp
+enum class PushStatus : std::uint8_t;  // dispatcher.hpp
 struct Analysis;  // analyzer.hpp
 struct HistogramSnapshot;  // stage_histogram.hpp
 class HoldCount;  // model_state.hpp
@@ -44,6 +49,65 @@ HoldCount* hold_count_in(py::handle object) noexcept;
 // on_drained. With the GIL held. Throws TypeError for another object,
 // InvalidInput when nothing is held, what on_drained raises.
 void drop_hold(py::handle holds);
+
+// A new pending ResultHandle (bind_result.cpp), as ResultHandle(spin_ns, dispatcher, lane):
+// `dispatcher` (a Dispatcher object, or None: only workers serve it) and `lane` are where the
+// request is queued, for result() to run it on the waiting thread. GIL held; allocates;
+// throws py::error_already_set (out of memory) or py::cast_error (not a Dispatcher).
+py::object new_result_handle(std::int64_t spin_ns, const py::object& dispatcher, std::size_t lane);
+// handle.decision = decision (unless None), then handle.add_done_callback(on_done), natively
+// (on_done runs at once if the handle is already settled). GIL held; allocates.
+void link_result_handle(py::handle handle, const py::object& decision, py::object on_done);
+// handle.asyncio_future(): its asyncio future on the running loop. GIL held; raises
+// RuntimeError outside a running loop.
+py::object result_handle_asyncio_future(py::handle handle);
+
+// One executor's enqueue (bind_dispatch.cpp; Python: fastroute._core.RequestQueue, made
+// once by each CPUExecutor): a request's ResultHandle, its entry in the executor's
+// WaitingRequests (executors/waiting.py: the exactly-once claim, the deadline watch) and
+// its push onto a dispatcher lane, in one native step. CPUExecutor._push and the router's
+// one-call submit (FastRoute.submit/ainfer, bind_fast_path.cpp) both queue through it.
+// Every method: GIL held, not thread-safe beyond that; references nothing that references
+// its executor back.
+class RequestQueue {
+ public:
+  // `lanes`: the executor's table id(spec) -> (spec, lanes); `waiting`: its WaitingRequests;
+  // `callers_run`: handles may run their request in result() ("caller runs");
+  // `deadline_of(seconds)`: submit's absolute deadline in ns (raises InvalidInput);
+  // `priorities`: ("high", "normal"); `refusal(spec, status, priority, timeout)`: the
+  // exception a refused push raises.
+  RequestQueue(py::object dispatcher, py::dict lanes, py::object waiting, std::int64_t spin_ns, bool callers_run,
+               py::object deadline_of, py::tuple priorities, py::object refusal);
+
+  // The lane of `spec` when it has exactly one and it exists (one replica, started); none
+  // otherwise (first request, or several replicas: the executor picks). Never throws but
+  // for out of memory.
+  std::optional<std::size_t> only_lane(py::handle spec) const;
+  // True for the high priority name, false for the normal one, none for anything else.
+  std::optional<bool> is_high(py::handle priority) const;
+  // kNoDeadline for None, else deadline_of(deadline). Throws what deadline_of raises.
+  std::int64_t deadline_ns(py::handle deadline) const;
+  // Queues x for spec on lane: (status, handle). Accepted: the handle is linked to its lane
+  // and waiting entry, and settles exactly once. Refused: the waiting entry is claimed back
+  // (nothing else may end the handle unless close raced the push and already did).
+  // A full queue waits up to timeout_s for room with the GIL released.
+  std::pair<PushStatus, py::object> push(py::handle spec, py::handle x, std::size_t lane, bool high,
+                                         std::int64_t deadline_ns, double timeout_s);
+  // The exception a refused push (status) raises, from `refusal`.
+  py::object refusal(py::handle spec, PushStatus status, py::handle priority, py::handle timeout) const;
+
+ private:
+  py::object dispatcher_object_;  // keeps *dispatcher_ alive
+  Dispatcher* dispatcher_;
+  py::object callers_run_on_;  // dispatcher_object_ or None
+  py::dict lanes_;
+  py::object waiting_;
+  py::dict unclaimed_;  // waiting_.unclaimed: id(handle) -> request
+  std::int64_t spin_ns_;
+  py::object deadline_of_;
+  py::tuple priorities_;
+  py::object refusal_;
+};
 
 // Sets the Python error for a C++ exception: core errors (errors.hpp) become
 // their fastroute.errors class, pybind11's and the standard library's the

@@ -17,8 +17,9 @@ from .decision.compiled import CompiledPolicy, check_servable
 from .decision.fast_path import native_path
 from .decision.feedback import FeedbackStore
 from .decision.load_aware import LoadAware, live_columns
-from .errors import FastrouteError, InvalidInput, Overloaded, RouterClosed
+from .errors import FastrouteError, InvalidInput, RouterClosed
 from .executors.handles import ResultHandle
+from .executors.queued import queued_awaitable, queued_when_room, raising
 from .executors.resilience import Resilience
 from .library.catalog import Candidates, Resolved
 from .library import config as config_files
@@ -365,6 +366,13 @@ class Router:
         executor = self._running_executor()
         if self._resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
+        if timeout is None and not features:  # routed, held and queued in one native call
+            handle = self._fast_path.submit(
+                self._plain_policy(), self.feedback_store, x, hint, self.route_stages, executor.native_queue,
+                priority, deadline,
+            )
+            if handle is not None:
+                return handle
         decision, spec, end, args = self._decide_held(x, hint, key, features, (executor, priority, deadline))
         try:
             handle = executor.submit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
@@ -406,22 +414,19 @@ class Router:
         asyncio.get_running_loop()  # outside a loop: RuntimeError now, before anything is queued
         try:
             executor = self._running_executor()
+            policy = self._plain_policy()
             # No Decision: the caller never sees it (nor its feedback id), so none is made or recorded.
-            resolved = self._fast_path.hold_only(self._plain_policy(), self.feedback_store, x, hint, self.route_stages)
+            future = self._fast_path.ainfer(
+                policy, self.feedback_store, x, hint, self.route_stages, executor.native_queue, priority, deadline
+            )
+            if future is not None:  # routed, held and queued in one native call
+                return future
+            resolved = self._fast_path.hold_only(policy, self.feedback_store, x, hint, self.route_stages)
         except Exception as error:  # noqa: BLE001 - raised where the caller awaits
-            return _raising(error)
+            return raising(error)
         if resolved is None:  # the general path decides
             return self._ainfer(x, priority, deadline, timeout, hint, key, features, return_decision)
-        spec, holds = resolved.spec, resolved.in_flight.holds
-        try:
-            handle = executor.submit(spec, x, priority=priority, deadline=deadline)
-        except Overloaded:  # a full queue: wait for room, as long as timeout says
-            return self._queued_when_room(executor, spec, x, priority, deadline, timeout, holds, ())
-        except Exception as error:  # noqa: BLE001
-            holds()  # nothing was queued: the hold ends now
-            return _raising(error)
-        handle.add_done_callback(holds)  # the hold ends natively with the request
-        return handle.asyncio_future()
+        return queued_awaitable(executor, resolved.spec, x, priority, deadline, timeout, resolved.in_flight.holds)
 
     async def _ainfer(
         self,
@@ -445,28 +450,8 @@ class Router:
                 raise
             return (result, future.decision) if return_decision else result
         decision, spec, end, args = self._decide_held(x, hint, key, features, (executor, priority, deadline))
-        result = await self._queued_when_room(executor, spec, x, priority, deadline, timeout, end, args)
+        result = await queued_when_room(executor, spec, x, priority, deadline, timeout, end, args)
         return (result, decision) if return_decision else result
-
-    @staticmethod
-    async def _queued_when_room(
-        executor: CPUExecutor,
-        spec: ModelSpec,
-        x: Any,
-        priority: str,
-        deadline: float | None,
-        timeout: float | None,
-        end: Callable[..., None],
-        args: tuple[Any, ...],
-    ) -> Any:
-        """Queue a decided request, waiting up to ``timeout`` for room; its result."""
-        try:
-            handle = await executor.asubmit(spec, x, priority=priority, deadline=deadline, timeout=timeout)
-        except BaseException:  # CancelledError while waiting for room too
-            end(*args, None)
-            raise
-        handle.add_done_callback(end, *args)
-        return await handle
 
     def feedback(self, decision_id: Any, reward: Any = None, **outcome: Any) -> str:
         """Join an outcome to decision ``decision_id`` (from :attr:`Decision.id`), from any thread.
@@ -706,8 +691,3 @@ class Router:
         live = executor.load_features(spec) if executor is not None and spec is not None else {}
         open_now = spec is not None and self.resilience is not None and not self.resilience.available(spec)
         return {**live, "breaker_open": float(open_now)}
-
-
-async def _raising(error: Exception) -> Any:
-    """An awaitable that raises ``error`` where it is awaited."""
-    raise error

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import operator
 import random
@@ -278,9 +279,12 @@ class CPUExecutor:
         self._closed = False  # guarded by _lock
         self._core = _core.Dispatcher(**dataclasses.asdict(self.config), sink=_run_requests)
         self._waiting = WaitingRequests(_deadline_passed)
-        self._wait_spin_ns = self.config.spin_us * 1000  # a waiting caller spins as long as an idle worker
-        # What each handle's result() may serve its request on (see "Caller runs"); None: only workers do.
-        self._callers_run_on = self._core if self._runs_in_callers() else None
+        # Each request's handle, waiting entry and push, natively. A waiting caller spins as long
+        # as an idle worker; its result() may serve its request itself (see "Caller runs").
+        self._queue = _core.RequestQueue(
+            self._core, self._lanes, self._waiting, self.config.spin_us * 1000, self._runs_in_callers(),
+            _deadline_or_none, PRIORITIES, functools.partial(_refusal, self.config.queue_capacity),
+        )
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 
     def submit(
@@ -462,29 +466,25 @@ class CPUExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def native_queue(self) -> Any:
+        """The native enqueue (``_core.RequestQueue``) a router's one-call submit and ainfer
+        queue through when the request's spec has one started lane; None: every request
+        goes through :meth:`submit` (executors that queue stand-ins for some specs)."""
+        return self._queue
+
     def _push(
         self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float
     ) -> tuple[int, ResultHandle]:
-        """One push to the less loaded of ``spec``'s lanes: (push status, the request's handle)."""
+        """One push to the less loaded of ``spec``'s lanes: (push status, the request's handle);
+        a refused request leaves no waiting entry."""
         known = self._lanes.get(id(spec))
         lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
-        future = ResultHandle(self._wait_spin_ns, self._callers_run_on, lane)
-        waiting = self._waiting
-        request: Request = (future, x, spec, deadline_ns, waiting)
-        waiting.add(request, None if deadline_ns == _NO_DEADLINE else deadline_ns)
-        status = self._core.push(lane, request, high, deadline_ns, timeout_s)
-        if status != _PUSH_ACCEPTED:
-            waiting.claim(future)  # never queued: nothing else may end it
-        return status, future
+        return self._queue.push(lane, spec, x, high, deadline_ns, timeout_s)
 
     def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
-        if status == _PUSH_FULL:
-            return Overloaded(
-                f"queue of model {spec.name!r} is full ({self.config.queue_capacity} {priority} requests"
-                + (f", waited {timeout}s)" if timeout else ")")
-            )
-        return RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
+        return _refusal(self.config.queue_capacity, spec, status, priority, timeout)
 
     def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
         with self._lock:
@@ -514,6 +514,16 @@ class CPUExecutor:
         first, second = self._rng.sample(lanes, 2)
         load_first, load_second = self._core.stats(first), self._core.stats(second)
         return first if load_first[0] + load_first[1] <= load_second[0] + load_second[1] else second
+
+
+def _refusal(queue_capacity: int, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
+    """Why a push was refused (a full queue, else closed), as the exception submit raises."""
+    if status == _PUSH_FULL:
+        return Overloaded(
+            f"queue of model {spec.name!r} is full ({queue_capacity} {priority} requests"
+            + (f", waited {timeout}s)" if timeout else ")")
+        )
+    return RouterClosed(f"model {spec.name!r} version {spec.version!r} no longer accepts requests")
 
 
 def request_times(priority: str, deadline: float | None) -> tuple[bool, int | None]:

@@ -63,6 +63,13 @@ class WaitingRequests:
         self._compact_at = _MIN_COMPACT  # guarded by _lock
         self._watching = False  # a watch thread runs; guarded by _lock
 
+    @property
+    def unclaimed(self) -> dict[int, tuple[Any, ...]]:
+        """id(handle) -> request, for every request no one has claimed. The executor's native
+        enqueue (``_core.RequestQueue``) adds a request without a deadline here itself, as
+        :meth:`add` does (one dict store); everything else goes through the methods."""
+        return self._unclaimed
+
     def add(self, request: tuple[Any, ...], deadline_ns: int | None) -> None:
         """Register a request about to be queued (the executor's tuple: its handle first, its
         model spec third); ``deadline_ns`` (absolute, or None) is watched."""
