@@ -171,7 +171,7 @@ RequestQueue::RequestQueue(py::object dispatcher, py::dict lanes, py::object wai
                            bool callers_run, py::object deadline_of, py::tuple priorities, py::object refusal)
     : dispatcher_object_(std::move(dispatcher)),
       dispatcher_(py::isinstance<Dispatcher>(dispatcher_object_) ? &dispatcher_object_.cast<Dispatcher&>() : nullptr),
-      callers_run_on_(callers_run ? dispatcher_object_ : py::none()),
+      callers_run_on_(callers_run ? dispatcher_ : nullptr),
       lanes_(std::move(lanes)),
       waiting_(std::move(waiting)),
       spin_ns_(spin_ns),
@@ -222,7 +222,7 @@ std::int64_t RequestQueue::deadline_ns(py::handle deadline) const {
 
 std::pair<PushStatus, py::object> RequestQueue::push(py::handle spec, py::handle x, std::size_t lane, bool high,
                                                      std::int64_t deadline_ns, double timeout_s) {
-  py::object handle = new_result_handle(spin_ns_, callers_run_on_, lane);
+  py::object handle = new_result_handle(spin_ns_, callers_run_on_, dispatcher_object_, lane);
   const py::object deadline = object_or_throw(PyLong_FromLongLong(deadline_ns));
   // The executor's Request tuple (executors/cpu.py): (handle, x, spec, deadline_ns, waiting).
   py::object request = object_or_throw(PyTuple_Pack(5, handle.ptr(), x.ptr(), spec.ptr(), deadline.ptr(), waiting_.ptr()));

@@ -112,6 +112,14 @@ class ResultHandle {
       dispatcher_owner_ = std::move(dispatcher);
     }
   }
+  // The same with the dispatcher already unwrapped (null: none), as a native enqueue has it.
+  ResultHandle(std::int64_t spin_ns, Dispatcher* dispatcher, py::object owner, std::size_t lane)
+      : spin_ns_(spin_ns), lane_(lane) {
+    if (dispatcher != nullptr) {
+      dispatcher_ = dispatcher;
+      dispatcher_owner_ = std::move(owner);
+    }
+  }
 
   bool done() const noexcept { return slot_.done(); }
   bool cancelled() const noexcept { return slot_.state() == ResultState::kCancelled; }
@@ -508,8 +516,8 @@ AwaitingCompletions::~AwaitingCompletions() {
   }
 }
 
-py::object new_result_handle(std::int64_t spin_ns, const py::object& dispatcher, std::size_t lane) {
-  return py::cast(std::make_unique<ResultHandle>(spin_ns, dispatcher, lane));
+py::object new_result_handle(std::int64_t spin_ns, Dispatcher* dispatcher, const py::object& owner, std::size_t lane) {
+  return py::cast(std::make_unique<ResultHandle>(spin_ns, dispatcher, owner, lane));
 }
 
 void link_result_handle(py::handle handle, const py::object& decision, py::object on_done) {

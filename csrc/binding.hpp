@@ -51,10 +51,10 @@ HoldCount* hold_count_in(py::handle object) noexcept;
 void drop_hold(py::handle holds);
 
 // A new pending ResultHandle (bind_result.cpp), as ResultHandle(spin_ns, dispatcher, lane):
-// `dispatcher` (a Dispatcher object, or None: only workers serve it) and `lane` are where the
-// request is queued, for result() to run it on the waiting thread. GIL held; allocates;
-// throws py::error_already_set (out of memory) or py::cast_error (not a Dispatcher).
-py::object new_result_handle(std::int64_t spin_ns, const py::object& dispatcher, std::size_t lane);
+// `dispatcher` (null: only workers serve it; `owner`, its Python object, keeps it alive) and
+// `lane` are where the request is queued, for result() to run it on the waiting thread.
+// GIL held; allocates; throws py::error_already_set (out of memory).
+py::object new_result_handle(std::int64_t spin_ns, Dispatcher* dispatcher, const py::object& owner, std::size_t lane);
 // handle.decision = decision (unless None), then handle.add_done_callback(on_done), natively
 // (on_done runs at once if the handle is already settled). GIL held; allocates.
 void link_result_handle(py::handle handle, const py::object& decision, py::object on_done);
@@ -99,7 +99,7 @@ class RequestQueue {
  private:
   py::object dispatcher_object_;  // keeps *dispatcher_ alive
   Dispatcher* dispatcher_;
-  py::object callers_run_on_;  // dispatcher_object_ or None
+  Dispatcher* callers_run_on_;  // dispatcher_ when callers may run their requests, else null
   py::dict lanes_;
   py::object waiting_;
   py::dict unclaimed_;  // waiting_.unclaimed: id(handle) -> request

@@ -114,6 +114,14 @@ class FastRoute:
         self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None
     ) -> tuple[Any, Any] | None: ...
     def hold_only(self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None) -> Any: ...
+    def submit(
+        self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None,
+        queue: RequestQueue | None, priority: str, deadline: float | None,
+    ) -> ResultHandle | None: ...
+    def ainfer(
+        self, policy: Any, store: Any, x: Any, hint: str | None, stages: RouteStages | None,
+        queue: RequestQueue | None, priority: str, deadline: float | None,
+    ) -> Any: ...
 
 class RuleScorer(Scorer):
     def __init__(
@@ -162,6 +170,22 @@ EWMA_WEIGHT: float
 CHOICE_REASONS: tuple[str, ...]
 
 def monotonic_ns() -> int: ...
+
+class RequestQueue:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        lanes: dict[int, tuple[Any, tuple[int, ...]]],
+        waiting: Any,
+        spin_ns: int,
+        callers_run: bool,
+        deadline_of: Callable[[float], int],
+        priorities: tuple[str, str],
+        refusal: Callable[[Any, int, str, float | None], Exception],
+    ) -> None: ...
+    def push(
+        self, lane: int, spec: Any, x: Any, high: bool, deadline_ns: int, timeout_s: float
+    ) -> tuple[int, ResultHandle]: ...
 
 class Dispatcher:
     def __init__(

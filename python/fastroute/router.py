@@ -367,9 +367,9 @@ class Router:
         if self._resilience is not None:
             return self._submit_resilient(executor, x, priority, deadline, timeout, hint, key, features)
         if timeout is None and not features:  # routed, held and queued in one native call
+            # (_running_executor refused a closed router: the policy is read as _plain_policy does)
             handle = self._fast_path.submit(
-                self._plain_policy(), self.feedback_store, x, hint, self.route_stages, executor.native_queue,
-                priority, deadline,
+                self._policy, self.feedback_store, x, hint, self.route_stages, executor.native_queue, priority, deadline
             )
             if handle is not None:
                 return handle

@@ -88,6 +88,7 @@ SANITIZED_SUITE = [
     "tests/executors/test_result_handle.py",
     "tests/library/test_hold_count.py",
     "tests/executors/test_caller_runs.py",
+    "tests/executors/test_native_enqueue.py",
 ]
 
 

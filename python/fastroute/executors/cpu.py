@@ -285,6 +285,10 @@ class CPUExecutor:
             self._core, self._lanes, self._waiting, self.config.spin_us * 1000, self._runs_in_callers(),
             _deadline_or_none, PRIORITIES, functools.partial(_refusal, self.config.queue_capacity),
         )
+        #: The native enqueue a router's one-call submit and ainfer queue through when the
+        #: request's spec has one started lane (``_core.RequestQueue``); None: every request
+        #: goes through :meth:`submit`. Read-only.
+        self.native_queue = self._queue if self._queues_natively() else None
         self._finalizer = weakref.finalize(self, _close_at_exit, self._core, self._waiting)
 
     def submit(
@@ -455,6 +459,11 @@ class CPUExecutor:
         if not finished and timeout is not None and not self._core.on_worker_thread():
             raise RouterClosed(f"workers still running a model after {timeout}s; they finish on their own")
 
+    def _queues_natively(self) -> bool:
+        """Whether a router may queue requests on :attr:`native_queue` itself, bypassing
+        :meth:`_push` (subclasses that queue stand-ins for some specs say no)."""
+        return True
+
     def _runs_in_callers(self) -> bool:
         """Whether a waiting ``result()`` may run its request itself (subclasses that run
         models elsewhere say no)."""
@@ -465,13 +474,6 @@ class CPUExecutor:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def native_queue(self) -> Any:
-        """The native enqueue (``_core.RequestQueue``) a router's one-call submit and ainfer
-        queue through when the request's spec has one started lane; None: every request
-        goes through :meth:`submit` (executors that queue stand-ins for some specs)."""
-        return self._queue
 
     def _push(
         self, spec: ModelSpec, x: Any, high: bool, deadline_ns: int, timeout_s: float

@@ -44,11 +44,9 @@ class OffloadingExecutor(CPUExecutor):
         """Never: the batches of offloaded models run on the workers (see CPUExecutor, "Caller runs")."""
         return False
 
-    @property
-    def native_queue(self) -> None:
-        """None: an offloaded spec is queued as its stand-in (see :meth:`_push`), so every
-        request goes through :meth:`submit`."""
-        return None
+    def _queues_natively(self) -> bool:
+        """Never: an offloaded spec is queued as its stand-in (see :meth:`_push`)."""
+        return False
 
     def _lanes_per_replica(self) -> int:
         """Dispatcher lanes (batches in flight at once) per replica of an offloaded model."""
