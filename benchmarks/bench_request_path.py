@@ -32,12 +32,14 @@ time over the stage's time, so a stage at 0.25 costs four baselines):
 - ``request path: submit->result by spin_us``: how long a waiting ``result()`` (and an idle
   worker) spins before parking, 0 to 100 us, beside ThreadPoolExecutor(2).
 - ``request path: breakdown`` (a record table): where one ``router.submit(x).result()``
-  round trip goes: routing (analyze, decide, version hold, feedback record, Decision: one
-  native call, FastRoute.hold), enqueue (executor.submit and the handle's native hold
-  count as its done-callback),
-  queue wait, batch wait, execute (model call and settling the batch's handles, lease
-  release included), and the rest: waking the waiting thread and handing it the GIL
-  (with caller runs, only what a worker still ran), with ``caller_runs`` on and off.
+  round trip goes. ``one native call``: ``router.submit`` itself (analyze, decide, version
+  hold, feedback record, Decision, handle, waiting entry, push and the hold linked as the
+  handle's done-callback: FastRoute.submit), timed as one "enqueue" column; ``two steps``:
+  routing (FastRoute.hold) then enqueue (executor.submit plus the done-callback), as
+  every request did before; then queue wait, batch wait, execute (model call and
+  settling the batch's handles, hold release included), and the rest: waking the waiting
+  thread and handing it the GIL (with caller runs, only what a worker still ran); the
+  one native call also with ``caller_runs`` off.
 - ``request path: 64 submits then results``: the same in bursts (the wake-up of
   the waiting thread amortised), ThreadPoolExecutor(2) (baseline) vs CPUExecutor.
 - ``request path: ainfer, N concurrent``: N concurrent requests on one event loop,
@@ -394,16 +396,24 @@ def test_spin_lengths(benchmark, spin_us):
         benchmark(lambda: executor.submit(spec, X).result())
 
 
-@pytest.mark.parametrize("caller_runs", [1, 0])
-def test_breakdown(benchmark, quick, record, caller_runs):
+BREAKDOWN_ROWS = {
+    "one call": "one native call (route, hold, enqueue), caller runs",
+    "two steps": "two steps (route + hold, then executor.submit), caller runs",
+    "workers only": "one native call, workers only (caller_runs=0)",
+}
+
+
+@pytest.mark.parametrize("path", list(BREAKDOWN_ROWS))
+def test_breakdown(benchmark, quick, record, path):
     """One router.submit(x).result() round trip, stage by stage (see the module docstring)."""
     benchmark.group = "request path: breakdown"
     n = 1_000 if quick else 20_000
-    router = make_router(caller_runs=caller_runs)
+    router = make_router(caller_runs=0 if path == "workers only" else 1)
     executor = router.executor
+    router.submit(X).result()  # a model's first request starts its lanes (the general path): not timed
     timings = {"total": 0.0, "route": 0.0, "enqueue": 0.0}
 
-    def run():
+    def two_steps():
         for _ in range(n):
             started = time.perf_counter()
             _, spec, end, args = router._decide_held(X, None, None, None, (executor, "normal", None))
@@ -417,9 +427,20 @@ def test_breakdown(benchmark, quick, record, caller_runs):
             timings["enqueue"] += queued - routed
             timings["total"] += ended - started
 
+    def one_call():
+        for _ in range(n):
+            started = time.perf_counter()
+            handle = router.submit(X)
+            queued = time.perf_counter()
+            handle.result()
+            ended = time.perf_counter()
+            timings["enqueue"] += queued - started  # route, hold and enqueue together
+            timings["total"] += ended - started
+
     try:
-        benchmark.pedantic(run, rounds=1, iterations=1)
-        stages = _summed_stages(executor, router)
+        before = _summed_stages(executor, router)
+        benchmark.pedantic(two_steps if path == "two steps" else one_call, rounds=1, iterations=1)
+        stages = _stages_since(before, _summed_stages(executor, router))
     finally:
         router.close()
     per_request_us = {name: seconds / n * 1e6 for name, seconds in timings.items()}
@@ -427,9 +448,10 @@ def test_breakdown(benchmark, quick, record, caller_runs):
     rest = per_request_us["total"] - per_request_us["route"] - per_request_us["enqueue"] - sum(waits.values())
     record(
         "request path: breakdown (us per router.submit(x).result(), one thread)",
-        "caller runs (the waiting thread runs the model)" if caller_runs else "workers only (caller_runs=0)",
-        route=round(per_request_us["route"], 2),
+        BREAKDOWN_ROWS[path],
+        route=round(per_request_us["route"], 2) if path == "two steps" else "(in enqueue)",
         enqueue=round(per_request_us["enqueue"], 2),
+        route_and_enqueue=round(per_request_us["route"] + per_request_us["enqueue"], 2),
         queue_wait=round(waits["queue_wait"], 2),
         batch_wait=round(waits["batch_wait"], 2),
         execute_and_complete=round(waits["execute"], 2),
@@ -437,6 +459,15 @@ def test_breakdown(benchmark, quick, record, caller_runs):
         total=round(per_request_us["total"], 2),
         requests_per_batch=round(n / max(sum(stages["batch_size"][0]), 1), 2),
     )
+
+
+def _stages_since(before: dict, after: dict) -> dict:
+    """The stage histograms' counts and sums recorded between two snapshots."""
+    return {
+        stage: ([a - b for a, b in zip(counts, before.get(stage, ([0] * len(counts), 0))[0])],
+                total - before.get(stage, (None, 0))[1])
+        for stage, (counts, total) in after.items()
+    }
 
 
 def _summed_stages(executor: CPUExecutor, router: Router) -> dict:

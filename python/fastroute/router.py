@@ -361,7 +361,9 @@ class Router:
         take to start it) and ``timeout`` (seconds to wait for queue room, else
         ``Overloaded``): see :meth:`fastroute.executors.cpu.CPUExecutor.submit`.
         The request holds a lease on its model version until it completes, so
-        a hot swap retires the old version only after this request ends.
+        a hot swap retires the old version only after this request ends. A plain
+        request (native path, no ``timeout``, no per-request ``features``, no
+        resilience) is routed, held and queued in one native call.
         """
         executor = self._running_executor()
         if self._resilience is not None:

@@ -70,6 +70,13 @@ def counting(router: Router) -> TwoStepCounter:
     return counter
 
 
+def started(router: Router) -> tuple[ModelSpec, TwoStepCounter]:
+    """Runs the first request of "m" (the general path starts its lane), then counts the
+    requests not queued in one native call: ("m"'s spec, the counter)."""
+    assert router.submit(0).result() == 0
+    return router.models.get("m"), counting(router)
+
+
 def occupied(router: Router) -> Blocker:
     """Holds the router executor's only worker in a model until ``release`` is set."""
     blocker = Blocker()
@@ -94,8 +101,7 @@ def test_after_a_specs_first_request_submit_is_one_native_call(plain):
 def test_the_hold_lasts_until_the_request_ends_and_the_waiting_thread_runs_it(plain):
     recorder = Recorder()
     router = plain(recorder, threads=1)
-    router.submit(0).result()
-    spec, fast = router.models.get("m"), counting(router)
+    spec, fast = started(router)
     blocker = occupied(router)
     try:
         handle = router.submit(5)
@@ -147,8 +153,7 @@ def test_ainfer_on_a_full_queue_waits_for_room_through_the_general_path(plain):
 def test_ainfer_queues_natively_and_cancelling_its_future_cancels_the_request(plain):
     recorder = Recorder()
     router = plain(recorder, threads=1)
-    router.submit(0).result()
-    spec, fast = router.models.get("m"), counting(router)
+    spec, fast = started(router)
 
     async def main():
         assert await router.ainfer(7) == 7
@@ -174,8 +179,7 @@ def test_ainfer_queues_natively_and_cancelling_its_future_cancels_the_request(pl
 def test_cancelling_a_natively_queued_request_before_it_runs(plain):
     recorder = Recorder()
     router = plain(recorder, threads=1)
-    router.submit(0).result()
-    spec, fast = router.models.get("m"), counting(router)
+    spec, fast = started(router)
     blocker = occupied(router)
     try:
         handle = router.submit(1)
@@ -193,8 +197,7 @@ def test_cancelling_a_natively_queued_request_before_it_runs(plain):
 
 def test_a_deadline_on_the_native_path_fails_a_request_still_queued(plain):
     router = plain(threads=1, caller_runs=0)
-    router.submit(0).result()
-    spec, fast = router.models.get("m"), counting(router)
+    spec, fast = started(router)
     blocker = occupied(router)
     try:
         handle = router.submit(1, deadline=0.01)

@@ -3,8 +3,12 @@
 A router asks its :class:`~fastroute._core.FastRoute` (made by :func:`native_path`) first
 for each plain request (no user features given): ``route(policy, store, x, hint,
 stages)`` returns the Decision, ``hold(...)`` the Decision and the version held for the
-request (infer, submit), both in one C++ call (csrc/bind_fast_path.cpp). It answers when
-the request needs nothing the general path does in Python:
+request (infer), both in one C++ call (csrc/bind_fast_path.cpp). ``submit(..., queue,
+priority, deadline)`` and ``ainfer(...)`` also queue the request in the same call on the
+executor's ``_core.RequestQueue`` (``CPUExecutor.native_queue``) when its version has one
+started lane, linking the hold to the handle (it ends with the request): the handle, or
+its asyncio future. It answers when the request needs nothing the general path does in
+Python:
 
 - the policy is compiled (a :class:`~fastroute.decision.compiled.CompiledPolicy`
   whose ``select`` is not overridden, reading exactly ``FEATURE_NAMES``): the
