@@ -97,8 +97,13 @@ def test_check_reports_a_valid_config_and_names_the_problem_in_a_bad_one(tmp_pat
     assert status == 1 and "no_such_model" in err and str(bad) in err
 
 
-def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path, command) -> None:
-    pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
+def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path, command, monkeypatch: pytest.MonkeyPatch) -> None:
+    uvicorn = pytest.importorskip("uvicorn", reason="needs the 'serve' extra")
+
+    def listen(server: object) -> None:  # fails the test instead of serving (in process, that would block)
+        raise AssertionError("serve started listening on a bad config")
+
+    monkeypatch.setattr(uvicorn.Server, "run", listen)
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: {m: {modality: tabular, versions: {}}}")
     status, out, err = command("serve", str(bad), "--port", "0")
