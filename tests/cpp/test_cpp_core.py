@@ -86,6 +86,7 @@ SANITIZED_SUITE = [
     "tests/decision/test_online.py",
     "tests/executors/test_dispatch.py",
     "tests/executors/test_result_handle.py",
+    "tests/executors/test_awaiting.py",
     "tests/library/test_hold_count.py",
     "tests/executors/test_caller_runs.py",
     "tests/executors/test_native_enqueue.py",
