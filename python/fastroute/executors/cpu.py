@@ -63,7 +63,8 @@ _EXIT_JOIN_TIMEOUT_S = 2.0
 
 #: One queued request: (handle, input, spec, deadline_ns, waiting), read by unpacking into
 #: named locals. A plain tuple, not a NamedTuple: building one costs ~0.5 us more per
-#: request (measured), about as much as creating the request's handle. The same tuple is
+#: request (measured), about as much as creating the request's handle. Built natively by
+#: ``_core.RequestQueue.push`` (csrc/bind_dispatch.cpp), in this order; the same tuple is
 #: WaitingRequests' entry for the request (waiting.py reads its handle and spec).
 Request = tuple[ResultHandle, Any, ModelSpec, int, WaitingRequests]
 
