@@ -282,9 +282,11 @@ class CPUExecutor:
         self._waiting = WaitingRequests(_deadline_passed)
         # Each request's handle, waiting entry and push, natively. A waiting caller spins as long
         # as an idle worker; its result() may serve its request itself (see "Caller runs").
+        # Why a push was refused, as submit raises it: _refusal(spec, status, priority, timeout).
+        self._refusal = functools.partial(_refusal, self.config.queue_capacity)
         self._queue = _core.RequestQueue(
             self._core, self._lanes, self._waiting, self.config.spin_us * 1000, self._runs_in_callers(),
-            _deadline_or_none, PRIORITIES, functools.partial(_refusal, self.config.queue_capacity),
+            _deadline_or_none, PRIORITIES, self._refusal,
         )
         #: The native enqueue a router's one-call submit and ainfer queue through when the
         #: request's spec has one started lane (``_core.RequestQueue``); None: every request
@@ -485,9 +487,6 @@ class CPUExecutor:
         lanes = known[1] if known is not None else self._add_model(spec)
         lane = lanes[0] if len(lanes) == 1 else self._pick_replica(lanes)
         return self._queue.push(lane, spec, x, high, deadline_ns, timeout_s)
-
-    def _refusal(self, spec: ModelSpec, status: int, priority: str, timeout: float | None) -> Exception:
-        return _refusal(self.config.queue_capacity, spec, status, priority, timeout)
 
     def _add_model(self, spec: ModelSpec) -> tuple[int, ...]:
         with self._lock:
